@@ -1,0 +1,92 @@
+"""The one place that speaks IMAP to the mail servers, logged in as the master user."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from .models import MailServer
+
+KIB = 1024
+
+
+class MailServerError(Exception):
+    """The server could not be asked; the reason is fit to show to staff."""
+
+
+class MailServerUnavailable(MailServerError):
+    """Transient: the server is down or unreachable. Worth a retry."""
+
+
+class MasterLoginRejected(MailServerError):
+    """The server refused the master login: a configuration problem, not worth a retry."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    used_bytes: int
+    message_count: int | None
+    limit_bytes: int | None
+
+
+@contextmanager
+def master_imap(server: MailServer, address: str, timeout: float = 30) -> Iterator[IMAPClient]:
+    """An IMAP session on ``address``'s mailbox, authenticated as the server's master user."""
+    try:
+        client = IMAPClient(server.hostname, port=server.imap_port, ssl=False, timeout=timeout)
+    except (OSError, IMAPClientError) as exc:
+        raise MailServerUnavailable(
+            f"cannot reach {server.hostname}:{server.imap_port}: {exc}"
+        ) from exc
+    try:
+        try:
+            client.login(f"{address}*{server.master_user}", server.master_password())
+        except LoginError as exc:
+            raise MasterLoginRejected(
+                f"{server.name} refused the master login for {address}: {exc}"
+            ) from exc
+        yield client
+    except (OSError, IMAPClientError) as exc:
+        raise MailServerUnavailable(f"{server.name}: {exc}") from exc
+    finally:
+        try:
+            client.logout()
+        except Exception:  # noqa: BLE001 - the session is over either way
+            pass
+
+
+def read_usage(server: MailServer, address: str) -> Usage:
+    """Usage as Dovecot's quota (count backend) reports it; GETQUOTAROOT answers in KiB."""
+    with master_imap(server, address) as client:
+        _roots, quotas = client.get_quota_root("INBOX")
+    resources = {q.resource.upper(): q for q in quotas}
+    storage = resources.get("STORAGE")
+    messages = resources.get("MESSAGE")
+    if storage is None:
+        raise MailServerError(f"{server.name} reports no storage quota for {address}")
+    return Usage(
+        used_bytes=storage.usage * KIB,
+        message_count=messages.usage if messages else None,
+        limit_bytes=storage.limit * KIB,
+    )
+
+
+def purge_storage(server: MailServer, storage_path: str) -> bool:
+    """Delete a removed mailbox's mail where this machine holds it (the private instance).
+
+    Returns False when the mail lives on another machine: that server's own cleanup applies.
+    """
+    if server.name != settings.DOVECOT["SERVER_NAME"]:
+        return False
+    mail_root = (Path(settings.DOVECOT["ROOT"]) / "mail").resolve()
+    target = (mail_root / storage_path).resolve()
+    if mail_root not in target.parents:
+        raise MailServerError(f"refusing to delete {target}: outside {mail_root}")
+    shutil.rmtree(target, ignore_errors=True)
+    return True

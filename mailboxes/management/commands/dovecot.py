@@ -1,0 +1,46 @@
+"""Render and run the private Dovecot instance configured in settings.DOVECOT."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from mailboxes.dovecot import DovecotError, DovecotInstance
+from mailboxes.models import MailServer
+
+
+class Command(BaseCommand):
+    help = "Render Postamt's Dovecot configuration (render) or run Dovecot in the foreground (run)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("action", choices=["render", "run"])
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        instance = DovecotInstance.from_settings()
+        # The mail server row the instance serves; ports follow the settings.
+        MailServer.objects.update_or_create(
+            name=instance.server,
+            defaults={
+                "hostname": instance.listen,
+                "imap_port": instance.imap_port,
+                "pop3_port": instance.pop3_port,
+                "lmtp_port": instance.lmtp_port,
+                "master_user": instance.master_user,
+            },
+        )
+        try:
+            config = instance.render()
+            instance.check()
+        except DovecotError as exc:
+            raise CommandError(str(exc)) from exc
+        if action == "render":
+            self.stdout.write(str(config))
+            return
+        self.stdout.write(
+            f"Dovecot: IMAP {instance.listen}:{instance.imap_port}, "
+            f"POP3 {instance.listen}:{instance.pop3_port}, "
+            f"LMTP {instance.listen}:{instance.lmtp_port}; log {instance.root}/log/dovecot.log"
+        )
+        self.stdout.flush()
+        os.execv(instance.binary, [instance.binary, "-F", "-c", str(config)])

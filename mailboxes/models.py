@@ -1,0 +1,211 @@
+"""Plans, mail servers, domains and mailboxes.
+
+The ``dovecot_users`` view (see migration 0002) is the contract with Dovecot: it reads
+passwords, protocols and quota limits from there on every login and delivery.
+"""
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Customer
+
+from .idn import domain_to_unicode
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+def default_thresholds() -> list[int]:
+    return [80, 90, 95, 100]
+
+
+class Protocol(models.TextChoices):
+    IMAP = "imap", "IMAP"
+    POP3 = "pop3", "POP3"
+
+
+class Plan(models.Model):
+    """What a customer buys. Per the seed, POP3 is the cheap tier and IMAP the backed-up one."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    allows_imap = models.BooleanField(_("IMAP allowed"), default=True)
+    allows_pop3 = models.BooleanField(_("POP3 allowed"), default=True)
+    default_quota_bytes = models.BigIntegerField(
+        _("default quota (bytes)"), validators=[MinValueValidator(1)]
+    )
+    max_quota_bytes = models.BigIntegerField(
+        _("largest quota allowed (bytes)"), validators=[MinValueValidator(1)]
+    )
+    backup_enabled = models.BooleanField(
+        _("backed up"), default=True, help_text=_("Server-side backups of IMAP mailboxes.")
+    )
+    backup_include_pop3 = models.BooleanField(_("also back up POP3 mailboxes"), default=False)
+    backup_interval_hours = models.PositiveIntegerField(
+        _("backup interval (hours)"), default=24, validators=[MinValueValidator(1)]
+    )
+    keep_daily = models.PositiveSmallIntegerField(_("daily snapshots kept"), default=7)
+    keep_weekly = models.PositiveSmallIntegerField(_("weekly snapshots kept"), default=4)
+    keep_monthly = models.PositiveSmallIntegerField(_("monthly snapshots kept"), default=6)
+    warning_thresholds = models.JSONField(
+        _("warning thresholds (%)"), default=default_thresholds
+    )
+    monthly_price = models.DecimalField(
+        _("monthly price"), max_digits=8, decimal_places=2, default=Decimal("0.00")
+    )
+    currency = models.CharField(_("currency"), max_length=3, default="EUR")
+
+    class Meta:
+        ordering = ["monthly_price", "name"]
+        verbose_name = _("plan")
+        verbose_name_plural = _("plans")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def allows(self, protocol: str) -> bool:
+        return {Protocol.IMAP: self.allows_imap, Protocol.POP3: self.allows_pop3}[
+            Protocol(protocol)
+        ]
+
+    @property
+    def protocols(self) -> list[str]:
+        return [p.value for p in Protocol if self.allows(p)]
+
+
+class MailServer(models.Model):
+    """A Dovecot server. Its master password lives in the environment, never in this table."""
+
+    name = models.SlugField(
+        _("name"),
+        max_length=64,
+        unique=True,
+        help_text=_("The name its Dovecot configuration filters on."),
+    )
+    hostname = models.CharField(_("host"), max_length=255, default="127.0.0.1")
+    imap_port = models.PositiveIntegerField(_("IMAP port"), default=143)
+    pop3_port = models.PositiveIntegerField(_("POP3 port"), default=110)
+    lmtp_port = models.PositiveIntegerField(_("LMTP port"), default=24)
+    master_user = models.CharField(_("master user"), max_length=100, default="postamt")
+    master_password_env = models.CharField(
+        _("master password variable"),
+        max_length=100,
+        default="POSTAMT_MASTER_PASSWORD",
+        help_text=_("Name of the environment variable that holds the master password."),
+    )
+    active = models.BooleanField(_("accepts new mailboxes"), default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("mail server")
+        verbose_name_plural = _("mail servers")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def master_password(self) -> str:
+        """The master password, read from the environment when needed (``*_FILE`` works too)."""
+        path = os.environ.get(f"{self.master_password_env}_FILE")
+        if path:
+            with open(path) as handle:
+                return handle.read().strip()
+        value = os.environ.get(self.master_password_env)
+        if value is None and self.master_password_env == "POSTAMT_MASTER_PASSWORD":
+            value = settings.POSTAMT_MASTER_PASSWORD
+        return value or ""
+
+
+class Domain(models.Model):
+    """A mail domain, stored as lower-case punycode (what Dovecot and SMTP see)."""
+
+    name = models.CharField(_("domain"), max_length=253, unique=True)
+    customer = models.ForeignKey(
+        Customer, verbose_name=_("customer"), on_delete=models.PROTECT, related_name="domains"
+    )
+    mail_server = models.ForeignKey(
+        MailServer, verbose_name=_("mail server"), on_delete=models.PROTECT, related_name="domains"
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("domain")
+        verbose_name_plural = _("domains")
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        return domain_to_unicode(self.name)
+
+
+class Mailbox(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("active")
+        SUSPENDED = "suspended", _("suspended")
+
+    domain = models.ForeignKey(
+        Domain, verbose_name=_("domain"), on_delete=models.PROTECT, related_name="mailboxes"
+    )
+    local_part = models.CharField(_("local part"), max_length=64)
+    # Denormalised ``local_part@domain`` in lower case: the login name Dovecot looks up.
+    address = models.CharField(_("address"), max_length=320, unique=True, editable=False)
+    protocol = models.CharField(_("protocol"), max_length=4, choices=Protocol.choices)
+    plan = models.ForeignKey(
+        Plan, verbose_name=_("plan"), on_delete=models.PROTECT, related_name="mailboxes"
+    )
+    mail_server = models.ForeignKey(
+        MailServer,
+        verbose_name=_("mail server"),
+        on_delete=models.PROTECT,
+        related_name="mailboxes",
+    )
+    quota_bytes = models.BigIntegerField(_("quota (bytes)"), validators=[MinValueValidator(1)])
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.ACTIVE
+    )
+    # A Dovecot scheme-prefixed hash such as ``{ARGON2ID}$argon2id$...``; never a clear password.
+    password_hash = models.CharField(_("password hash"), max_length=255, editable=False)
+    password_changed_at = models.DateTimeField(_("password changed"), null=True, editable=False)
+    # Relative to the server's mail root and unique per mailbox, so an address that is deleted
+    # and created again never sees the old owner's mail.
+    storage_path = models.CharField(_("storage path"), max_length=400, editable=False)
+    # Measured by workers from the mail server; kept apart from the limit above. None: never measured.
+    used_bytes = models.BigIntegerField(_("used (bytes)"), null=True, editable=False)
+    message_count = models.BigIntegerField(_("messages"), null=True, editable=False)
+    usage_checked_at = models.DateTimeField(_("usage checked"), null=True, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["address"]
+        verbose_name = _("mailbox")
+        verbose_name_plural = _("mailboxes")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(quota_bytes__gt=0), name="mailbox_quota_positive"
+            ),
+            models.UniqueConstraint(fields=["domain", "local_part"], name="mailbox_unique_local"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_address
+
+    @property
+    def display_address(self) -> str:
+        return f"{self.local_part}@{self.domain.display_name}"
+
+    @property
+    def customer(self) -> Customer:
+        return self.domain.customer
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+

@@ -1,0 +1,263 @@
+"""Provisioning: every state change of domains and mailboxes.
+
+Each function is atomic, validates with a message a hoster can act on, and writes the audit
+log in the same transaction. Dovecot reads the committed rows on the next login, so nothing
+has to be pushed to the mail server; work on the server's disk is queued after commit.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts import audit
+from accounts.audit import Actor
+from accounts.models import Customer
+
+from .idn import domain_to_ascii
+from .models import Domain, Mailbox, MailServer, Plan, Protocol
+from .passwords import hash_password, validate_mailbox_password
+
+# Deliberately narrower than RFC 5322: these local parts work in every client, are safe as
+# directory names, and leave out ``*``, Dovecot's master-login separator.
+LOCAL_PART_RE = re.compile(r"^[a-z0-9_+-]+(\.[a-z0-9_+-]+)*$")
+
+
+def _clean_local_part(local_part: str) -> str:
+    cleaned = local_part.strip().lower()
+    if not cleaned or len(cleaned) > 64 or not LOCAL_PART_RE.match(cleaned):
+        raise ValidationError(
+            {
+                "local_part": _(
+                    "“%(value)s” is not a valid mailbox name: use 1–64 letters, digits and "
+                    ". _ + - (not at the start or end, no two dots in a row)."
+                )
+                % {"value": local_part}
+            }
+        )
+    return cleaned
+
+
+def _check_quota(quota_bytes: int, plan: Plan) -> None:
+    if quota_bytes <= 0:
+        raise ValidationError({"quota_bytes": _("The quota must be greater than zero.")})
+    if quota_bytes > plan.max_quota_bytes:
+        raise ValidationError(
+            {
+                "quota_bytes": _("The plan “%(plan)s” allows at most %(max)s per mailbox.")
+                % {"plan": plan.name, "max": filesizeformat(plan.max_quota_bytes)}
+            }
+        )
+
+
+def _check_protocol(protocol: str, plan: Plan) -> None:
+    if protocol not in Protocol.values:
+        raise ValidationError({"protocol": _("Choose IMAP or POP3.")})
+    if not plan.allows(protocol):
+        raise ValidationError(
+            {
+                "protocol": _("The plan “%(plan)s” does not include %(protocol)s.")
+                % {"plan": plan.name, "protocol": Protocol(protocol).label}
+            }
+        )
+
+
+def default_mail_server() -> MailServer:
+    """The active server with the fewest mailboxes: the simplest fair placement."""
+    from django.db.models import Count
+
+    server = (
+        MailServer.objects.filter(active=True)
+        .annotate(n=Count("mailboxes"))
+        .order_by("n", "pk")
+        .first()
+    )
+    if server is None:
+        raise ValidationError(_("No mail server accepts new mailboxes; add one first."))
+    return server
+
+
+@transaction.atomic
+def domain_create(
+    *,
+    customer: Customer,
+    name: str,
+    mail_server: MailServer | None = None,
+    actor: Actor,
+    ip: str | None = None,
+) -> Domain:
+    try:
+        ascii_name = domain_to_ascii(name)
+    except ValidationError as exc:
+        raise ValidationError({"name": exc.messages}) from exc
+    if Domain.objects.filter(name=ascii_name).exists():
+        raise ValidationError({"name": _("The domain “%(name)s” already exists.") % {"name": name}})
+    domain = Domain.objects.create(
+        name=ascii_name, customer=customer, mail_server=mail_server or default_mail_server()
+    )
+    audit.record("domain.create", domain, actor=actor, ip=ip, customer=customer)
+    return domain
+
+
+def mailbox_create(
+    *,
+    domain: Domain,
+    local_part: str,
+    password: str,
+    plan: Plan,
+    protocol: str | None = None,
+    quota_bytes: int | None = None,
+    actor: Actor,
+    ip: str | None = None,
+) -> Mailbox:
+    local_part = _clean_local_part(local_part)
+    address = f"{local_part}@{domain.name}"
+    protocol = protocol or plan.protocols[0]
+    quota_bytes = plan.default_quota_bytes if quota_bytes is None else quota_bytes
+    _check_protocol(protocol, plan)
+    _check_quota(quota_bytes, plan)
+    try:
+        validate_mailbox_password(password, address)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from exc
+    duplicate = ValidationError(
+        {"local_part": _("The mailbox %(address)s already exists.") % {"address": address}}
+    )
+    if Mailbox.objects.filter(address=address).exists():
+        raise duplicate
+    password_hash = hash_password(password)  # slow on purpose: keep it outside the transaction
+    try:
+        with transaction.atomic():
+            mailbox = Mailbox.objects.create(
+                domain=domain,
+                local_part=local_part,
+                address=address,
+                protocol=protocol,
+                plan=plan,
+                mail_server=domain.mail_server,
+                quota_bytes=quota_bytes,
+                password_hash=password_hash,
+                password_changed_at=timezone.now(),
+                storage_path=f"{domain.name}/{local_part}.{secrets.token_hex(4)}",
+            )
+            audit.record(
+                "mailbox.create",
+                mailbox,
+                actor=actor,
+                ip=ip,
+                customer=domain.customer,
+                protocol=protocol,
+                quota_bytes=quota_bytes,
+                plan=plan.name,
+            )
+    except IntegrityError as exc:  # a concurrent create of the same address won the race
+        raise duplicate from exc
+    return mailbox
+
+
+def mailbox_set_password(
+    *, mailbox: Mailbox, password: str, actor: Actor, ip: str | None = None
+) -> Mailbox:
+    try:
+        validate_mailbox_password(password, mailbox.address)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from exc
+    password_hash = hash_password(password)
+    with transaction.atomic():
+        mailbox.password_hash = password_hash
+        mailbox.password_changed_at = timezone.now()
+        mailbox.save(update_fields=["password_hash", "password_changed_at", "updated_at"])
+        audit.record("mailbox.password", mailbox, actor=actor, ip=ip, customer=mailbox.customer)
+    return mailbox
+
+
+@transaction.atomic
+def mailbox_set_quota(
+    *, mailbox: Mailbox, quota_bytes: int, actor: Actor, ip: str | None = None
+) -> Mailbox:
+    _check_quota(quota_bytes, mailbox.plan)
+    old = mailbox.quota_bytes
+    mailbox.quota_bytes = quota_bytes
+    mailbox.save(update_fields=["quota_bytes", "updated_at"])
+    audit.record(
+        "mailbox.quota",
+        mailbox,
+        actor=actor,
+        ip=ip,
+        customer=mailbox.customer,
+        old=old,
+        new=quota_bytes,
+    )
+    return mailbox
+
+
+@transaction.atomic
+def mailbox_change_plan(
+    *,
+    mailbox: Mailbox,
+    plan: Plan,
+    protocol: str | None = None,
+    actor: Actor,
+    ip: str | None = None,
+) -> Mailbox:
+    """Move a mailbox to another plan and/or protocol; the quota is capped at the new plan's."""
+    protocol = protocol or (
+        mailbox.protocol if plan.allows(mailbox.protocol) else plan.protocols[0]
+    )
+    _check_protocol(protocol, plan)
+    old = {"plan": mailbox.plan.name, "protocol": mailbox.protocol, "quota": mailbox.quota_bytes}
+    mailbox.plan = plan
+    mailbox.protocol = protocol
+    mailbox.quota_bytes = min(mailbox.quota_bytes, plan.max_quota_bytes)
+    mailbox.save(update_fields=["plan", "protocol", "quota_bytes", "updated_at"])
+    audit.record(
+        "mailbox.plan",
+        mailbox,
+        actor=actor,
+        ip=ip,
+        customer=mailbox.customer,
+        old=old,
+        new={"plan": plan.name, "protocol": protocol, "quota": mailbox.quota_bytes},
+    )
+    return mailbox
+
+
+def _set_status(mailbox: Mailbox, status: str, action: str, actor: Actor, ip: str | None) -> Mailbox:
+    if mailbox.status == status:
+        raise ValidationError(
+            _("The mailbox %(address)s is already %(status)s.")
+            % {"address": mailbox.display_address, "status": Mailbox.Status(status).label}
+        )
+    mailbox.status = status
+    mailbox.save(update_fields=["status", "updated_at"])
+    audit.record(action, mailbox, actor=actor, ip=ip, customer=mailbox.customer)
+    return mailbox
+
+
+@transaction.atomic
+def mailbox_suspend(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> Mailbox:
+    """Refuse logins at once; mail keeps arriving so the customer loses nothing."""
+    return _set_status(mailbox, Mailbox.Status.SUSPENDED, "mailbox.suspend", actor, ip)
+
+
+@transaction.atomic
+def mailbox_reactivate(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> Mailbox:
+    return _set_status(mailbox, Mailbox.Status.ACTIVE, "mailbox.reactivate", actor, ip)
+
+
+@transaction.atomic
+def mailbox_delete(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> None:
+    """Remove the mailbox: logins and deliveries stop at commit; a worker purges its mail."""
+    from .tasks import purge_mailbox_storage
+
+    server_id, storage_path = mailbox.mail_server_id, mailbox.storage_path
+    audit.record(
+        "mailbox.delete", mailbox, actor=actor, ip=ip, customer=mailbox.customer
+    )
+    mailbox.delete()
+    transaction.on_commit(lambda: purge_mailbox_storage.delay(server_id, storage_path))

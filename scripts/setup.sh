@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install what Postamt needs on a Debian machine: system packages that are missing, then a
+# virtualenv with the Python dependencies. Safe to run again; it only adds what is absent.
+#   scripts/setup.sh          packages to run Postamt
+#   scripts/setup.sh test     plus what the test suite needs (PostgreSQL, Chromium, isync)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-run}
+
+packages=(python3 python3-venv python3-dev gcc gettext redis-server
+          dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-pgsql dovecot-sqlite)
+if [ "$mode" = test ]; then
+  packages+=(postgresql chromium isync)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "Missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  # Installing must not start the system's Dovecot or Redis: we run private instances.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  echo "Installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+mkdir -p var
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-$mode
+if [ ! -e "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  if [ "$mode" = test ]; then
+    .venv/bin/pip install -q -e '.[test]'
+  else
+    .venv/bin/pip install -q -e .
+  fi
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+# Local secrets, made once and kept out of git. Production sets these in its environment.
+if [ ! -e .env ]; then
+  umask 077
+  cat > .env <<ENV
+DEBUG=true
+SECRET_KEY=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')
+POSTAMT_MASTER_PASSWORD=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))')
+ENV
+fi
+SECRET_KEY=build .venv/bin/python manage.py compilemessages -v 0 --ignore=.venv
