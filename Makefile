@@ -1,0 +1,21 @@
+# The two commands: `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+VENV := .venv/bin
+
+.PHONY: run test setup setup-test services-test messages lint
+
+setup:
+	@bash scripts/setup.sh run
+
+setup-test:
+	@bash scripts/setup.sh test
+
+run: setup
+	@bash scripts/run.sh
+
+test: setup-test
+	@bash scripts/test.sh
+
+messages:
+	SECRET_KEY=build $(VENV)/python manage.py makemessages -l de --ignore=.venv --ignore=var
+	SECRET_KEY=build $(VENV)/python manage.py compilemessages --ignore=.venv

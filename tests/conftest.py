@@ -1,0 +1,94 @@
+"""Fixtures: the real Dovecot, Celery worker and SMTP server for integration tests.
+
+Unit tests need only the database. Integration tests use ``transactional_db`` because Dovecot
+and the Celery worker read the database over their own connections and see only committed rows.
+"""
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from mailboxes.dovecot import DovecotInstance
+from mailboxes.models import MailServer
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def dovecot(django_db_setup: None, django_db_blocker: object) -> Iterator[DovecotInstance]:
+    """One private Dovecot for the whole run, reading the test database."""
+    root = Path(tempfile.mkdtemp(prefix="postamt-dovecot-"))
+    root.chmod(0o755)  # the mail user must be able to enter it
+    instance = DovecotInstance(
+        root=root,
+        server="test",
+        imap_port=free_port(),
+        pop3_port=free_port(),
+        lmtp_port=free_port(),
+        master_user=settings.POSTAMT_MASTER_USER,
+        master_password=settings.POSTAMT_MASTER_PASSWORD,
+        mail_fsync="never",
+        auth_penalty=False,  # else one failed login delays the next ones by seconds
+        db=dict(connection.settings_dict),
+    )
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def mail_server(dovecot: DovecotInstance, transactional_db: None) -> MailServer:
+    """The MailServer row for the running Dovecot (the table is emptied after each test)."""
+    server, _ = MailServer.objects.update_or_create(
+        name=dovecot.server,
+        defaults={
+            "hostname": dovecot.listen,
+            "imap_port": dovecot.imap_port,
+            "pop3_port": dovecot.pop3_port,
+            "lmtp_port": dovecot.lmtp_port,
+            "master_user": dovecot.master_user,
+        },
+    )
+    return server
+
+
+@pytest.fixture
+def deliver(dovecot: DovecotInstance):  # type: ignore[no-untyped-def]
+    """Deliver a message over LMTP, as the MTA would; returns the per-recipient refusals."""
+
+    def _deliver(to: str, message: bytes | str, sender: str = "sender@example.org") -> dict:
+        with smtplib.LMTP(dovecot.listen, dovecot.lmtp_port) as lmtp:
+            return lmtp.sendmail(sender, [to], message)
+
+    return _deliver
+
+
+@pytest.fixture(scope="session")
+def celery_worker_session(django_db_setup: None) -> Iterator[object]:
+    """A real Celery worker thread on the real Redis broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from provider.celery import app
+
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker:
+        yield worker
+
+
+@pytest.fixture
+def celery_worker(celery_worker_session: object, transactional_db: None) -> object:
+    return celery_worker_session
+
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop + live_server

@@ -1,0 +1,146 @@
+"""Provision through the services, then log in over real IMAP and POP3 against Dovecot."""
+from __future__ import annotations
+
+import poplib
+
+import pytest
+from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
+
+from mailboxes.dovecot import DovecotInstance
+from mailboxes.models import MIB, MailServer
+from mailboxes.services import (
+    mailbox_change_plan,
+    mailbox_delete,
+    mailbox_reactivate,
+    mailbox_set_password,
+    mailbox_set_quota,
+    mailbox_suspend,
+)
+from tests.factories import PASSWORD, make_mailbox, make_plan
+
+pytestmark = pytest.mark.integration
+
+
+def imap_login(dovecot: DovecotInstance, user: str, password: str) -> IMAPClient:
+    client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False, timeout=10)
+    client.login(user, password)
+    return client
+
+
+def imap_can_login(dovecot: DovecotInstance, user: str, password: str) -> bool:
+    try:
+        imap_login(dovecot, user, password).logout()
+    except LoginError:
+        return False
+    return True
+
+
+def pop3_can_login(dovecot: DovecotInstance, user: str, password: str) -> bool:
+    pop = poplib.POP3(dovecot.listen, dovecot.pop3_port, timeout=10)
+    try:
+        pop.user(user)
+        pop.pass_(password)
+    except poplib.error_proto:
+        return False
+    finally:
+        pop.quit()
+    return True
+
+
+def test_new_imap_mailbox_logs_in_at_once(dovecot, mail_server: MailServer) -> None:
+    mailbox = make_mailbox("anna")
+    client = imap_login(dovecot, mailbox.address, PASSWORD)
+    folders = {name for _flags, _sep, name in client.list_folders()}
+    client.logout()
+    assert {"INBOX", "Sent", "Drafts", "Trash", "Junk"} <= folders
+
+
+def test_wrong_password_is_refused(dovecot, mail_server: MailServer) -> None:
+    mailbox = make_mailbox("anna")
+    assert not imap_can_login(dovecot, mailbox.address, "not-the-password")
+
+
+def test_imap_mailbox_is_refused_over_pop3(dovecot, mail_server: MailServer) -> None:
+    mailbox = make_mailbox("anna", protocol="imap")
+    assert imap_can_login(dovecot, mailbox.address, PASSWORD)
+    assert not pop3_can_login(dovecot, mailbox.address, PASSWORD)
+
+
+def test_pop3_mailbox_is_refused_over_imap(dovecot, mail_server: MailServer) -> None:
+    mailbox = make_mailbox("bob", protocol="pop3")
+    assert pop3_can_login(dovecot, mailbox.address, PASSWORD)
+    assert not imap_can_login(dovecot, mailbox.address, PASSWORD)
+
+
+def test_suspended_mailbox_is_refused_until_reactivated(dovecot, mail_server: MailServer) -> None:
+    mailbox = make_mailbox("anna")
+    mailbox_suspend(mailbox=mailbox, actor="test")
+    assert not imap_can_login(dovecot, mailbox.address, PASSWORD)
+    mailbox_reactivate(mailbox=mailbox, actor="test")
+    assert imap_can_login(dovecot, mailbox.address, PASSWORD)
+
+
+def test_changed_password_works_on_next_login(dovecot, mail_server: MailServer) -> None:
+    mailbox = make_mailbox("anna")
+    mailbox_set_password(mailbox=mailbox, password="Fresh-Lantern-7733", actor="test")
+    assert imap_can_login(dovecot, mailbox.address, "Fresh-Lantern-7733")
+    assert not imap_can_login(dovecot, mailbox.address, PASSWORD)
+
+
+def test_protocol_change_moves_access(dovecot, mail_server: MailServer) -> None:
+    mailbox = make_mailbox("anna", protocol="imap")
+    both = make_plan(protocol="imap", allows_pop3=True)
+    mailbox_change_plan(mailbox=mailbox, plan=both, protocol="pop3", actor="test")
+    assert pop3_can_login(dovecot, mailbox.address, PASSWORD)
+    assert not imap_can_login(dovecot, mailbox.address, PASSWORD)
+
+
+def test_deleted_mailbox_is_refused(dovecot, mail_server: MailServer) -> None:
+    mailbox = make_mailbox("anna")
+    address = mailbox.address
+    mailbox_delete(mailbox=mailbox, actor="test")
+    assert not imap_can_login(dovecot, address, PASSWORD)
+
+
+def test_quota_limit_is_postamts(dovecot, mail_server: MailServer) -> None:
+    mailbox = make_mailbox("anna", quota_bytes=50 * MIB)
+    client = imap_login(dovecot, mailbox.address, PASSWORD)
+    _roots, quotas = client.get_quota_root("INBOX")
+    client.logout()
+    assert quotas[0].resource == "STORAGE"
+    assert quotas[0].limit == 50 * 1024  # KiB
+
+    mailbox_set_quota(mailbox=mailbox, quota_bytes=20 * MIB, actor="test")
+    client = imap_login(dovecot, mailbox.address, PASSWORD)
+    _roots, quotas = client.get_quota_root("INBOX")
+    client.logout()
+    assert quotas[0].limit == 20 * 1024
+
+
+def test_lmtp_delivery_arrives_and_counts(dovecot, mail_server: MailServer, deliver) -> None:
+    mailbox = make_mailbox("anna")
+    message = "Subject: Hallo\r\nMessage-ID: <1@example.org>\r\n\r\n" + "x" * 4000 + "\r\n"
+    assert deliver(mailbox.address, message) == {}
+    client = imap_login(dovecot, mailbox.address, PASSWORD)
+    client.select_folder("INBOX", readonly=True)
+    uids = client.search()
+    envelope = client.fetch(uids, ["ENVELOPE"])[uids[0]][b"ENVELOPE"]
+    _roots, quotas = client.get_quota_root("INBOX")
+    client.logout()
+    assert len(uids) == 1
+    assert envelope.subject == b"Hallo"
+    assert quotas[0].usage >= 4  # KiB
+
+
+def test_delivery_over_quota_is_refused(dovecot, mail_server: MailServer, deliver) -> None:
+    import smtplib
+
+    plan = make_plan(protocol="imap", max_quota_bytes=10 * MIB)
+    mailbox = make_mailbox("anna", plan=plan, quota_bytes=64 * 1024)
+    big = "Subject: big\r\n\r\n" + ("y" * 998 + "\r\n") * 100  # ~100 KB
+    # LMTP answers per recipient after DATA; with one recipient smtplib raises that answer.
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        deliver(mailbox.address, big)
+    assert refused.value.smtp_code == 552
+    assert b"Quota exceeded" in refused.value.smtp_error
