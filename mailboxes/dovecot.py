@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 from django.template.loader import render_to_string
 
+from .models import MailServer
 from .passwords import ssha512
 
 
@@ -109,6 +110,20 @@ class DovecotInstance:
     @property
     def config_file(self) -> Path:
         return self.conf_dir / "dovecot.conf"
+
+    def register(self) -> MailServer:
+        """The MailServer row this instance serves, with its current ports."""
+        server, _created = MailServer.objects.update_or_create(
+            name=self.server,
+            defaults={
+                "hostname": self.listen,
+                "imap_port": self.imap_port,
+                "pop3_port": self.pop3_port,
+                "lmtp_port": self.lmtp_port,
+                "master_user": self.master_user,
+            },
+        )
+        return server
 
     def render(self) -> Path:
         """Write the configuration files; secrets inside are readable by root only."""

@@ -39,16 +39,16 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-$mode
-if [ ! -e "$stamp" ]; then
-  .venv/bin/pip install -q --upgrade pip
-  if [ "$mode" = test ]; then
-    .venv/bin/pip install -q -e '.[test]'
-  else
-    .venv/bin/pip install -q -e .
+# Reinstall only when pyproject.toml changed; a test install also serves `make run`.
+hash=$(sha1sum pyproject.toml | cut -c1-12)
+if [ ! -e ".venv/.installed-$hash-test" ] && [ ! -e ".venv/.installed-$hash-$mode" ]; then
+  echo "Installing Python packages into .venv"
+  extras=""; [ "$mode" = test ] && extras="[test]"
+  if ! .venv/bin/pip install -q --upgrade pip -e ".$extras" > var/pip.log 2>&1; then
+    cat var/pip.log >&2; exit 1
   fi
   rm -f .venv/.installed-*
-  touch "$stamp"
+  touch ".venv/.installed-$hash-$mode"
 fi
 
 # Local secrets, made once and kept out of git. Production sets these in its environment.

@@ -51,17 +51,7 @@ def dovecot(django_db_setup: None, django_db_blocker: object) -> Iterator[Doveco
 @pytest.fixture
 def mail_server(dovecot: DovecotInstance, transactional_db: None) -> MailServer:
     """The MailServer row for the running Dovecot (the table is emptied after each test)."""
-    server, _ = MailServer.objects.update_or_create(
-        name=dovecot.server,
-        defaults={
-            "hostname": dovecot.listen,
-            "imap_port": dovecot.imap_port,
-            "pop3_port": dovecot.pop3_port,
-            "lmtp_port": dovecot.lmtp_port,
-            "master_user": dovecot.master_user,
-        },
-    )
-    return server
+    return dovecot.register()
 
 
 @pytest.fixture

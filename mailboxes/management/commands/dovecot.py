@@ -7,7 +7,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from mailboxes.dovecot import DovecotError, DovecotInstance
-from mailboxes.models import MailServer
 
 
 class Command(BaseCommand):
@@ -18,17 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         instance = DovecotInstance.from_settings()
-        # The mail server row the instance serves; ports follow the settings.
-        MailServer.objects.update_or_create(
-            name=instance.server,
-            defaults={
-                "hostname": instance.listen,
-                "imap_port": instance.imap_port,
-                "pop3_port": instance.pop3_port,
-                "lmtp_port": instance.lmtp_port,
-                "master_user": instance.master_user,
-            },
-        )
+        instance.register()
         try:
             config = instance.render()
             instance.check()
