@@ -29,10 +29,18 @@ class MasterLoginRejected(MailServerError):
 
 
 @dataclass(frozen=True)
+class Folder:
+    name: str
+    message_count: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class Usage:
     used_bytes: int
     message_count: int | None
     limit_bytes: int | None
+    folders: tuple[Folder, ...] = ()
 
 
 @contextmanager
@@ -61,10 +69,13 @@ def master_imap(server: MailServer, address: str, timeout: float = 30) -> Iterat
             pass
 
 
-def read_usage(server: MailServer, address: str) -> Usage:
-    """Usage as Dovecot's quota (count backend) reports it; GETQUOTAROOT answers in KiB."""
+def read_usage(server: MailServer, address: str, *, folders: bool = True) -> Usage:
+    """Usage as Dovecot reports it: totals from its quota (count backend, exact), and the size
+    of every folder from STATUS ... SIZE (RFC 8438) or, where missing, a FETCH of sizes."""
     with master_imap(server, address) as client:
         _roots, quotas = client.get_quota_root("INBOX")
+        listed = _folder_usage(client) if folders else ()
+    # GETQUOTAROOT answers in KiB; a mailbox without a limit has no quota root at all.
     resources = {q.resource.upper(): q for q in quotas}
     storage = resources.get("STORAGE")
     messages = resources.get("MESSAGE")
@@ -72,9 +83,27 @@ def read_usage(server: MailServer, address: str) -> Usage:
         raise MailServerError(f"{server.name} reports no storage quota for {address}")
     return Usage(
         used_bytes=storage.usage * KIB,
-        message_count=messages.usage if messages else None,
+        message_count=messages.usage if messages else sum(f.message_count for f in listed),
         limit_bytes=storage.limit * KIB,
+        folders=tuple(listed),
     )
+
+
+def _folder_usage(client: IMAPClient) -> list[Folder]:
+    has_status_size = b"STATUS=SIZE" in client.capabilities()
+    result = []
+    for flags, _delimiter, name in client.list_folders():
+        if b"\\Noselect" in flags or b"\\NonExistent" in flags:
+            continue
+        if has_status_size:
+            status = client.folder_status(name, [b"MESSAGES", b"SIZE"])
+            result.append(Folder(name, status[b"MESSAGES"], status[b"SIZE"]))
+            continue
+        client.select_folder(name, readonly=True)
+        uids = client.search()
+        sizes = client.fetch(uids, [b"RFC822.SIZE"]) if uids else {}
+        result.append(Folder(name, len(uids), sum(v[b"RFC822.SIZE"] for v in sizes.values())))
+    return result
 
 
 def purge_storage(server: MailServer, storage_path: str) -> bool:

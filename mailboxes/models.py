@@ -78,6 +78,13 @@ class Plan(models.Model):
         return [p.value for p in Protocol if self.allows(p)]
 
 
+class Health(models.TextChoices):
+    UNKNOWN = "unknown", _("not polled yet")
+    OK = "ok", _("ok")
+    FAILING = "failing", _("unreachable")
+    AUTH_FAILED = "auth_failed", _("master login refused")
+
+
 class MailServer(models.Model):
     """A Dovecot server. Its master password lives in the environment, never in this table."""
 
@@ -99,6 +106,18 @@ class MailServer(models.Model):
         help_text=_("Name of the environment variable that holds the master password."),
     )
     active = models.BooleanField(_("accepts new mailboxes"), default=True)
+    poll_concurrency = models.PositiveSmallIntegerField(
+        _("parallel usage checks"),
+        default=8,
+        validators=[MinValueValidator(1)],
+        help_text=_("How many mailboxes a poll measures at once on this server."),
+    )
+    health = models.CharField(
+        _("health"), max_length=12, choices=Health.choices, default=Health.UNKNOWN
+    )
+    health_message = models.TextField(_("health details"), blank=True)
+    last_poll_at = models.DateTimeField(_("last poll"), null=True, blank=True)
+    last_poll_ok_at = models.DateTimeField(_("last successful poll"), null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -176,10 +195,26 @@ class Mailbox(models.Model):
     # Relative to the server's mail root and unique per mailbox, so an address that is deleted
     # and created again never sees the old owner's mail.
     storage_path = models.CharField(_("storage path"), max_length=400, editable=False)
+    class UsageState(models.TextChoices):
+        UNKNOWN = "unknown", _("not measured yet")
+        OK = "ok", _("current")
+        STALE = "stale", _("stale")
+        DRIFT = "drift", _("unknown to the mail server")
+
     # Measured by workers from the mail server; kept apart from the limit above. None: never measured.
     used_bytes = models.BigIntegerField(_("used (bytes)"), null=True, editable=False)
     message_count = models.BigIntegerField(_("messages"), null=True, editable=False)
     usage_checked_at = models.DateTimeField(_("usage checked"), null=True, editable=False)
+    # A failed check keeps the last figures and says why they are old: nothing is invented.
+    usage_state = models.CharField(
+        _("usage state"),
+        max_length=8,
+        choices=UsageState.choices,
+        default=UsageState.UNKNOWN,
+        editable=False,
+    )
+    usage_error = models.CharField(_("usage problem"), max_length=500, blank=True, editable=False)
+    refresh_requested_at = models.DateTimeField(null=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -209,3 +244,67 @@ class Mailbox(models.Model):
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
 
+
+
+class PollRun(models.Model):
+    """One poll of one server for one interval slot; its row makes redelivery harmless."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed")
+
+    server = models.ForeignKey(MailServer, on_delete=models.CASCADE, related_name="poll_runs")
+    slot = models.DateTimeField(_("interval start"))
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True)
+    finished_at = models.DateTimeField(null=True)
+    mailboxes_total = models.PositiveIntegerField(default=0)
+    mailboxes_done = models.PositiveIntegerField(default=0)
+    mailboxes_failed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-slot"]
+        constraints = [
+            models.UniqueConstraint(fields=["server", "slot"], name="pollrun_one_per_slot")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server} @ {self.slot:%Y-%m-%d %H:%M}"
+
+
+class UsageSample(models.Model):
+    """A point of a mailbox's usage history; thinned as it ages (see usage.thin_history)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="samples")
+    # NULL for "refresh now" measurements, which belong to no poll run.
+    run = models.ForeignKey(PollRun, null=True, on_delete=models.SET_NULL, related_name="+")
+    taken_at = models.DateTimeField(_("time"))
+    used_bytes = models.BigIntegerField(_("used (bytes)"))
+    message_count = models.BigIntegerField(_("messages"), null=True)
+
+    class Meta:
+        ordering = ["taken_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "run"], name="sample_one_per_run")
+        ]
+        indexes = [models.Index(fields=["mailbox", "taken_at"])]
+
+
+class FolderUsage(models.Model):
+    """The latest size of one folder of a mailbox, replaced by every successful check."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="folders")
+    name = models.CharField(_("folder"), max_length=500)
+    message_count = models.BigIntegerField(_("messages"))
+    size_bytes = models.BigIntegerField(_("size (bytes)"))
+    measured_at = models.DateTimeField(_("measured"))
+
+    class Meta:
+        ordering = ["-size_bytes", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "name"], name="folder_unique_name")
+        ]

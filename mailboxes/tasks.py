@@ -1,25 +1,64 @@
-"""Celery entry points: thin, ids only; the work lives in services and the adapter."""
+"""Celery entry points: thin, ids only; the work lives in services and the adapter.
+
+Poll tasks are idempotent (samples are unique per mailbox and run), so they ack late and are
+requeued if their worker dies; ``PollRun.attempts`` caps how often that can happen.
+"""
 from __future__ import annotations
 
 from celery import shared_task
 
 from . import usage
 from .mailserver import MailServerUnavailable, purge_storage
-from .models import MailServer
+from .models import MailServer, PollRun
+
+MAX_POLL_ATTEMPTS = 8
+RETRY = {
+    "autoretry_for": (MailServerUnavailable,),
+    "retry_backoff": 15,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+@shared_task(name="mailboxes.poll_all", acks_late=True)
+def poll_all() -> list[int]:
+    """Fan out: one task per server, on the ``poll`` queue."""
+    runs = usage.schedule_polls()
+    for run in runs:
+        poll_server.delay(run.pk)
+    return [run.pk for run in runs]
 
 
 @shared_task(
-    name="mailboxes.refresh_usage",
-    autoretry_for=(MailServerUnavailable,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    max_retries=5,
+    name="mailboxes.poll_server",
     acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=50 * 60,
+    time_limit=55 * 60,
+    **RETRY,
+)
+def poll_server(run_id: int) -> int | None:
+    if PollRun.objects.filter(pk=run_id, attempts__gte=MAX_POLL_ATTEMPTS).update(
+        status=PollRun.Status.FAILED, error="gave up after repeated attempts"
+    ):
+        return None
+    run = usage.poll_server(run_id)
+    return run.mailboxes_done if run else None
+
+
+@shared_task(
+    name="mailboxes.refresh_usage", acks_late=True, soft_time_limit=60, time_limit=90, **RETRY
 )
 def refresh_usage(mailbox_id: int) -> int | None:
     """Measure one mailbox now; idempotent, so a redelivery only measures again."""
     mailbox = usage.refresh_mailbox_usage(mailbox_id)
     return mailbox.used_bytes if mailbox else None
+
+
+@shared_task(name="mailboxes.thin_usage_history", acks_late=True)
+def thin_usage_history() -> int:
+    return usage.thin_history()
 
 
 @shared_task(name="mailboxes.purge_storage", acks_late=True)

@@ -177,3 +177,28 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Usage polling ------------------------------------------------------------------------
+POSTAMT_POLL_INTERVAL = env.int("POSTAMT_POLL_INTERVAL", default=15 * 60)  # seconds
+POSTAMT_POLL_CHUNK = env.int("POSTAMT_POLL_CHUNK", default=200)  # mailboxes per DB transaction
+POSTAMT_REFRESH_MIN_INTERVAL = env.int("POSTAMT_REFRESH_MIN_INTERVAL", default=60)  # seconds
+POSTAMT_HISTORY_FULL_DAYS = env.int("POSTAMT_HISTORY_FULL_DAYS", default=7)
+POSTAMT_HISTORY_HOURLY_DAYS = env.int("POSTAMT_HISTORY_HOURLY_DAYS", default=90)
+
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "mailboxes.poll_server": {"queue": "poll"},
+    "mailboxes.refresh_usage": {"queue": "poll"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "poll-usage": {
+        "task": "mailboxes.poll_all",
+        "schedule": POSTAMT_POLL_INTERVAL,
+        "options": {"expires": POSTAMT_POLL_INTERVAL},
+    },
+    "thin-usage-history": {
+        "task": "mailboxes.thin_usage_history",
+        "schedule": 24 * 3600,
+        "options": {"expires": 3600},
+    },
+}

@@ -72,7 +72,13 @@ def celery_worker_session(django_db_setup: None) -> Iterator[object]:
 
     from provider.celery import app
 
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker:
+    with start_worker(
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        shutdown_timeout=10,
+        queues=["default", "poll"],
+    ) as worker:
         yield worker
 
 

@@ -1,0 +1,219 @@
+"""Usage polling against the real Dovecot, through a real Celery worker on Redis."""
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+
+import pytest
+from imapclient import IMAPClient
+
+from mailboxes import usage
+from mailboxes.mailserver import MailServerUnavailable
+from mailboxes.models import FolderUsage, Health, Mailbox, MailServer, PollRun, UsageSample
+from mailboxes.services import mailbox_suspend
+from mailboxes.tasks import poll_all, poll_server, refresh_usage
+from tests.factories import PASSWORD, make_domain, make_mailbox, make_server
+
+pytestmark = pytest.mark.integration
+
+
+def message(subject: str, body_size: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "sender@example.org"
+    msg["To"] = "someone@example.org"
+    msg["Subject"] = subject
+    msg.set_content("x" * body_size)
+    return msg.as_bytes()
+
+
+def doveadm_quota(dovecot, address: str) -> int:
+    out = subprocess.run(
+        ["doveadm", "-c", str(dovecot.config_file), "-f", "json", "quota", "get", "-u", address],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    storage = next(row for row in json.loads(out) if row["type"] == "STORAGE")
+    return int(storage["value"]) * 1024
+
+
+def fill_folders(dovecot, address: str) -> None:
+    client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False)
+    client.login(address, PASSWORD)
+    client.create_folder("Projekte/Bäckerei")
+    client.append("Sent", message("sent", 30_000))
+    client.append("Projekte/Bäckerei", message("nested", 50_000))
+    client.append("Projekte/Bäckerei", message("nested 2", 10_000))
+    client.logout()
+
+
+def test_poll_through_the_worker_matches_dovecot(dovecot, mail_server, celery_worker, deliver):
+    anna = make_mailbox("anna")
+    bob = make_mailbox("bob", domain=anna.domain)
+    deliver(anna.address, message("hello", 20_000))
+    deliver(bob.address, message("hi", 5_000))
+    fill_folders(dovecot, anna.address)
+
+    run_ids = poll_all.delay().get(timeout=30)
+    assert len(run_ids) == 1
+    run = PollRun.objects.get(pk=run_ids[0])
+    for _ in range(100):  # poll_server runs on the worker after poll_all returns
+        run.refresh_from_db()
+        if run.status == PollRun.Status.DONE:
+            break
+        import time
+
+        time.sleep(0.1)
+    assert (run.status, run.mailboxes_done, run.mailboxes_total) == ("done", 2, 2)
+
+    anna.refresh_from_db()
+    assert anna.used_bytes == doveadm_quota(dovecot, anna.address)
+    assert anna.usage_state == Mailbox.UsageState.OK
+    assert anna.message_count == 4
+    folders = {f.name: f for f in FolderUsage.objects.filter(mailbox=anna)}
+    assert {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Projekte/Bäckerei"} <= set(folders)
+    assert folders["Projekte/Bäckerei"].message_count == 2
+    assert sum(f.message_count for f in folders.values()) == anna.message_count
+    # Dovecot's quota reports whole KiB (rounded up); the folders' exact byte sizes agree.
+    folder_bytes = sum(f.size_bytes for f in folders.values())
+    assert anna.used_bytes == -(-folder_bytes // 1024) * 1024
+    largest_first = [f.name for f in FolderUsage.objects.filter(mailbox=anna)]
+    assert largest_first[0] == "Projekte/Bäckerei"
+    assert UsageSample.objects.filter(mailbox=anna, run=run).count() == 1
+    server = MailServer.objects.get(pk=mail_server.pk)
+    assert server.health == Health.OK and server.last_poll_ok_at is not None
+
+
+def test_a_poll_delivered_twice_stores_one_sample_per_mailbox(dovecot, mail_server, celery_worker):
+    anna = make_mailbox("anna")
+    make_mailbox("bob", domain=anna.domain)
+    run = usage.schedule_polls()[0]
+
+    first = poll_server.delay(run.pk)
+    second = poll_server.delay(run.pk)
+    first.get(timeout=30), second.get(timeout=30)
+
+    assert UsageSample.objects.filter(run=run).count() == 2
+    assert usage.schedule_polls() == []  # the slot's run is done: nothing scheduled again
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(dovecot, mail_server, deliver):
+    domain = make_domain()
+    boxes = [make_mailbox(f"user{i}", domain=domain) for i in range(4)]
+    run = usage.schedule_polls()[0]
+    # As if a worker died after its first chunk: two samples written, run left running.
+    usage._store(run, [usage.Outcome(b.pk, usage=usage.read_usage(mail_server, b.address)) for b in boxes[:2]])
+    PollRun.objects.filter(pk=run.pk).update(status=PollRun.Status.RUNNING)
+    deliver(boxes[0].address, message("after", 10_000))
+
+    usage.poll_server(run.pk)
+
+    run.refresh_from_db()
+    assert run.status == PollRun.Status.DONE
+    assert UsageSample.objects.filter(run=run).count() == 4
+    boxes[0].refresh_from_db()
+    assert boxes[0].used_bytes == 0  # measured once in this run, not again
+
+
+def test_server_down_marks_usage_stale_and_recovers(dovecot, mail_server, deliver):
+    anna = make_mailbox("anna")
+    deliver(anna.address, message("hello", 20_000))
+    usage.refresh_mailbox_usage(anna.pk)
+    anna.refresh_from_db()
+    measured = anna.used_bytes
+
+    dovecot.stop()
+    try:
+        run = usage.schedule_polls()[0]
+        with pytest.raises(MailServerUnavailable):
+            usage.poll_server(run.pk)
+        anna.refresh_from_db()
+        assert anna.used_bytes == measured  # kept, not zeroed or guessed
+        assert anna.usage_state == Mailbox.UsageState.STALE
+        assert "cannot reach" in anna.usage_error
+        server = MailServer.objects.get(pk=mail_server.pk)
+        assert server.health == Health.FAILING
+        assert not UsageSample.objects.filter(run=run).exists()
+    finally:
+        dovecot.start()
+
+    usage.poll_server(run.pk)  # the retry of the same run
+    anna.refresh_from_db()
+    assert anna.usage_state == Mailbox.UsageState.OK and anna.usage_error == ""
+    assert MailServer.objects.get(pk=mail_server.pk).health == Health.OK
+
+
+def test_wrong_master_password_flags_the_server(dovecot, mail_server, monkeypatch):
+    make_mailbox("anna")
+    monkeypatch.setenv("WRONG_MASTER", "not-the-master-password")
+    MailServer.objects.filter(pk=mail_server.pk).update(master_password_env="WRONG_MASTER")
+    run = usage.schedule_polls()[0]
+
+    usage.poll_server(run.pk)
+
+    server = MailServer.objects.get(pk=mail_server.pk)
+    assert server.health == Health.AUTH_FAILED
+    assert "refused the master login" in server.health_message
+    run.refresh_from_db()
+    assert run.status == PollRun.Status.FAILED
+    assert Mailbox.objects.get().usage_state == Mailbox.UsageState.STALE
+
+
+def test_mailbox_unknown_to_dovecot_is_flagged_as_drift(dovecot, mail_server):
+    anna = make_mailbox("anna")
+    ghost = make_mailbox("ghost", domain=anna.domain)
+    with dovecot_view_without(ghost.address):  # as a lagging or misconfigured server would
+        run = usage.schedule_polls()[0]
+        usage.poll_server(run.pk)
+
+    ghost.refresh_from_db()
+    anna.refresh_from_db()
+    assert anna.usage_state == Mailbox.UsageState.OK
+    assert ghost.usage_state == Mailbox.UsageState.DRIFT
+    assert "refused the master login" in ghost.usage_error
+    assert MailServer.objects.get(pk=mail_server.pk).health == Health.OK
+
+
+@contextmanager
+def dovecot_view_without(address: str) -> Iterator[None]:
+    """Make Dovecot's view of the database miss one mailbox while Postamt still has it."""
+    from django.db import connection
+
+    from mailboxes.migrations import _dovecot_view
+
+    original = _dovecot_view.CREATE
+    with connection.cursor() as cursor:
+        cursor.execute(
+            original.replace("CREATE VIEW", "CREATE OR REPLACE VIEW")
+            + " WHERE m.address <> %s",
+            [address],
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(original.replace("CREATE VIEW", "CREATE OR REPLACE VIEW"))
+
+
+def test_refresh_is_rate_limited(dovecot, mail_server, celery_worker, settings):
+    settings.POSTAMT_REFRESH_MIN_INTERVAL = 3600
+    anna = make_mailbox("anna")
+    assert usage.request_refresh(anna) is True
+    assert usage.request_refresh(anna) is False
+
+
+def test_suspended_mailboxes_are_not_polled(dovecot, mail_server):
+    anna = make_mailbox("anna")
+    mailbox_suspend(mailbox=anna, actor="test")
+    run = usage.schedule_polls()[0]
+    usage.poll_server(run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.mailboxes_total) == ("done", 0)
+
+
+def test_refresh_task_stores_a_sample(dovecot, mail_server, celery_worker, deliver):
+    anna = make_mailbox("anna")
+    deliver(anna.address, message("hello", 10_000))
+    assert refresh_usage.delay(anna.pk).get(timeout=30) == doveadm_quota(dovecot, anna.address)
+    assert UsageSample.objects.filter(mailbox=anna, run=None).count() == 1
