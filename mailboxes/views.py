@@ -1,10 +1,334 @@
+"""Staff pages: thin views that read through selectors and change state only through services.
+
+Every form posts to its own URL; on success the view redirects (PRG), on a validation error it
+renders the page again with the form bound, so nothing typed is lost, and status 400.
+"""
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts import services as account_services
+from accounts.decorators import staff_required
+from accounts.forms import CustomerForm
+from accounts.models import Customer
+
+from . import selectors, services
+from .forms import DomainForm, MailboxCreateForm, PasswordForm, PlanForm, QuotaForm
+from .models import MIB, Mailbox
+from .passwords import generate_password
+
+AUDIT_PAGE_SIZE = 50
+
+
+def _by(request: HttpRequest) -> dict[str, Any]:
+    """Who acts and from where, for the audit log every service writes."""
+    return {"actor": request.user, "ip": request.META.get("REMOTE_ADDR")}
+
+
+def _password_message(text: str, password: str) -> str:
+    """A success message that carries a generated password, the only time it is shown."""
+    return format_html(
+        '{} {} <code class="password">{}</code>',
+        text,
+        _("Its password is shown only this once:"),
+        password,
+    )
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    if request.user.is_staff:
+        return redirect("staff:dashboard")
     return render(request, "mailboxes/home.html")
+
+
+# --- Dashboard and customers --------------------------------------------------------------
+
+
+def _render_dashboard(
+    request: HttpRequest, form: CustomerForm | None = None, status: int = 200
+) -> HttpResponse:
+    context = {
+        "customers": selectors.customer_list(),
+        "servers": selectors.server_list(),
+        "form": form or CustomerForm(initial={"language": request.LANGUAGE_CODE}),
+        "page_url": reverse("staff:dashboard"),
+    }
+    return render(request, "mailboxes/staff/dashboard.html", context, status=status)
+
+
+@staff_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return _render_dashboard(request)
+
+
+@staff_required
+@require_POST
+def customer_create(request: HttpRequest) -> HttpResponse:
+    form = CustomerForm(request.POST)
+    if form.is_valid():
+        try:
+            customer = account_services.customer_create(**form.cleaned_data, **_by(request))
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request, _("Customer “%(name)s” created.") % {"name": customer.name}
+            )
+            return redirect("staff:customer_detail", customer.pk)
+    return _render_dashboard(request, form, status=400)
+
+
+def _render_customer(
+    request: HttpRequest,
+    customer: Customer,
+    *,
+    domain_form: DomainForm | None = None,
+    mailbox_form: MailboxCreateForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "customer": customer,
+        "domains": selectors.customer_domains(customer),
+        "mailboxes": selectors.customer_mailboxes(customer),
+        "domain_form": domain_form or DomainForm(),
+        "mailbox_form": mailbox_form or MailboxCreateForm(customer=customer),
+        "page_url": reverse("staff:customer_detail", args=[customer.pk]),
+    }
+    return render(request, "mailboxes/staff/customer_detail.html", context, status=status)
+
+
+@staff_required
+def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
+    return _render_customer(request, get_object_or_404(Customer, pk=customer_id))
+
+
+@staff_required
+@require_POST
+def domain_create(request: HttpRequest, customer_id: int) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=customer_id)
+    form = DomainForm(request.POST)
+    if form.is_valid():
+        try:
+            domain = services.domain_create(
+                customer=customer,
+                name=form.cleaned_data["name"],
+                mail_server=form.cleaned_data["mail_server"],
+                **_by(request),
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request, _("Domain %(name)s added.") % {"name": domain.display_name}
+            )
+            return redirect("staff:customer_detail", customer.pk)
+    return _render_customer(request, customer, domain_form=form, status=400)
+
+
+@staff_required
+@require_POST
+def mailbox_create(request: HttpRequest, customer_id: int) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=customer_id)
+    form = MailboxCreateForm(request.POST, customer=customer)
+    if form.is_valid():
+        data = form.cleaned_data
+        password = data["password"] or generate_password()
+        try:
+            mailbox = services.mailbox_create(
+                domain=data["domain"],
+                local_part=data["local_part"],
+                password=password,
+                plan=data["plan"],
+                protocol=data["protocol"] or None,
+                quota_bytes=form.quota_bytes,
+                **_by(request),
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            text = _("Mailbox %(address)s created.") % {"address": mailbox.display_address}
+            if data["password"]:
+                messages.success(request, text)
+            else:
+                messages.success(request, _password_message(text, password))
+            return redirect("staff:mailbox_detail", mailbox.pk)
+    return _render_customer(request, customer, mailbox_form=form, status=400)
+
+
+# --- One mailbox --------------------------------------------------------------------------
+
+
+def _render_mailbox(
+    request: HttpRequest,
+    mailbox: Mailbox,
+    *,
+    password_form: PasswordForm | None = None,
+    quota_form: QuotaForm | None = None,
+    plan_form: PlanForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "mailbox": mailbox,
+        "customer": mailbox.customer,
+        "trail": selectors.mailbox_audit_trail(mailbox),
+        "password_form": password_form or PasswordForm(),
+        "quota_form": quota_form
+        or QuotaForm(initial={"quota_mb": max(1, mailbox.quota_bytes // MIB)}),
+        "plan_form": plan_form
+        or PlanForm(initial={"plan": mailbox.plan_id, "protocol": mailbox.protocol}),
+        "page_url": reverse("staff:mailbox_detail", args=[mailbox.pk]),
+    }
+    return render(request, "mailboxes/staff/mailbox_detail.html", context, status=status)
+
+
+def _get_mailbox(mailbox_id: int) -> Mailbox:
+    return get_object_or_404(selectors.mailbox_queryset(), pk=mailbox_id)
+
+
+@staff_required
+def mailbox_detail(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    return _render_mailbox(request, _get_mailbox(mailbox_id))
+
+
+@staff_required
+@require_POST
+def mailbox_password(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = _get_mailbox(mailbox_id)
+    form = PasswordForm(request.POST)
+    if form.is_valid():
+        password = form.cleaned_data["password"] or generate_password()
+        try:
+            services.mailbox_set_password(mailbox=mailbox, password=password, **_by(request))
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            text = _("Password of %(address)s changed.") % {"address": mailbox.display_address}
+            if form.cleaned_data["password"]:
+                messages.success(request, text)
+            else:
+                messages.success(request, _password_message(text, password))
+            return redirect("staff:mailbox_detail", mailbox.pk)
+    return _render_mailbox(request, mailbox, password_form=form, status=400)
+
+
+@staff_required
+@require_POST
+def mailbox_quota(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = _get_mailbox(mailbox_id)
+    form = QuotaForm(request.POST)
+    if form.is_valid():
+        try:
+            services.mailbox_set_quota(
+                mailbox=mailbox, quota_bytes=form.quota_bytes, **_by(request)
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request, _("Quota of %(address)s changed.") % {"address": mailbox.display_address}
+            )
+            return redirect("staff:mailbox_detail", mailbox.pk)
+    return _render_mailbox(request, mailbox, quota_form=form, status=400)
+
+
+@staff_required
+@require_POST
+def mailbox_plan(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = _get_mailbox(mailbox_id)
+    form = PlanForm(request.POST)
+    if form.is_valid():
+        try:
+            services.mailbox_change_plan(
+                mailbox=mailbox,
+                plan=form.cleaned_data["plan"],
+                protocol=form.cleaned_data["protocol"] or None,
+                **_by(request),
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request,
+                _("Plan and protocol of %(address)s changed.")
+                % {"address": mailbox.display_address},
+            )
+            return redirect("staff:mailbox_detail", mailbox.pk)
+    return _render_mailbox(request, mailbox, plan_form=form, status=400)
+
+
+def _render_status_error(
+    request: HttpRequest, mailbox: Mailbox, exc: ValidationError
+) -> HttpResponse:
+    """A button has no form to carry the error (e.g. suspended twice from two tabs)."""
+    for message in exc.messages:
+        messages.error(request, message)
+    return _render_mailbox(request, mailbox, status=400)
+
+
+@staff_required
+@require_POST
+def mailbox_suspend(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = _get_mailbox(mailbox_id)
+    try:
+        services.mailbox_suspend(mailbox=mailbox, **_by(request))
+    except ValidationError as exc:
+        return _render_status_error(request, mailbox, exc)
+    messages.success(
+        request,
+        _("Mailbox %(address)s suspended: logins are refused, mail still arrives.")
+        % {"address": mailbox.display_address},
+    )
+    return redirect("staff:mailbox_detail", mailbox.pk)
+
+
+@staff_required
+@require_POST
+def mailbox_reactivate(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = _get_mailbox(mailbox_id)
+    try:
+        services.mailbox_reactivate(mailbox=mailbox, **_by(request))
+    except ValidationError as exc:
+        return _render_status_error(request, mailbox, exc)
+    messages.success(
+        request, _("Mailbox %(address)s reactivated.") % {"address": mailbox.display_address}
+    )
+    return redirect("staff:mailbox_detail", mailbox.pk)
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def mailbox_delete(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    """GET asks for confirmation; POST deletes."""
+    mailbox = _get_mailbox(mailbox_id)
+    if request.method == "POST":
+        customer, address = mailbox.customer, mailbox.display_address
+        services.mailbox_delete(mailbox=mailbox, **_by(request))
+        messages.success(
+            request,
+            _("Mailbox %(address)s deleted; its stored mail is being removed.")
+            % {"address": address},
+        )
+        return redirect("staff:customer_detail", customer.pk)
+    return render(request, "mailboxes/staff/mailbox_confirm_delete.html", {"mailbox": mailbox})
+
+
+# --- Audit log ----------------------------------------------------------------------------
+
+
+@staff_required
+def audit_log(request: HttpRequest) -> HttpResponse:
+    page = Paginator(selectors.audit_log(), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, "entries": page, "show_target": True}
+    return render(request, "mailboxes/staff/audit_log.html", context)

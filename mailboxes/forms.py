@@ -1,0 +1,104 @@
+"""Staff forms for domains and mailboxes; the services in ``services.py`` check the rules."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from accounts.forms import ServiceForm
+from accounts.models import Customer
+
+from .models import MIB, Domain, MailServer, Plan, Protocol
+
+# Blank means "let the service choose": the mailbox's current protocol if the plan allows it,
+# else the plan's first one.
+PROTOCOL_CHOICES = [("", _("As the plan allows")), *Protocol.choices]
+
+
+def _password_field(label: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        required=False,
+        strip=False,
+        # Never sent back to the browser, not even after an error.
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=_("Leave empty to generate a strong password; it is shown once."),
+    )
+
+
+class PlanChoiceField(forms.ModelChoiceField):
+    """Plans named with what tells them apart when choosing: protocols and largest quota."""
+
+    def label_from_instance(self, obj: Plan) -> str:  # type: ignore[override]
+        return gettext("%(name)s (%(protocols)s, up to %(max)s)") % {
+            "name": obj.name,
+            "protocols": ", ".join(Protocol(p).label for p in obj.protocols),
+            "max": filesizeformat(obj.max_quota_bytes),
+        }
+
+
+class DomainForm(ServiceForm):
+    name = forms.CharField(
+        label=_("Domain name"),
+        max_length=253,
+        help_text=_("International names such as bücher.example are fine."),
+    )
+    mail_server = forms.ModelChoiceField(
+        label=_("Mail server"),
+        queryset=MailServer.objects.filter(active=True),
+        required=False,
+        empty_label=_("Automatic: the least busy server"),
+    )
+
+
+class MailboxCreateForm(ServiceForm):
+    service_fields = {"quota_bytes": "quota_mb"}
+
+    domain = forms.ModelChoiceField(label=_("Domain"), queryset=Domain.objects.none())
+    local_part = forms.CharField(
+        label=_("Mailbox name"),
+        max_length=64,
+        help_text=_("The part before the @."),
+        widget=forms.TextInput(attrs={"autocapitalize": "none", "spellcheck": "false"}),
+    )
+    password = _password_field(_("Password"))
+    plan = PlanChoiceField(label=_("Plan"), queryset=Plan.objects.all())
+    protocol = forms.ChoiceField(label=_("Protocol"), choices=PROTOCOL_CHOICES, required=False)
+    quota_mb = forms.IntegerField(
+        label=_("Quota (MB)"),
+        min_value=1,
+        required=False,
+        help_text=_("Leave empty for the plan's default."),
+    )
+
+    def __init__(self, *args: Any, customer: Customer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only this customer's domains: another customer's domain is not a valid choice.
+        self.fields["domain"].queryset = customer.domains.all()  # type: ignore[attr-defined]
+
+    @property
+    def quota_bytes(self) -> int | None:
+        quota_mb = self.cleaned_data.get("quota_mb")
+        return None if quota_mb is None else quota_mb * MIB
+
+
+class PasswordForm(ServiceForm):
+    password = _password_field(_("New password"))
+
+
+class QuotaForm(ServiceForm):
+    service_fields = {"quota_bytes": "quota_mb"}
+
+    quota_mb = forms.IntegerField(label=_("Quota (MB)"), min_value=1)
+
+    @property
+    def quota_bytes(self) -> int:
+        return int(self.cleaned_data["quota_mb"]) * MIB
+
+
+class PlanForm(ServiceForm):
+    plan = PlanChoiceField(label=_("Plan"), queryset=Plan.objects.all())
+    protocol = forms.ChoiceField(label=_("Protocol"), choices=PROTOCOL_CHOICES, required=False)

@@ -1,0 +1,29 @@
+"""Staff pages under /staff/; every view is wrapped in ``staff_required``."""
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "staff"
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("customers/new/", views.customer_create, name="customer_create"),
+    path("customers/<int:customer_id>/", views.customer_detail, name="customer_detail"),
+    path("customers/<int:customer_id>/domains/new/", views.domain_create, name="domain_create"),
+    path(
+        "customers/<int:customer_id>/mailboxes/new/", views.mailbox_create, name="mailbox_create"
+    ),
+    path("mailboxes/<int:mailbox_id>/", views.mailbox_detail, name="mailbox_detail"),
+    path("mailboxes/<int:mailbox_id>/password/", views.mailbox_password, name="mailbox_password"),
+    path("mailboxes/<int:mailbox_id>/quota/", views.mailbox_quota, name="mailbox_quota"),
+    path("mailboxes/<int:mailbox_id>/plan/", views.mailbox_plan, name="mailbox_plan"),
+    path("mailboxes/<int:mailbox_id>/suspend/", views.mailbox_suspend, name="mailbox_suspend"),
+    path(
+        "mailboxes/<int:mailbox_id>/reactivate/",
+        views.mailbox_reactivate,
+        name="mailbox_reactivate",
+    ),
+    path("mailboxes/<int:mailbox_id>/delete/", views.mailbox_delete, name="mailbox_delete"),
+    path("audit/", views.audit_log, name="audit_log"),
+]
