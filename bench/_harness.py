@@ -1,0 +1,83 @@
+"""Shared set-up for benchmarks: a private database, Dovecot and Celery worker, all real."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("SECRET_KEY", "bench-not-secret")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postamt_bench")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
+os.environ.setdefault("POSTAMT_MASTER_PASSWORD", "bench-master-password")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provider.settings")
+
+
+def setup_django() -> None:
+    import django
+    import psycopg
+
+    url = os.environ["DATABASE_URL"]
+    if url.startswith("postgres"):
+        name = url.rsplit("/", 1)[1]
+        admin = url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_dovecot():  # type: ignore[no-untyped-def]
+    from django.conf import settings
+
+    from mailboxes.dovecot import DovecotInstance
+
+    root = Path(tempfile.mkdtemp(prefix="postamt-bench-"))
+    root.chmod(0o755)
+    instance = DovecotInstance(
+        root=root,
+        server="bench",
+        imap_port=free_port(),
+        pop3_port=free_port(),
+        lmtp_port=free_port(),
+        master_password=settings.POSTAMT_MASTER_PASSWORD,
+        auth_penalty=False,
+    )
+    instance.start()
+    return instance
+
+
+def start_worker(queues: str, concurrency: int = 1) -> subprocess.Popen[bytes]:
+    """A real worker process, as production runs it."""
+    worker = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/celery"), "-A", "provider", "worker", "-Q", queues,
+            "--concurrency", str(concurrency), "--loglevel", "WARNING", "--without-mingle",
+            "--without-gossip", "--purge",
+        ],
+        cwd=ROOT,
+    )
+    from provider.celery import app
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if app.control.ping(timeout=0.5):
+            return worker
+    worker.terminate()
+    raise RuntimeError("the Celery worker did not start")
