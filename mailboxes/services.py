@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 import secrets
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
+from django.core.validators import slug_re
 from django.db import IntegrityError, transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -261,3 +263,161 @@ def mailbox_delete(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> 
     )
     mailbox.delete()
     transaction.on_commit(lambda: purge_mailbox_storage.delay(server_id, storage_path))
+
+
+@transaction.atomic
+def plan_create(
+    *,
+    name: str,
+    allows_imap: bool,
+    allows_pop3: bool,
+    default_quota_bytes: int,
+    max_quota_bytes: int,
+    monthly_price: Decimal = Decimal("0.00"),
+    currency: str = "EUR",
+    backup_enabled: bool = True,
+    actor: Actor,
+    ip: str | None = None,
+) -> Plan:
+    name = name.strip()
+    currency = currency.strip().upper()
+    errors: dict[str, list[str]] = {}
+    if not name:
+        errors["name"] = [_("Enter the plan's name.")]
+    elif Plan.objects.filter(name=name).exists():
+        errors["name"] = [_("The plan “%(name)s” already exists.") % {"name": name}]
+    if not (allows_imap or allows_pop3):
+        errors["allows_imap"] = [_("A plan must allow IMAP, POP3 or both.")]
+    if default_quota_bytes <= 0 or max_quota_bytes <= 0:
+        errors["default_quota_bytes"] = [_("Quotas must be greater than zero.")]
+    elif default_quota_bytes > max_quota_bytes:
+        errors["default_quota_bytes"] = [
+            _("The default quota (%(default)s) is larger than the largest allowed (%(max)s).")
+            % {
+                "default": filesizeformat(default_quota_bytes),
+                "max": filesizeformat(max_quota_bytes),
+            }
+        ]
+    if not monthly_price.is_finite() or monthly_price < 0:
+        errors["monthly_price"] = [_("The price must be zero or more.")]
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        errors["currency"] = [_("Give the currency as a three-letter code such as EUR.")]
+    if errors:
+        raise ValidationError(errors)
+    plan = Plan(
+        name=name,
+        allows_imap=allows_imap,
+        allows_pop3=allows_pop3,
+        default_quota_bytes=default_quota_bytes,
+        max_quota_bytes=max_quota_bytes,
+        monthly_price=monthly_price,
+        currency=currency,
+        backup_enabled=backup_enabled,
+    )
+    plan.full_clean()  # the column limits: name length, price digits
+    plan.save()
+    audit.record(
+        "plan.create",
+        plan,
+        actor=actor,
+        ip=ip,
+        protocols=plan.protocols,
+        default_quota_bytes=default_quota_bytes,
+        max_quota_bytes=max_quota_bytes,
+        monthly_price=str(monthly_price),
+        currency=currency,
+        backup_enabled=backup_enabled,
+    )
+    return plan
+
+
+# Only the variable's name is stored; the password itself stays in the environment.
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MAIL_SERVER_FIELDS = (
+    "hostname",
+    "imap_port",
+    "pop3_port",
+    "lmtp_port",
+    "master_user",
+    "master_password_env",
+    "active",
+)
+
+
+def _mail_server_errors(server: MailServer) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if not server.name or len(server.name) > 64 or not slug_re.match(server.name):
+        errors["name"] = [
+            _("“%(name)s” is not a valid server name: use letters, digits, - and _.")
+            % {"name": server.name}
+        ]
+    if not server.hostname.strip() or any(c.isspace() for c in server.hostname):
+        errors["hostname"] = [_("Enter the server's host name or IP address.")]
+    for field, label in (("imap_port", "IMAP"), ("pop3_port", "POP3"), ("lmtp_port", "LMTP")):
+        if not 1 <= getattr(server, field) <= 65535:
+            errors[field] = [
+                _("The %(protocol)s port must be between 1 and 65535.") % {"protocol": label}
+            ]
+    if not server.master_user.strip():
+        errors["master_user"] = [_("Enter the master user's name.")]
+    if not _ENV_NAME_RE.match(server.master_password_env):
+        errors["master_password_env"] = [
+            _("“%(name)s” is not an environment variable name.")
+            % {"name": server.master_password_env}
+        ]
+    return errors
+
+
+@transaction.atomic
+def mail_server_save(
+    *,
+    name: str,
+    hostname: str | None = None,
+    imap_port: int | None = None,
+    pop3_port: int | None = None,
+    lmtp_port: int | None = None,
+    master_user: str | None = None,
+    master_password_env: str | None = None,
+    active: bool | None = None,
+    actor: Actor,
+    ip: str | None = None,
+) -> MailServer:
+    """Create the server ``name``, or change the given fields of it (None keeps a field).
+
+    One function for both, so provisioning scripts can be run again and converge.
+    """
+    server = MailServer.objects.select_for_update().filter(name=name).first()
+    created = server is None
+    if server is None:
+        server = MailServer(name=name)
+    wanted = {
+        "hostname": hostname,
+        "imap_port": imap_port,
+        "pop3_port": pop3_port,
+        "lmtp_port": lmtp_port,
+        "master_user": master_user,
+        "master_password_env": master_password_env,
+        "active": active,
+    }
+    old = {field: getattr(server, field) for field in _MAIL_SERVER_FIELDS}
+    for field, value in wanted.items():
+        if value is not None:
+            setattr(server, field, value)
+    new = {field: getattr(server, field) for field in _MAIL_SERVER_FIELDS}
+    errors = _mail_server_errors(server)
+    if errors:
+        raise ValidationError(errors)
+    if created:
+        server.save()
+        audit.record("mailserver.create", server, actor=actor, ip=ip, **new)
+    elif new != old:
+        server.save()
+        audit.record(
+            "mailserver.update",
+            server,
+            actor=actor,
+            ip=ip,
+            old={f: v for f, v in old.items() if new[f] != v},
+            new={f: v for f, v in new.items() if old[f] != v},
+        )
+    return server
