@@ -21,6 +21,7 @@ from mailboxes.sizes import MAX_SIZE, parse_size
         ("1.5GiB", 3 * GIB // 2),
         ("1.5G", 3 * GIB // 2),
         ("10.0 GB", 10 * GIB),
+        ("10.0\xa0GB", 10 * GIB),  # as filesizeformat writes it
         ("250mib", 250 * MIB),
         (".5K", 512),
         ("  2g  ", 2 * GIB),
