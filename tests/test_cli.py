@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -19,6 +20,7 @@ from django.db import connection
 from accounts.models import AuditEntry, Customer
 from mailboxes.models import GIB, MIB, Domain, Mailbox, MailServer, Plan
 from mailboxes.passwords import verify_password
+from mailboxes.services import plan_create
 from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox, make_plan
 
 ACTOR = f"cli:{getpass.getuser()}"
@@ -94,6 +96,30 @@ def test_plan_create_rejects_a_size_it_cannot_read(db: None) -> None:
         run("plan_create Odd --quota 2X")
 
 
+def test_plan_create_checks_price_and_currency(db: None) -> None:
+    with pytest.raises(CommandError) as exc:
+        run("plan_create Odd --quota 1G --price -1 --currency euro")
+    assert str(exc.value).splitlines() == [
+        "The price must be zero or more.",
+        "Give the currency as a three-letter code such as EUR.",
+    ]
+    with pytest.raises(CommandError, match="no more than 2 decimal places"):
+        run("plan_create Odd --quota 1G --price 1.999")
+
+
+def test_the_plan_service_refuses_a_plan_without_protocols(db: None) -> None:
+    with pytest.raises(ValidationError) as exc:
+        plan_create(
+            name="None",
+            allows_imap=False,
+            allows_pop3=False,
+            default_quota_bytes=GIB,
+            max_quota_bytes=GIB,
+            actor="test",
+        )
+    assert exc.value.message_dict == {"allows_imap": ["A plan must allow IMAP, POP3 or both."]}
+
+
 # --- mailserver_save ------------------------------------------------------------------------
 
 
@@ -122,7 +148,7 @@ def test_mailserver_save_run_again_unchanged_writes_no_audit_entry(db: None) -> 
 
 def test_mailserver_save_warns_when_the_master_password_variable_is_unset(db: None) -> None:
     err = StringIO()
-    variable = "POSTAMT_TEST_UNSET_VARIABLE"
+    variable = "CLI_TEST_UNSET_MASTER_PASSWORD"
     call_command(
         "mailserver_save", "mx2", "--master-password-env", variable, stdout=StringIO(), stderr=err
     )
