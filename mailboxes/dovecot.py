@@ -72,6 +72,8 @@ class DovecotInstance:
     imap_port: int = 10143
     pop3_port: int = 10110
     lmtp_port: int = 10024
+    doveadm_port: int | None = None
+    doveadm_api_key: str = ""
     master_user: str = "postamt"
     master_password: str = ""
     mail_user: str = "mail"
@@ -91,6 +93,8 @@ class DovecotInstance:
             "imap_port": conf["IMAP_PORT"],
             "pop3_port": conf["POP3_PORT"],
             "lmtp_port": conf["LMTP_PORT"],
+            "doveadm_port": conf["DOVEADM_PORT"] if settings.POSTAMT_DOVEADM_API_KEY else None,
+            "doveadm_api_key": settings.POSTAMT_DOVEADM_API_KEY,
             "master_user": settings.POSTAMT_MASTER_USER,
             "master_password": settings.POSTAMT_MASTER_PASSWORD,
             "mail_user": conf["MAIL_USER"],
@@ -120,6 +124,7 @@ class DovecotInstance:
                 "imap_port": self.imap_port,
                 "pop3_port": self.pop3_port,
                 "lmtp_port": self.lmtp_port,
+                "doveadm_port": self.doveadm_port,
                 "master_user": self.master_user,
             },
         )
@@ -149,6 +154,8 @@ class DovecotInstance:
             "imap_port": self.imap_port,
             "pop3_port": self.pop3_port,
             "lmtp_port": self.lmtp_port,
+            "doveadm_port": self.doveadm_port,
+            "doveadm_api_key": self.doveadm_api_key,
             "master_user": self.master_user,
             "mail_user": self.mail_user,
             "mail_uid": mail_pw.pw_uid,

@@ -1,7 +1,11 @@
 """The one place that speaks IMAP to the mail servers, logged in as the master user."""
 from __future__ import annotations
 
+import base64
+import json
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +30,10 @@ class MailServerUnavailable(MailServerError):
 
 class MasterLoginRejected(MailServerError):
     """The server refused the master login: a configuration problem, not worth a retry."""
+
+
+class MailboxUnknown(MailServerError):
+    """The server does not list this mailbox among its users."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,37 @@ def _folder_usage(client: IMAPClient) -> list[Folder]:
         sizes = client.fetch(uids, [b"RFC822.SIZE"]) if uids else {}
         result.append(Folder(name, len(uids), sum(v[b"RFC822.SIZE"] for v in sizes.values())))
     return result
+
+
+def dovecot_users(server: MailServer, timeout: float = 300) -> dict[str, int]:
+    """Every login Dovecot's userdb iterates, with its quota usage in bytes (doveadm HTTP API).
+
+    One request for the whole server; it needs ``doveadm_port`` and the API key.
+    """
+    request = urllib.request.Request(
+        f"http://{server.hostname}:{server.doveadm_port}/doveadm/v1",
+        data=json.dumps([["quotaGet", {"allUsers": True}, "postamt"]]).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "X-Dovecot-API "
+            + base64.b64encode(server.doveadm_api_key().encode()).decode(),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer = json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise MasterLoginRejected(f"{server.name}: doveadm API refused: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise MailServerUnavailable(f"{server.name}: doveadm API: {exc}") from exc
+    kind, payload, _tag = answer[0]
+    if kind != "doveadmResponse":
+        raise MailServerError(f"{server.name}: doveadm quota get failed: {payload}")
+    return {
+        row["username"]: int(row["value"]) * KIB
+        for row in payload
+        if row.get("type") == "STORAGE"
+    }
 
 
 def purge_storage(server: MailServer, storage_path: str) -> bool:

@@ -78,6 +78,14 @@ class Plan(models.Model):
         return [p.value for p in Protocol if self.allows(p)]
 
 
+def _secret_from_env(name: str, default: str) -> str:
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        with open(path) as handle:
+            return handle.read().strip()
+    return os.environ.get(name, default if name.startswith("POSTAMT_") else "")
+
+
 class Health(models.TextChoices):
     UNKNOWN = "unknown", _("not polled yet")
     OK = "ok", _("ok")
@@ -105,6 +113,18 @@ class MailServer(models.Model):
         default="POSTAMT_MASTER_PASSWORD",
         help_text=_("Name of the environment variable that holds the master password."),
     )
+    doveadm_port = models.PositiveIntegerField(
+        _("doveadm HTTP API port"),
+        null=True,
+        blank=True,
+        help_text=_("Optional: lets polls compare Postamt's mailboxes with Dovecot's users."),
+    )
+    doveadm_api_key_env = models.CharField(
+        _("doveadm API key variable"),
+        max_length=100,
+        default="POSTAMT_DOVEADM_API_KEY",
+        help_text=_("Name of the environment variable that holds the doveadm API key."),
+    )
     active = models.BooleanField(_("accepts new mailboxes"), default=True)
     poll_concurrency = models.PositiveSmallIntegerField(
         _("parallel usage checks"),
@@ -118,6 +138,8 @@ class MailServer(models.Model):
     health_message = models.TextField(_("health details"), blank=True)
     last_poll_at = models.DateTimeField(_("last poll"), null=True, blank=True)
     last_poll_ok_at = models.DateTimeField(_("last successful poll"), null=True, blank=True)
+    # Logins Dovecot lists (userdb iteration) that Postamt does not have for this server.
+    unknown_users = models.JSONField(_("users unknown to Postamt"), default=list, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -129,14 +151,10 @@ class MailServer(models.Model):
 
     def master_password(self) -> str:
         """The master password, read from the environment when needed (``*_FILE`` works too)."""
-        path = os.environ.get(f"{self.master_password_env}_FILE")
-        if path:
-            with open(path) as handle:
-                return handle.read().strip()
-        value = os.environ.get(self.master_password_env)
-        if value is None and self.master_password_env == "POSTAMT_MASTER_PASSWORD":
-            value = settings.POSTAMT_MASTER_PASSWORD
-        return value or ""
+        return _secret_from_env(self.master_password_env, settings.POSTAMT_MASTER_PASSWORD)
+
+    def doveadm_api_key(self) -> str:
+        return _secret_from_env(self.doveadm_api_key_env, settings.POSTAMT_DOVEADM_API_KEY)
 
 
 class Domain(models.Model):

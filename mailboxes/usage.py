@@ -17,12 +17,15 @@ from django.db import transaction
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber, TruncDay, TruncHour
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .mailserver import (
+    MailboxUnknown,
     MailServerError,
     MailServerUnavailable,
     MasterLoginRejected,
     Usage,
+    dovecot_users,
     read_usage,
 )
 from .models import FolderUsage, Health, Mailbox, MailServer, PollRun, UsageSample
@@ -75,6 +78,8 @@ def poll_server(run_id: int) -> PollRun | None:
     PollRun.objects.filter(pk=run.pk).update(mailboxes_total=total)
 
     succeeded = failed = 0
+    if server.doveadm_port:
+        pending = _compare_with_dovecot(server, run, pending)
     chunk: list[Outcome] = []
     server_error: MailServerUnavailable | None = None
     for outcome in _measure_all(server, pending):
@@ -109,6 +114,25 @@ def poll_server(run_id: int) -> PollRun | None:
     PollRun.objects.filter(pk=run.pk).update(status=PollRun.Status.DONE, finished_at=now)
     run.refresh_from_db()
     return run
+
+
+def _compare_with_dovecot(
+    server: MailServer, run: PollRun, pending: list[tuple[int, str]]
+) -> list[tuple[int, str]]:
+    """Flag drift both ways from Dovecot's own user list; returns what is left to measure."""
+    try:
+        known = dovecot_users(server)
+    except MailServerError as exc:
+        log.warning("drift check skipped: %s", exc)
+        return pending
+    ours = set(
+        Mailbox.objects.filter(mail_server=server).values_list("address", flat=True)
+    )
+    MailServer.objects.filter(pk=server.pk).update(unknown_users=sorted(set(known) - ours)[:500])
+    missing = [(pk, address) for pk, address in pending if address not in known]
+    message = _("the mail server does not know this mailbox")
+    _store(run, [Outcome(pk, error=MailboxUnknown(str(message))) for pk, _a in missing])
+    return [(pk, address) for pk, address in pending if address in known]
 
 
 def _tally(result: tuple[int, int], succeeded: int, failed: int) -> tuple[int, int]:
@@ -162,7 +186,7 @@ def _store(run: PollRun | None, outcomes: list[Outcome]) -> tuple[int, int]:
             # A refused master login for one mailbox while others work: Dovecot lacks it.
             mailbox.usage_state = (
                 Mailbox.UsageState.DRIFT
-                if isinstance(outcome.error, MasterLoginRejected)
+                if isinstance(outcome.error, MasterLoginRejected | MailboxUnknown)
                 else Mailbox.UsageState.STALE
             )
             mailbox.usage_error = str(outcome.error)[:500]

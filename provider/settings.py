@@ -154,6 +154,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # into the database: each MailServer names the environment variable that holds it.
 POSTAMT_MASTER_USER = env.str("POSTAMT_MASTER_USER", default="postamt")
 POSTAMT_MASTER_PASSWORD = secret("POSTAMT_MASTER_PASSWORD")
+# Dovecot's HTTP API lets polls list the users Dovecot knows (drift in both directions).
+POSTAMT_DOVEADM_API_KEY = secret("POSTAMT_DOVEADM_API_KEY")
 
 # The private Dovecot instance that ``make run`` and the test suite start.
 DOVECOT = {
@@ -165,6 +167,7 @@ DOVECOT = {
     "IMAP_PORT": env.int("DOVECOT_IMAP_PORT", default=10143),
     "POP3_PORT": env.int("DOVECOT_POP3_PORT", default=10110),
     "LMTP_PORT": env.int("DOVECOT_LMTP_PORT", default=10024),
+    "DOVEADM_PORT": env.int("DOVECOT_DOVEADM_PORT", default=10808),
     "MAIL_USER": env.str("DOVECOT_MAIL_USER", default="mail"),
 }
 

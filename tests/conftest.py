@@ -37,6 +37,8 @@ def dovecot(django_db_setup: None, django_db_blocker: object) -> Iterator[Doveco
         imap_port=free_port(),
         pop3_port=free_port(),
         lmtp_port=free_port(),
+        doveadm_port=free_port(),
+        doveadm_api_key=settings.POSTAMT_DOVEADM_API_KEY,
         master_user=settings.POSTAMT_MASTER_USER,
         master_password=settings.POSTAMT_MASTER_PASSWORD,
         mail_fsync="never",

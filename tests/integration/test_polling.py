@@ -161,6 +161,8 @@ def test_wrong_master_password_flags_the_server(dovecot, mail_server, monkeypatc
 
 
 def test_mailbox_unknown_to_dovecot_is_flagged_as_drift(dovecot, mail_server):
+    """Without the doveadm API, a refused master login among working ones means drift."""
+    MailServer.objects.filter(pk=mail_server.pk).update(doveadm_port=None)
     anna = make_mailbox("anna")
     ghost = make_mailbox("ghost", domain=anna.domain)
     with dovecot_view_without(ghost.address):  # as a lagging or misconfigured server would
@@ -175,25 +177,48 @@ def test_mailbox_unknown_to_dovecot_is_flagged_as_drift(dovecot, mail_server):
     assert MailServer.objects.get(pk=mail_server.pk).health == Health.OK
 
 
+def test_doveadm_api_finds_drift_both_ways(dovecot, mail_server, settings):
+    """With the doveadm HTTP API, Dovecot's own user list is compared with Postamt's."""
+    MailServer.objects.filter(pk=mail_server.pk).update(doveadm_port=dovecot.doveadm_port)
+    anna = make_mailbox("anna")
+    ghost = make_mailbox("ghost", domain=anna.domain)
+    stranger = "stranger@elsewhere.test"
+    # A user only Dovecot knows (it borrows anna's row for the other columns).
+    extra = (
+        " UNION ALL SELECT CAST(%s AS varchar(320)), m.password_hash, m.protocol, 1,"
+        " m.quota_bytes, m.storage_path, s.name FROM mailboxes_mailbox m"
+        " JOIN mailboxes_mailserver s ON s.id = m.mail_server_id WHERE m.address = %s"
+    )
+    with dovecot_view_without(ghost.address, extra=extra, extra_params=[stranger, anna.address]):
+        run = usage.schedule_polls()[0]
+        usage.poll_server(run.pk)
+
+    ghost.refresh_from_db()
+    assert ghost.usage_state == Mailbox.UsageState.DRIFT
+    assert ghost.usage_error == "the mail server does not know this mailbox"
+    server = MailServer.objects.get(pk=mail_server.pk)
+    assert server.unknown_users == [stranger]
+    assert server.health == Health.OK
+    assert Mailbox.objects.get(pk=anna.pk).usage_state == Mailbox.UsageState.OK
+
+
 @contextmanager
-def dovecot_view_without(address: str) -> Iterator[None]:
+def dovecot_view_without(
+    address: str, extra: str = "", extra_params: list[str] | None = None
+) -> Iterator[None]:
     """Make Dovecot's view of the database miss one mailbox while Postamt still has it."""
     from django.db import connection
 
     from mailboxes.migrations import _dovecot_view
 
-    original = _dovecot_view.CREATE
+    replace = _dovecot_view.CREATE.replace("CREATE VIEW", "CREATE OR REPLACE VIEW")
     with connection.cursor() as cursor:
-        cursor.execute(
-            original.replace("CREATE VIEW", "CREATE OR REPLACE VIEW")
-            + " WHERE m.address <> %s",
-            [address],
-        )
+        cursor.execute(replace + " WHERE m.address <> %s" + extra, [address, *(extra_params or [])])
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(original.replace("CREATE VIEW", "CREATE OR REPLACE VIEW"))
+            cursor.execute(replace)
 
 
 def test_refresh_is_rate_limited(dovecot, mail_server, celery_worker, settings):
