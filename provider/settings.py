@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "template_partials",
     "accounts",
     "mailboxes",
+    "backups",
 ]
 
 MIDDLEWARE = [
@@ -192,6 +193,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "mailboxes.poll_server": {"queue": "poll"},
     "mailboxes.refresh_usage": {"queue": "poll"},
+    "backups.*": {"queue": "backup"},
 }
 CELERY_BEAT_SCHEDULE = {
     "poll-usage": {
@@ -205,3 +207,10 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3600},
     },
 }
+
+# --- Backups ------------------------------------------------------------------------------
+# Workers encrypt to the public key only; the private key (identity) is needed only by the
+# separate restore/download step. See docs/backups.md for generating and keeping them.
+BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(VAR_DIR / "backups")))
+BACKUP_PUBLIC_KEY = env.str("BACKUP_PUBLIC_KEY", default="")
+BACKUP_IDENTITY_FILE = env.str("BACKUP_IDENTITY_FILE", default="")

@@ -19,7 +19,7 @@ $py manage.py migrate --noinput -v 0
 $py manage.py seed_demo
 # The database must be ready before Dovecot's auth starts: migrate first.
 $py manage.py dovecot run &
-.venv/bin/celery -A provider worker --beat --loglevel INFO --concurrency 2 -Q default,poll \
+.venv/bin/celery -A provider worker --beat --loglevel INFO --concurrency 2 -Q default,poll,backup \
   --schedule var/celerybeat-schedule &
 $py manage.py runserver 127.0.0.1:8000 &
 sleep 2

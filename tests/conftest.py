@@ -79,7 +79,7 @@ def celery_worker_session(django_db_setup: None) -> Iterator[object]:
         pool="solo",
         perform_ping_check=False,
         shutdown_timeout=10,
-        queues=["default", "poll"],
+        queues=["default", "poll", "backup"],
     ) as worker:
         yield worker
 
