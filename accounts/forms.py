@@ -1,7 +1,7 @@
 """Forms for customers, and the base class that puts service errors onto a form."""
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django import forms
 from django.conf import settings
@@ -17,6 +17,10 @@ class ServiceForm(forms.Form):
     """
 
     service_fields: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")  # labels sit above their fields: no colon
+        super().__init__(*args, **kwargs)
 
     def add_service_error(self, exc: ValidationError) -> None:
         if not hasattr(exc, "error_dict"):

@@ -57,7 +57,9 @@ class DomainForm(ServiceForm):
 class MailboxCreateForm(ServiceForm):
     service_fields = {"quota_bytes": "quota_mb"}
 
-    domain = forms.ModelChoiceField(label=_("Domain"), queryset=Domain.objects.none())
+    domain = forms.ModelChoiceField(
+        label=_("Domain"), queryset=Domain.objects.none(), empty_label=_("Choose a domain")
+    )
     local_part = forms.CharField(
         label=_("Mailbox name"),
         max_length=64,
@@ -65,7 +67,9 @@ class MailboxCreateForm(ServiceForm):
         widget=forms.TextInput(attrs={"autocapitalize": "none", "spellcheck": "false"}),
     )
     password = _password_field(_("Password"))
-    plan = PlanChoiceField(label=_("Plan"), queryset=Plan.objects.all())
+    plan = PlanChoiceField(
+        label=_("Plan"), queryset=Plan.objects.all(), empty_label=_("Choose a plan")
+    )
     protocol = forms.ChoiceField(label=_("Protocol"), choices=PROTOCOL_CHOICES, required=False)
     quota_mb = forms.IntegerField(
         label=_("Quota (MB)"),
