@@ -22,6 +22,14 @@ class ServiceForm(forms.Form):
         kwargs.setdefault("label_suffix", "")  # labels sit above their fields: no colon
         super().__init__(*args, **kwargs)
 
+    def add_error(self, field: str | None, error: Any) -> None:
+        super().add_error(field, error)
+        # Bring the first invalid field into view: the form may sit far down a long page.
+        if field in self.fields and not any(
+            "autofocus" in f.widget.attrs for f in self.fields.values()
+        ):
+            self.fields[field].widget.attrs["autofocus"] = True
+
     def add_service_error(self, exc: ValidationError) -> None:
         if not hasattr(exc, "error_dict"):
             self.add_error(None, exc)

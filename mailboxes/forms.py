@@ -32,7 +32,7 @@ def _password_field(label: str) -> forms.CharField:
 class PlanChoiceField(forms.ModelChoiceField):
     """Plans named with what tells them apart when choosing: protocols and largest quota."""
 
-    def label_from_instance(self, obj: Plan) -> str:  # type: ignore[override]
+    def label_from_instance(self, obj: Plan) -> str:
         return gettext("%(name)s (%(protocols)s, up to %(max)s)") % {
             "name": obj.name,
             "protocols": ", ".join(Protocol(p).label for p in obj.protocols),
@@ -81,7 +81,7 @@ class MailboxCreateForm(ServiceForm):
     def __init__(self, *args: Any, customer: Customer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Only this customer's domains: another customer's domain is not a valid choice.
-        self.fields["domain"].queryset = customer.domains.all()  # type: ignore[attr-defined]
+        self.fields["domain"].queryset = customer.domains.all()
 
     @property
     def quota_bytes(self) -> int | None:

@@ -23,7 +23,7 @@ def server_list() -> QuerySet[MailServer]:
 
 
 def customer_domains(customer: Customer) -> QuerySet[Domain]:
-    return customer.domains.select_related("mail_server").annotate(  # type: ignore[attr-defined]
+    return customer.domains.select_related("mail_server").annotate(
         mailbox_count=Count("mailboxes")
     )
 

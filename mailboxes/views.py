@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -62,7 +63,7 @@ def _render_dashboard(
     context = {
         "customers": selectors.customer_list(),
         "servers": selectors.server_list(),
-        "form": form or CustomerForm(initial={"language": request.LANGUAGE_CODE}),
+        "form": form or CustomerForm(initial={"language": get_language()}),
         "page_url": reverse("staff:dashboard"),
     }
     return render(request, "mailboxes/staff/dashboard.html", context, status=status)
@@ -79,7 +80,12 @@ def customer_create(request: HttpRequest) -> HttpResponse:
     form = CustomerForm(request.POST)
     if form.is_valid():
         try:
-            customer = account_services.customer_create(**form.cleaned_data, **_by(request))
+            customer = account_services.customer_create(
+                name=form.cleaned_data["name"],
+                contact_email=form.cleaned_data["contact_email"],
+                language=form.cleaned_data["language"],
+                **_by(request),
+            )
         except ValidationError as exc:
             form.add_service_error(exc)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.http import HttpResponse
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -12,7 +13,14 @@ from accounts.models import AuditEntry, Customer, User
 from mailboxes.models import MIB, Domain, Mailbox, MailServer, Plan
 from mailboxes.passwords import verify_password
 from mailboxes.services import mailbox_suspend
-from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox, make_plan, make_server
+from tests.factories import (
+    PASSWORD,
+    make_customer,
+    make_domain,
+    make_mailbox,
+    make_plan,
+    make_server,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -70,7 +78,7 @@ def staff_urls(customer: Customer, mailbox: Mailbox) -> list[str]:
     ]
 
 
-def messages_text(response) -> str:  # type: ignore[no-untyped-def]
+def messages_text(response: HttpResponse) -> str:
     return " ".join(str(m) for m in response.context["messages"])
 
 
@@ -494,7 +502,10 @@ def test_a_quota_above_the_plan_is_refused_and_kept_in_the_form(
     response = client.post(reverse("staff:mailbox_quota", args=[mailbox.pk]), {"quota_mb": "99999"})
     assert response.status_code == 400
     assert "allows at most" in " ".join(response.context["quota_form"].errors["quota_mb"])
-    assert 'value="99999"' in response.content.decode()
+    field = re.search(r'<input[^>]*name="quota_mb"[^>]*>', response.content.decode())
+    assert field
+    assert 'value="99999"' in field.group(0)
+    assert "autofocus" in field.group(0)  # the page may be long: the browser scrolls to it
     mailbox.refresh_from_db()
     assert mailbox.quota_bytes == 100 * MIB
 
@@ -554,7 +565,9 @@ def test_pages_are_german_for_a_german_browser(
     assert '<html lang="de">' in html
     assert "Kunden" in html
     assert "Neuer Kunde" in html
-    detail = client.get(reverse("staff:mailbox_detail", args=[mailbox.pk]), HTTP_ACCEPT_LANGUAGE="de")
+    detail = client.get(
+        reverse("staff:mailbox_detail", args=[mailbox.pk]), HTTP_ACCEPT_LANGUAGE="de"
+    )
     assert "Postfach sperren" in detail.content.decode()
 
 
