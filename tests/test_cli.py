@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from io import StringIO
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils import translation
 
 from accounts.models import AuditEntry, Customer
 from mailboxes.models import GIB, MIB, Domain, Mailbox, MailServer, Plan
@@ -25,6 +27,13 @@ from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox, 
 
 ACTOR = f"cli:{getpass.getuser()}"
 NEW_PASSWORD = "Quiet-Heron-7315"
+
+
+@pytest.fixture(autouse=True)
+def english() -> Iterator[None]:
+    """The messages are asserted in English; an earlier test's request may have left German on."""
+    with translation.override("en"):
+        yield
 
 
 def run(command_line: str, stdin: str = "") -> str:

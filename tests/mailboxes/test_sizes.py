@@ -1,11 +1,21 @@
 """parse_size: the sizes hosters type for quotas."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import translation
 
 from mailboxes.models import GIB, MIB
 from mailboxes.sizes import MAX_SIZE, parse_size
+
+
+@pytest.fixture(autouse=True)
+def english() -> Iterator[None]:
+    """The messages are asserted in English; an earlier test's request may have left German on."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.mark.parametrize(
