@@ -31,6 +31,16 @@ class Customer(models.Model):
     language = models.CharField(
         _("language"), max_length=8, choices=settings.LANGUAGES, default="en"
     )
+    only_full_warnings = models.BooleanField(
+        _("only warn when a mailbox is full"),
+        default=False,
+        help_text=_("Skip the early warnings (80 %, 90 %, …); the 100 % warning is always sent."),
+    )
+    copy_warnings_to_mailbox = models.BooleanField(
+        _("also put warnings into the mailbox"),
+        default=False,
+        help_text=_("A copy goes into the mailbox itself while it still has room."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

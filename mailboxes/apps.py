@@ -1,7 +1,16 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate, pre_migrate
 from django.utils.translation import gettext_lazy as _
 
 
 class MailboxesConfig(AppConfig):
     name = "mailboxes"
     verbose_name = _("Mailboxes")
+
+    def ready(self) -> None:
+        from . import dovecot_view
+
+        # Once per migrate run: pre_migrate and post_migrate fire for every app, and the
+        # handlers are idempotent, so registering them for this app alone is enough.
+        pre_migrate.connect(dovecot_view.drop, sender=self, dispatch_uid="dovecot_view_drop")
+        post_migrate.connect(dovecot_view.create, sender=self, dispatch_uid="dovecot_view_create")

@@ -114,6 +114,14 @@ def _folder_usage(client: IMAPClient) -> list[Folder]:
     return result
 
 
+def append_message(
+    server: MailServer, address: str, folder: str, raw: bytes, flags: tuple[bytes, ...] = ()
+) -> None:
+    """Put a message into a folder of ``address``'s mailbox (as the master user)."""
+    with master_imap(server, address) as client:
+        client.append(folder, raw, flags=flags)
+
+
 def dovecot_users(server: MailServer, timeout: float = 300) -> dict[str, int]:
     """Every login Dovecot's userdb iterates, with its quota usage in bytes (doveadm HTTP API).
 

@@ -78,12 +78,16 @@ class Plan(models.Model):
         return [p.value for p in Protocol if self.allows(p)]
 
 
-def _secret_from_env(name: str, default: str) -> str:
+def _secret_from_env(name: str, settings_name: str) -> str:
+    """A secret from ``name`` (or ``name_FILE``); the settings' value only for the default name,
+    so a typo in a per-server variable shows up as a failed login, not as another secret."""
     path = os.environ.get(f"{name}_FILE")
     if path:
         with open(path) as handle:
             return handle.read().strip()
-    return os.environ.get(name, default if name.startswith("POSTAMT_") else "")
+    if name in os.environ:
+        return os.environ[name]
+    return getattr(settings, name, "") if name == settings_name else ""
 
 
 class Health(models.TextChoices):
@@ -151,10 +155,10 @@ class MailServer(models.Model):
 
     def master_password(self) -> str:
         """The master password, read from the environment when needed (``*_FILE`` works too)."""
-        return _secret_from_env(self.master_password_env, settings.POSTAMT_MASTER_PASSWORD)
+        return _secret_from_env(self.master_password_env, "POSTAMT_MASTER_PASSWORD")
 
     def doveadm_api_key(self) -> str:
-        return _secret_from_env(self.doveadm_api_key_env, settings.POSTAMT_DOVEADM_API_KEY)
+        return _secret_from_env(self.doveadm_api_key_env, "POSTAMT_DOVEADM_API_KEY")
 
 
 class Domain(models.Model):
@@ -233,6 +237,11 @@ class Mailbox(models.Model):
     )
     usage_error = models.CharField(_("usage problem"), max_length=500, blank=True, editable=False)
     refresh_requested_at = models.DateTimeField(null=True, editable=False)
+    # The highest warning threshold (percent) already announced; re-armed with hysteresis.
+    warning_level = models.PositiveSmallIntegerField(default=0, editable=False)
+    warning_sent_at = models.DateTimeField(null=True, editable=False)
+    # Set by the evaluator that claimed the last transition, so it knows which rows it won.
+    warning_claim = models.UUIDField(null=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -326,3 +335,49 @@ class FolderUsage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["mailbox", "name"], name="folder_unique_name")
         ]
+
+
+class QuotaWarning(models.Model):
+    """One warning email, claimed before it is sent so that it goes out exactly once."""
+
+    class Kind(models.TextChoices):
+        WARNING = "warning", _("threshold crossed")
+        REMINDER = "reminder", _("daily reminder")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("waiting to be sent")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+
+    mailbox = models.ForeignKey(
+        Mailbox, verbose_name=_("mailbox"), on_delete=models.CASCADE, related_name="warnings"
+    )
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    threshold = models.PositiveSmallIntegerField(_("threshold (%)"))
+    used_bytes = models.BigIntegerField(_("used (bytes)"))
+    quota_bytes = models.BigIntegerField(_("quota (bytes)"))
+    days_until_full = models.PositiveIntegerField(_("days until full"), null=True)
+    recipient = models.EmailField(_("sent to"))
+    language = models.CharField(_("language"), max_length=8)
+    status = models.CharField(
+        _("status"), max_length=8, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # A sender leases the row before talking SMTP, so a duplicate task waits instead of resending.
+    lease_until = models.DateTimeField(null=True)
+    error = models.TextField(blank=True)
+    copied_to_mailbox = models.BooleanField(default=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    sent_at = models.DateTimeField(_("sent"), null=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("quota warning")
+        verbose_name_plural = _("quota warnings")
+
+    def __str__(self) -> str:
+        return f"{self.mailbox} {self.threshold}% {self.kind}"
+
+    @property
+    def percent(self) -> int:
+        return int(self.used_bytes * 100 // self.quota_bytes) if self.quota_bytes else 0

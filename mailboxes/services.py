@@ -195,6 +195,7 @@ def mailbox_set_quota(
         old=old,
         new=quota_bytes,
     )
+    _reevaluate_warnings(mailbox)
     return mailbox
 
 
@@ -226,7 +227,15 @@ def mailbox_change_plan(
         old=old,
         new={"plan": plan.name, "protocol": protocol, "quota": mailbox.quota_bytes},
     )
+    _reevaluate_warnings(mailbox)
     return mailbox
+
+
+def _reevaluate_warnings(mailbox: Mailbox) -> None:
+    """A lower quota or another plan can cross a threshold without any new mail."""
+    from .tasks import evaluate_warnings
+
+    transaction.on_commit(lambda: evaluate_warnings.delay(mailbox_ids=[mailbox.pk]))
 
 
 def _set_status(mailbox: Mailbox, status: str, action: str, actor: Actor, ip: str | None) -> Mailbox:

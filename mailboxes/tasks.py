@@ -5,9 +5,11 @@ requeued if their worker dies; ``PollRun.attempts`` caps how often that can happ
 """
 from __future__ import annotations
 
+import smtplib
+
 from celery import shared_task
 
-from . import usage
+from . import quota_warnings, usage
 from .mailserver import MailServerUnavailable, purge_storage
 from .models import MailServer, PollRun
 
@@ -44,7 +46,11 @@ def poll_server(run_id: int) -> int | None:
     ):
         return None
     run = usage.poll_server(run_id)
-    return run.mailboxes_done if run else None
+    if run is None:
+        return None
+    if run.status == PollRun.Status.DONE:
+        quota_warnings.evaluate(server_id=run.server_id)
+    return run.mailboxes_done
 
 
 @shared_task(
@@ -53,7 +59,10 @@ def poll_server(run_id: int) -> int | None:
 def refresh_usage(mailbox_id: int) -> int | None:
     """Measure one mailbox now; idempotent, so a redelivery only measures again."""
     mailbox = usage.refresh_mailbox_usage(mailbox_id)
-    return mailbox.used_bytes if mailbox else None
+    if mailbox is None:
+        return None
+    quota_warnings.evaluate(mailbox_ids=[mailbox.pk])
+    return mailbox.used_bytes
 
 
 @shared_task(name="mailboxes.thin_usage_history", acks_late=True)
@@ -65,3 +74,35 @@ def thin_usage_history() -> int:
 def purge_mailbox_storage(server_id: int, storage_path: str) -> bool:
     server = MailServer.objects.filter(pk=server_id).first()
     return bool(server and purge_storage(server, storage_path))
+
+
+@shared_task(name="mailboxes.evaluate_warnings", acks_late=True)
+def evaluate_warnings(mailbox_ids: list[int] | None = None, server_id: int | None = None) -> int:
+    return len(quota_warnings.evaluate(mailbox_ids=mailbox_ids, server_id=server_id))
+
+
+@shared_task(
+    name="mailboxes.send_quota_warnings",
+    acks_late=True,
+    autoretry_for=(smtplib.SMTPException, OSError),
+    retry_backoff=30,
+    retry_backoff_max=1800,
+    retry_jitter=True,
+    max_retries=8,
+)
+def send_quota_warnings(warning_ids: list[int]) -> int:
+    """Send each warning at most once; on an SMTP error the rest are retried with backoff."""
+    return sum(quota_warnings.send(pk) for pk in warning_ids)
+
+
+@shared_task(name="mailboxes.send_pending_warnings", acks_late=True)
+def send_pending_warnings() -> int:
+    ids = quota_warnings.pending_warning_ids()
+    if ids:
+        send_quota_warnings.delay(ids)
+    return len(ids)
+
+
+@shared_task(name="mailboxes.send_staff_digest", acks_late=True)
+def send_staff_digest() -> int:
+    return quota_warnings.send_staff_digest()

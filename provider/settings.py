@@ -189,6 +189,14 @@ POSTAMT_REFRESH_MIN_INTERVAL = env.int("POSTAMT_REFRESH_MIN_INTERVAL", default=6
 POSTAMT_HISTORY_FULL_DAYS = env.int("POSTAMT_HISTORY_FULL_DAYS", default=7)
 POSTAMT_HISTORY_HOURLY_DAYS = env.int("POSTAMT_HISTORY_HOURLY_DAYS", default=90)
 
+# --- Quota warnings -----------------------------------------------------------------------
+# A warning re-arms only when usage falls this many points below its threshold.
+POSTAMT_WARNING_HYSTERESIS = env.int("POSTAMT_WARNING_HYSTERESIS", default=5)
+# While a mailbox stays at or above the top threshold, remind at most this often.
+POSTAMT_WARNING_REMINDER_HOURS = env.int("POSTAMT_WARNING_REMINDER_HOURS", default=24)
+# Who gets the daily digest of full mailboxes; empty: every active staff user with an email.
+POSTAMT_STAFF_EMAILS = env.list("POSTAMT_STAFF_EMAILS", default=[])
+
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "mailboxes.poll_server": {"queue": "poll"},
@@ -200,6 +208,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mailboxes.poll_all",
         "schedule": POSTAMT_POLL_INTERVAL,
         "options": {"expires": POSTAMT_POLL_INTERVAL},
+    },
+    "quota-warning-digest": {
+        "task": "mailboxes.send_staff_digest",
+        "schedule": 24 * 3600,
+        "options": {"expires": 3600},
+    },
+    "resend-pending-warnings": {
+        "task": "mailboxes.send_pending_warnings",
+        "schedule": 10 * 60,
+        "options": {"expires": 10 * 60},
     },
     "thin-usage-history": {
         "task": "mailboxes.thin_usage_history",

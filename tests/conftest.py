@@ -5,11 +5,14 @@ and the Celery worker read the database over their own connections and see only 
 """
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import smtplib
 import socket
 import tempfile
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,47 @@ def celery_worker(celery_worker_session: object, transactional_db: None) -> obje
 
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop + live_server
+
+
+class SMTPCollector:
+    """An aiosmtpd handler that keeps every message it receives, parsed."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.messages: list[Message] = []
+        self.refuse = False
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+        if self.refuse:
+            return "451 4.3.0 try again later"
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[attr-defined]
+        with self._lock:
+            self.messages.append(parsed)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server(settings: object) -> Iterator[SMTPCollector]:
+    """A real SMTP server on loopback; Django (and the worker thread) send to it."""
+    from aiosmtpd.controller import Controller
+
+    handler = SMTPCollector()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"  # type: ignore[attr-defined]
+    settings.EMAIL_HOST = "127.0.0.1"  # type: ignore[attr-defined]
+    settings.EMAIL_PORT = controller.port  # type: ignore[attr-defined]
+    settings.EMAIL_TIMEOUT = 5  # type: ignore[attr-defined]
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture(autouse=True)
+def _english_after_each_test() -> Iterator[None]:
+    """A request in German leaves German active in this thread; don't let it leak."""
+    from django.utils import translation
+
+    yield
+    translation.activate(settings.LANGUAGE_CODE)

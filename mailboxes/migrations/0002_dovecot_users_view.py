@@ -1,10 +1,15 @@
-"""The ``dovecot_users`` view: the only thing Dovecot reads from Postamt's database."""
+"""Formerly created the ``dovecot_users`` view; it now lives in mailboxes/dovecot_view.py and
+is recreated after every migrate, so that later migrations can alter the tables beneath it."""
 from django.db import migrations
 
-from ._dovecot_view import CREATE
+from mailboxes.dovecot_view import drop
+
+
+def drop_view(apps, schema_editor):  # noqa: ANN001, ARG001
+    drop(schema_editor.connection.alias)
 
 
 class Migration(migrations.Migration):
     dependencies = [("mailboxes", "0001_initial")]
 
-    operations = [migrations.RunSQL(CREATE, "DROP VIEW dovecot_users")]
+    operations = [migrations.RunPython(drop_view, migrations.RunPython.noop)]

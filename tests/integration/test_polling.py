@@ -209,9 +209,9 @@ def dovecot_view_without(
     """Make Dovecot's view of the database miss one mailbox while Postamt still has it."""
     from django.db import connection
 
-    from mailboxes.migrations import _dovecot_view
+    from mailboxes import dovecot_view
 
-    replace = _dovecot_view.CREATE.replace("CREATE VIEW", "CREATE OR REPLACE VIEW")
+    replace = dovecot_view.CREATE.replace("CREATE VIEW", "CREATE OR REPLACE VIEW")
     with connection.cursor() as cursor:
         cursor.execute(replace + " WHERE m.address <> %s" + extra, [address, *(extra_params or [])])
     try:

@@ -1,0 +1,285 @@
+"""Quota warnings: once per threshold crossed, never a flood, never from missing data.
+
+Evaluation is set-based: one query per plan finds the few mailboxes whose level changes, and
+one conditional UPDATE per kind of change claims them. Only the evaluator whose UPDATE moved a
+row (it leaves its ``warning_claim`` token there) creates the warning, so two evaluators at
+once send one email. Emails are sent after commit, each warning row leased before SMTP.
+"""
+from __future__ import annotations
+
+import logging
+import smtplib
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
+from django.template.defaultfilters import filesizeformat
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+
+from accounts.models import User
+
+from .mailserver import MailServerError, append_message
+from .models import Mailbox, Plan, QuotaWarning
+from .usage import forecast_days_until_full
+
+log = logging.getLogger(__name__)
+FULL = 100
+SEND_BATCH = 50
+
+
+def thresholds_of(plan: Plan) -> list[int]:
+    return sorted({int(t) for t in plan.warning_thresholds if 0 < int(t) <= FULL})
+
+
+def _level_case(thresholds: list[int], offset: int = 0) -> Case:
+    """The highest threshold t with usage >= (t - offset) % of the quota, else 0."""
+    return Case(
+        *[
+            When(used_x100__gte=F("quota_bytes") * (t - offset), then=Value(t))
+            for t in reversed(thresholds)
+        ],
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+
+
+def evaluate(
+    *,
+    mailbox_ids: Iterable[int] | None = None,
+    server_id: int | None = None,
+    now: datetime | None = None,
+) -> list[int]:
+    """Move warning levels to match current usage; returns the ids of warnings to send."""
+    now = now or timezone.now()
+    hysteresis = settings.POSTAMT_WARNING_HYSTERESIS
+    reminder_cutoff = now - timedelta(hours=settings.POSTAMT_WARNING_REMINDER_HOURS)
+    # Stale, missing or drifting usage neither triggers nor clears a warning.
+    measured = Mailbox.objects.filter(
+        status=Mailbox.Status.ACTIVE, usage_state=Mailbox.UsageState.OK, used_bytes__isnull=False
+    )
+    if mailbox_ids is not None:
+        measured = measured.filter(pk__in=list(mailbox_ids))
+    if server_id is not None:
+        measured = measured.filter(mail_server_id=server_id)
+
+    transitions: dict[tuple[int, int, str], list[int]] = defaultdict(list)
+    for plan in Plan.objects.filter(pk__in=measured.values("plan_id")):
+        thresholds = thresholds_of(plan)
+        if not thresholds:
+            continue
+        top = thresholds[-1]
+        rows = (
+            measured.filter(plan=plan)
+            .annotate(used_x100=F("used_bytes") * 100)
+            .annotate(reached=_level_case(thresholds), held=_level_case(thresholds, hysteresis))
+            .filter(
+                Q(reached__gt=F("warning_level"))
+                | Q(held__lt=F("warning_level"))
+                | Q(warning_level=top, reached=top, warning_sent_at__lt=reminder_cutoff)
+            )
+            .values_list("pk", "warning_level", "reached", "held")
+        )
+        for pk, level, reached, held in rows:
+            if reached > level:  # crossed upwards: announce only the highest threshold
+                transitions[(level, reached, QuotaWarning.Kind.WARNING)].append(pk)
+            elif held < level:  # fell below threshold minus hysteresis: re-arm quietly
+                transitions[(level, max(reached, held), "rearm")].append(pk)
+            else:
+                transitions[(level, level, QuotaWarning.Kind.REMINDER)].append(pk)
+    if not transitions:
+        return []
+
+    token = uuid.uuid4()
+    with transaction.atomic():
+        for (old, new, kind), ids in transitions.items():
+            for start in range(0, len(ids), 5000):
+                claim = Mailbox.objects.filter(pk__in=ids[start : start + 5000], warning_level=old)
+                changes: dict[str, object] = {"warning_level": new}
+                if kind == QuotaWarning.Kind.REMINDER:
+                    claim = claim.filter(warning_sent_at__lt=reminder_cutoff)
+                if kind != "rearm":
+                    changes.update(warning_claim=token, warning_sent_at=now)
+                claim.update(**changes)
+        warnings = _create_warnings(Mailbox.objects.filter(warning_claim=token), transitions)
+        ids = [w.pk for w in warnings]
+        transaction.on_commit(lambda: _enqueue(ids))
+    return ids
+
+
+def _create_warnings(
+    claimed: QuerySet[Mailbox], transitions: dict[tuple[int, int, str], list[int]]
+) -> list[QuotaWarning]:
+    kind_of = {pk: kind for (_o, _n, kind), ids in transitions.items() for pk in ids}
+    warnings = []
+    for mailbox in claimed.select_related("domain__customer"):
+        customer = mailbox.domain.customer
+        if customer.only_full_warnings and mailbox.warning_level < FULL:
+            continue  # the customer opted out of the early warnings
+        warnings.append(
+            QuotaWarning(
+                mailbox=mailbox,
+                kind=kind_of[mailbox.pk],
+                threshold=mailbox.warning_level,
+                used_bytes=mailbox.used_bytes,
+                quota_bytes=mailbox.quota_bytes,
+                recipient=customer.contact_email,
+                language=customer.language,
+            )
+        )
+    return QuotaWarning.objects.bulk_create(warnings, batch_size=2000)
+
+
+def _enqueue(warning_ids: list[int]) -> None:
+    from .tasks import send_quota_warnings
+
+    for start in range(0, len(warning_ids), SEND_BATCH):
+        send_quota_warnings.delay(warning_ids[start : start + SEND_BATCH])
+
+
+def lease(warning_id: int, seconds: int = 300) -> QuotaWarning | None:
+    """Take a pending warning for sending; None if it is sent or another sender holds it."""
+    now = timezone.now()
+    taken = QuotaWarning.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        pk=warning_id,
+        status=QuotaWarning.Status.PENDING,
+    ).update(lease_until=now + timedelta(seconds=seconds), attempts=F("attempts") + 1)
+    if not taken:
+        return None
+    return QuotaWarning.objects.select_related("mailbox__domain__customer", "mailbox__mail_server").get(
+        pk=warning_id
+    )
+
+
+def pending_warning_ids(older_than: timedelta = timedelta(minutes=5)) -> list[int]:
+    """Warnings whose task was lost or failed: the sweeper sends them again."""
+    cutoff = timezone.now() - older_than
+    return list(
+        QuotaWarning.objects.filter(status=QuotaWarning.Status.PENDING, created_at__lt=cutoff)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now()))
+        .values_list("pk", flat=True)[:1000]
+    )
+
+
+def build_email(warning: QuotaWarning) -> EmailMultiAlternatives:
+    """Subject, plain text and HTML in the customer's language."""
+    mailbox = warning.mailbox
+    with translation.override(warning.language):
+        context = {
+            "warning": warning,
+            "mailbox": mailbox,
+            "customer": mailbox.domain.customer,
+            "used": filesizeformat(warning.used_bytes),
+            "quota": filesizeformat(warning.quota_bytes),
+            "percent": warning.percent,
+            "full": warning.percent >= FULL,
+            "days_until_full": warning.days_until_full,
+            "portal_url": settings.SITE_URL.rstrip("/") + reverse("home"),
+        }
+        subject = " ".join(render_to_string("emails/quota_warning_subject.txt", context).split())
+        text = render_to_string("emails/quota_warning.txt", context)
+        html = render_to_string("emails/quota_warning.html", context)
+    message = EmailMultiAlternatives(subject, text, to=[warning.recipient])
+    message.attach_alternative(html, "text/html")
+    # Stable across retries: a resent warning is recognisably the same message.
+    domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">") or "postamt"
+    message.extra_headers["Message-ID"] = f"<quota-warning-{warning.pk}@{domain}>"
+    message.extra_headers["Auto-Submitted"] = "auto-generated"
+    return message
+
+
+def send(warning_id: int) -> bool:
+    """Send one warning unless it is sent already; SMTP errors propagate for a retry."""
+    warning = lease(warning_id)
+    if warning is None:
+        return False
+    mailbox = warning.mailbox
+    if warning.days_until_full is None:
+        warning.days_until_full = forecast_days_until_full(mailbox)
+    message = build_email(warning)
+    try:
+        message.send()
+    except (smtplib.SMTPException, OSError) as exc:
+        QuotaWarning.objects.filter(pk=warning.pk).update(error=str(exc)[:1000], lease_until=None)
+        raise
+    QuotaWarning.objects.filter(pk=warning.pk).update(
+        status=QuotaWarning.Status.SENT,
+        sent_at=timezone.now(),
+        error="",
+        days_until_full=warning.days_until_full,
+    )
+    if mailbox.domain.customer.copy_warnings_to_mailbox:
+        _copy_into_mailbox(warning, message)
+    return True
+
+
+def _copy_into_mailbox(warning: QuotaWarning, message: EmailMultiAlternatives) -> None:
+    """Best effort, and only while the copy fits: a full mailbox would refuse it anyway."""
+    raw = message.message().as_bytes()
+    mailbox = warning.mailbox
+    if (mailbox.used_bytes or 0) + len(raw) >= mailbox.quota_bytes:
+        return
+    try:
+        append_message(mailbox.mail_server, mailbox.address, "INBOX", raw)
+    except MailServerError as exc:
+        log.info("warning %s not copied into %s: %s", warning.pk, mailbox.address, exc)
+        return
+    QuotaWarning.objects.filter(pk=warning.pk).update(copied_to_mailbox=True)
+
+
+def staff_recipients() -> list[str]:
+    if settings.POSTAMT_STAFF_EMAILS:
+        return list(settings.POSTAMT_STAFF_EMAILS)
+    return list(
+        User.objects.filter(is_staff=True, is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+    )
+
+
+def full_mailboxes() -> list[Mailbox]:
+    """Mailboxes at or above their plan's top threshold, fullest first."""
+    result = []
+    for plan in Plan.objects.all():
+        thresholds = thresholds_of(plan)
+        if not thresholds:
+            continue
+        result.extend(
+            Mailbox.objects.filter(plan=plan, status=Mailbox.Status.ACTIVE, used_bytes__isnull=False)
+            .annotate(used_x100=F("used_bytes") * 100)
+            .filter(used_x100__gte=F("quota_bytes") * thresholds[-1])
+            .select_related("domain__customer")
+        )
+    return sorted(result, key=lambda m: -(m.used_bytes or 0) / m.quota_bytes)
+
+
+def send_staff_digest() -> int:
+    """One email a day listing the full mailboxes; nothing when there are none."""
+    mailboxes = full_mailboxes()
+    recipients = staff_recipients()
+    if not mailboxes or not recipients:
+        return 0
+    rows = [
+        {
+            "mailbox": m,
+            "customer": m.domain.customer,
+            "used": filesizeformat(m.used_bytes),
+            "quota": filesizeformat(m.quota_bytes),
+            "percent": int((m.used_bytes or 0) * 100 // m.quota_bytes),
+            "stale": m.usage_state != Mailbox.UsageState.OK,
+        }
+        for m in mailboxes
+    ]
+    context = {"rows": rows, "count": len(rows)}
+    with translation.override(settings.LANGUAGE_CODE):
+        subject = " ".join(render_to_string("emails/staff_digest_subject.txt", context).split())
+        text = render_to_string("emails/staff_digest.txt", context)
+    EmailMultiAlternatives(subject, text, to=recipients).send()
+    return len(rows)
