@@ -21,6 +21,9 @@ ACTION_LABELS = {
     "mailbox.suspend": gettext_lazy("mailbox suspended"),
     "mailbox.reactivate": gettext_lazy("mailbox reactivated"),
     "mailbox.delete": gettext_lazy("mailbox deleted"),
+    "plan.create": gettext_lazy("plan created"),
+    "mailserver.create": gettext_lazy("mail server added"),
+    "mailserver.update": gettext_lazy("mail server changed"),
 }
 
 

@@ -400,6 +400,20 @@ def test_mailbox_page_shows_measured_usage(client: Client, staff: User, mailbox:
     assert "not measured yet" not in html
 
 
+def test_mailbox_page_says_when_the_measurement_is_stale(
+    client: Client, staff: User, mailbox: Mailbox
+) -> None:
+    Mailbox.objects.filter(pk=mailbox.pk).update(
+        used_bytes=25 * MIB,
+        usage_checked_at=timezone.now(),
+        usage_state=Mailbox.UsageState.STALE,
+        usage_error="connection refused",
+    )
+    html = client.get(reverse("staff:mailbox_detail", args=[mailbox.pk])).content.decode()
+    assert ">stale<" in html
+    assert "connection refused" in html
+
+
 def test_staff_can_suspend_and_reactivate(client: Client, staff: User, mailbox: Mailbox) -> None:
     url = reverse("staff:mailbox_detail", args=[mailbox.pk])
     response = client.post(reverse("staff:mailbox_suspend", args=[mailbox.pk]), REMOTE_ADDR=IP)
