@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import connection
@@ -130,12 +130,16 @@ class DovecotInstance:
         )
         return server
 
-    def render(self) -> Path:
-        """Write the configuration files; secrets inside are readable by root only."""
+    def render(self, version: Literal["2.3", "2.4"] | None = None) -> Path:
+        """Write the configuration files; secrets inside are readable by root only.
+
+        ``version`` picks the template; by default that of the installed ``dovecot --version``
+        (a check against another Dovecot, e.g. scripts/check-dovecot-2.4.sh, forces it).
+        """
         if not self.master_password:
             raise DovecotError("POSTAMT_MASTER_PASSWORD is not set: workers could not log in")
-        major, minor = detect_version(self.binary)
-        version = "2.4" if (major, minor) >= (2, 4) else "2.3"
+        if version is None:
+            version = "2.4" if detect_version(self.binary) >= (2, 4) else "2.3"
         mail_pw = pwd.getpwnam(self.mail_user)
         for directory in (self.conf_dir, self.root / "log", self.root / "state"):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
