@@ -57,9 +57,17 @@ def sql_settings(db: dict[str, Any] | None = None) -> dict[str, Any]:
             "user": db.get("USER") or "postgres",
             "password": db.get("PASSWORD") or "",
         }
-        connect = " ".join(f"{k}={v}" for k, v in pg.items() if v != "")
+        connect = " ".join(f"{k}={_conninfo_quote(v)}" for k, v in pg.items() if v != "")
         return {"sql_driver": "pgsql", "sql_connect": connect, "pg": pg}
     raise DovecotError(f"Dovecot cannot read a {engine} database")
+
+
+def _conninfo_quote(value: object) -> str:
+    """A libpq connection-string value; quoted unless plain, so spaces, quotes survive."""
+    text = str(value)
+    if re.fullmatch(r"[\w.:/@+-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass
