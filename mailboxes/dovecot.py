@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import pwd
-import stat
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
