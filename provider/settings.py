@@ -232,3 +232,26 @@ CELERY_BEAT_SCHEDULE = {
 BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(VAR_DIR / "backups")))
 BACKUP_PUBLIC_KEY = env.str("BACKUP_PUBLIC_KEY", default="")
 BACKUP_IDENTITY_FILE = env.str("BACKUP_IDENTITY_FILE", default="")
+# Messages fetched per IMAP round trip and committed per database transaction.
+BACKUP_BATCH_MESSAGES = env.int("BACKUP_BATCH_MESSAGES", default=200)
+# A job whose heartbeat is older than this is taken to be dead; another run may take it over.
+BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", default=600)
+# Restores need the identity: route them to a worker that holds it (e.g. "restore").
+BACKUP_RESTORE_QUEUE = env.str("BACKUP_RESTORE_QUEUE", default="backup")
+# Backups of a deleted mailbox (or one whose plan stopped backups) are kept this long.
+BACKUP_KEEP_DELETED_DAYS = env.int("BACKUP_KEEP_DELETED_DAYS", default=30)
+BACKUP_DUE_CHECK_SECONDS = 15 * 60
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "backups-run-due": {
+            "task": "backups.run_due",
+            "schedule": BACKUP_DUE_CHECK_SECONDS,
+            "options": {"expires": BACKUP_DUE_CHECK_SECONDS},
+        },
+        "backups-prune": {
+            "task": "backups.prune",
+            "schedule": 24 * 3600,
+            "options": {"expires": 3600},
+        },
+    }
+)

@@ -5,6 +5,7 @@ urlpatterns = [
     path("", include("mailboxes.urls")),
     path("staff/", include("mailboxes.urls_staff")),
     path("accounts/", include("accounts.urls")),
+    path("backups/", include("backups.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,113 @@
+"""Download: a snapshot as a zip of mbox files (one per folder), produced as a stream.
+
+One message is decrypted at a time and the zip is written into a small buffer that is
+handed out and emptied as it fills, so memory stays flat whatever the mailbox weighs.
+The mbox flavour is mboxrd (``>From`` quoting is reversible) with LF line ends and the
+flags in ``Status``/``X-Status`` headers, as mutt, Thunderbird and Python's ``mailbox`` read.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from django.utils import timezone
+
+from .crypto import identities
+from .manifest import Entry, Folder, read_manifest, read_message
+from .models import Snapshot
+from .store import get_store
+
+_FROM_LINE = re.compile(rb"^(>*From )", re.M)
+_UNSAFE = re.compile(r'[\x00-\x1f\\:*?"<>|]')
+
+
+class _Buffer:
+    """A write-only file for ``zipfile``: it has no ``seek``/``tell``, so zipfile writes
+    data descriptors and never goes back."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to flush: ``drain`` hands the data out."""
+
+    def drain(self) -> Iterator[bytes]:
+        if self.chunks:
+            data = b"".join(self.chunks)
+            self.chunks = []
+            yield data
+
+
+def archive_name(snapshot: Snapshot) -> str:
+    taken = timezone.localtime(snapshot.taken_at)
+    return f"{snapshot.repository.address}-{taken:%Y-%m-%d-%H%M}.zip"
+
+
+def snapshot_archive(snapshot: Snapshot) -> Iterator[bytes]:
+    """The zip, piece by piece. Needs the identity: only the restore side can run it."""
+    keys = identities()
+    store = get_store()
+    manifest = read_manifest(store, snapshot.manifest_key, keys)
+    taken = timezone.localtime(manifest.taken_at)
+    buffer = _Buffer()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for folder in manifest.folders:
+            info = zipfile.ZipInfo(entry_name(folder), date_time=taken.timetuple()[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as entry:
+                for message in folder.messages:
+                    raw = read_message(store, manifest.repository, message.sha256, keys)
+                    entry.write(mbox_message(raw, message))
+                    yield from buffer.drain()
+        yield from buffer.drain()
+    yield from buffer.drain()
+
+
+def entry_name(folder: Folder) -> str:
+    """``Projekte/Bäckerei.mbox``: the folder tree as directories, nothing that could
+    climb out of the extraction directory."""
+    parts = folder.name.split(folder.delimiter) if folder.delimiter else [folder.name]
+    safe = [_UNSAFE.sub("_", part).strip() or "_" for part in parts]
+    safe = ["_" + part if part in (".", "..") else part for part in safe]
+    return "/".join(safe) + ".mbox"
+
+
+def mbox_message(raw: bytes, entry: Entry) -> bytes:
+    body = raw.replace(b"\r\n", b"\n")
+    status, x_status = _status_headers(entry.flags)
+    headers = b""
+    if status:
+        headers += b"Status: " + status + b"\n"
+    if x_status:
+        headers += b"X-Status: " + x_status + b"\n"
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    return _from_line(entry.internal_date) + headers + _FROM_LINE.sub(rb">\1", body) + b"\n"
+
+
+def _from_line(date: datetime) -> bytes:
+    utc = date.astimezone(UTC)
+    return f"From MAILER-DAEMON {utc:%a %b} {utc.day:2d} {utc:%H:%M:%S %Y}\n".encode()
+
+
+def _status_headers(flags: list[str]) -> tuple[bytes, bytes]:
+    lowered = {flag.lower() for flag in flags}
+    status = (b"R" if "\\seen" in lowered else b"") + b"O"
+    x_status = b"".join(
+        letter
+        for flag, letter in (
+            ("\\answered", b"A"),
+            ("\\flagged", b"F"),
+            ("\\draft", b"T"),
+            ("\\deleted", b"D"),
+        )
+        if flag in lowered
+    )
+    return status, x_status

@@ -1,0 +1,159 @@
+"""The storage format: object keys and the snapshot manifest (docs/backups.md describes both).
+
+Every object is ``age(gzip(content))``. A message is stored once per repository under the
+SHA-256 of its raw bytes; a manifest lists, per folder, every message of one snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import pyrage
+
+from .crypto import seal, unseal
+from .store import Store, StoreError
+
+FORMAT = "postamt-backup-manifest"
+VERSION = 1
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*((?:[^\r\n]|\r?\n[ \t])*)", re.IGNORECASE | re.M)
+_FOLDING = re.compile(rb"\r?\n[ \t]")
+
+
+class ManifestError(Exception):
+    """A manifest or blob is not what the format promises."""
+
+
+def blob_key(repository: str, sha256: str) -> str:
+    return f"{repository}/blobs/{sha256[:2]}/{sha256}.eml.gz.age"
+
+
+def manifest_key(repository: str, seq: int) -> str:
+    # Named by number, not time: a rerun of a crashed backup rewrites the same object.
+    return f"{repository}/snapshots/{seq:08d}.json.gz.age"
+
+
+def header_block(raw: bytes) -> bytes:
+    """The header of a message: what a FETCH of ``HEADER.FIELDS`` would look at."""
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = raw.find(separator)
+        if end >= 0:
+            return raw[: end + len(separator) // 2]
+    return raw
+
+
+def message_id(header: bytes) -> str:
+    """The first Message-ID in a header block, unfolded; empty when there is none.
+
+    Used on the raw message at backup time and on ``HEADER.FIELDS (MESSAGE-ID)`` at restore
+    time: the same function on the same header line gives the same answer.
+    """
+    found = _MESSAGE_ID.search(header)
+    if not found:
+        return ""
+    return _FOLDING.sub(b" ", found.group(1)).strip().decode("utf-8", "replace")[:998]
+
+
+@dataclass(frozen=True)
+class Entry:
+    uid: int
+    sha256: str
+    size: int
+    flags: list[str]
+    internal_date: datetime
+    message_id: str = ""
+
+
+@dataclass
+class Folder:
+    name: str
+    delimiter: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int | None
+    messages: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class Manifest:
+    repository: str
+    mailbox: str
+    seq: int
+    taken_at: datetime
+    folders: list[Folder]
+
+    @property
+    def message_count(self) -> int:
+        return sum(len(folder.messages) for folder in self.folders)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(m.size for folder in self.folders for m in folder.messages)
+
+    def to_json(self) -> bytes:
+        def encode(value: object) -> str:
+            if isinstance(value, datetime):
+                return value.isoformat()
+            raise TypeError(type(value))
+
+        data = {"format": FORMAT, "version": VERSION, **asdict(self)}
+        data["totals"] = {"messages": self.message_count, "bytes": self.size_bytes}
+        return json.dumps(data, default=encode, ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        data = json.loads(raw)
+        if data.get("format") != FORMAT or data.get("version") != VERSION:
+            raise ManifestError(f"not a version {VERSION} manifest")
+        folders = [
+            Folder(
+                name=f["name"],
+                delimiter=f["delimiter"],
+                uidvalidity=f["uidvalidity"],
+                uidnext=f["uidnext"],
+                highestmodseq=f["highestmodseq"],
+                messages=[
+                    Entry(
+                        uid=m["uid"],
+                        sha256=m["sha256"],
+                        size=m["size"],
+                        flags=m["flags"],
+                        internal_date=datetime.fromisoformat(m["internal_date"]),
+                        message_id=m["message_id"],
+                    )
+                    for m in f["messages"]
+                ],
+            )
+            for f in data["folders"]
+        ]
+        return cls(
+            repository=data["repository"],
+            mailbox=data["mailbox"],
+            seq=data["seq"],
+            taken_at=datetime.fromisoformat(data["taken_at"]),
+            folders=folders,
+        )
+
+
+def write_manifest(store: Store, manifest: Manifest, to: list[pyrage.x25519.Recipient]) -> str:
+    key = manifest_key(manifest.repository, manifest.seq)
+    store.put_many([(key, seal(manifest.to_json(), to))])
+    return key
+
+
+def read_manifest(store: Store, key: str, keys: list[pyrage.x25519.Identity]) -> Manifest:
+    return Manifest.from_json(unseal(store.get(key), keys))
+
+
+def read_message(
+    store: Store, repository: str, sha256: str, keys: list[pyrage.x25519.Identity]
+) -> bytes:
+    """A message's raw bytes, checked against the hash it is stored under."""
+    raw = unseal(store.get(blob_key(repository, sha256)), keys)
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise StoreError(f"blob {sha256} is damaged: its content has another hash")
+    return raw

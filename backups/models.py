@@ -1,0 +1,233 @@
+"""Backups: one repository per mailbox, its snapshots, what was stored, and the jobs.
+
+The storage (see ``store.py`` and docs/backups.md) holds only encrypted data. The database is
+the worker's memory between runs: the workers hold only the public key and cannot read back the
+manifests they wrote, so what an incremental run needs (folder states, the messages already
+stored) lives here, next to the folder names the usage poll already keeps.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Customer
+from mailboxes.models import Mailbox
+
+
+class Repository(models.Model):
+    """Where one mailbox's backups live. It outlives the mailbox (see ``policy``)."""
+
+    key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    mailbox = models.OneToOneField(
+        Mailbox,
+        verbose_name=_("mailbox"),
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="backup_repository",
+    )
+    # Kept so a deleted mailbox's backups can still be named, found and downloaded.
+    address = models.CharField(_("address"), max_length=320)
+    customer = models.ForeignKey(
+        Customer, verbose_name=_("customer"), null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Number of the last snapshot written; the running backup builds number ``seq + 1``.
+    seq = models.PositiveIntegerField(default=0, editable=False)
+    # When the job that made the last snapshot was scheduled: the base of the next due time.
+    last_backup_at = models.DateTimeField(_("last backup"), null=True, editable=False)
+    # One writer at a time (a backup, a restore or a prune), with a lease that a dead
+    # worker cannot hold for ever.
+    lease_owner = models.CharField(max_length=64, blank=True, editable=False)
+    lease_until = models.DateTimeField(null=True, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["address"]
+        verbose_name = _("backup repository")
+        verbose_name_plural = _("backup repositories")
+
+    def __str__(self) -> str:
+        return self.address
+
+
+class Snapshot(models.Model):
+    """One point in time of a mailbox, described by its encrypted manifest in the store."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="snapshots")
+    seq = models.PositiveIntegerField(_("number"))
+    taken_at = models.DateTimeField(_("taken"))
+    manifest_key = models.CharField(max_length=300)
+    folders = models.PositiveIntegerField(_("folders"))
+    messages = models.PositiveIntegerField(_("messages"))
+    size_bytes = models.BigIntegerField(_("size (bytes)"))
+
+    class Meta:
+        ordering = ["-taken_at"]
+        verbose_name = _("snapshot")
+        verbose_name_plural = _("snapshots")
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "seq"], name="snapshot_unique_seq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository} #{self.seq} ({self.taken_at:%Y-%m-%d %H:%M})"
+
+
+class FolderState(models.Model):
+    """What the last run saw of one folder: where the next incremental run starts."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="folders")
+    name = models.CharField(max_length=1000)
+    delimiter = models.CharField(max_length=1, blank=True)
+    uidvalidity = models.BigIntegerField()
+    uidnext = models.BigIntegerField()
+    highestmodseq = models.BigIntegerField(null=True)
+    messages = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "name"], name="folderstate_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StoredMessage(models.Model):
+    """One message of one folder as backed up, and the snapshots ``first_seq..last_seq``
+    it belongs to (``last_seq`` is NULL while it is still on the server).
+
+    Prune keeps a row while a kept snapshot falls in its range, and a blob while a row
+    names it: that is how deleted mail stays restorable until retention drops it.
+    """
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="messages")
+    folder = models.CharField(max_length=1000)
+    uidvalidity = models.BigIntegerField()
+    uid = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    flags = models.JSONField(default=list)
+    internal_date = models.DateTimeField()
+    message_id = models.CharField(max_length=998, blank=True)
+    first_seq = models.PositiveIntegerField()
+    last_seq = models.PositiveIntegerField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["repository", "folder", "uidvalidity", "uid"],
+                name="storedmessage_unique_uid",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["repository", "sha256"]),
+            models.Index(fields=["repository", "last_seq"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.folder} {self.uidvalidity}/{self.uid}"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    RUNNING = "running", _("running")
+    DONE = "done", _("done")
+    FAILED = "failed", _("failed")
+
+
+ACTIVE = [JobStatus.QUEUED, JobStatus.RUNNING]
+
+
+class Job(models.Model):
+    """What backup and restore jobs share: the row is the truth about a job's state."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(
+        _("status"), max_length=8, choices=JobStatus.choices, default=JobStatus.QUEUED
+    )
+    requested_by = models.CharField(_("requested by"), max_length=150)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    # The run that holds the job; a run that finds another token here has been replaced.
+    claim = models.CharField(max_length=32, blank=True, editable=False)
+    heartbeat_at = models.DateTimeField(null=True, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started"), null=True)
+    finished_at = models.DateTimeField(_("finished"), null=True)
+    messages_total = models.PositiveIntegerField(_("messages to do"), default=0)
+    messages_done = models.PositiveIntegerField(_("messages done"), default=0)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def percent(self) -> int:
+        if self.status == JobStatus.DONE:
+            return 100
+        if not self.messages_total:
+            return 0
+        return min(100, self.messages_done * 100 // self.messages_total)
+
+
+class BackupJob(Job):
+    """One backup of one mailbox; ``messages_total`` counts the messages it has to fetch."""
+
+    messages_on_server = models.PositiveIntegerField(_("messages on the server"), default=0)
+    bytes_fetched = models.BigIntegerField(_("bytes fetched"), default=0)
+    blobs_written = models.PositiveIntegerField(_("new blobs"), default=0)
+    bytes_written = models.BigIntegerField(_("bytes stored"), default=0)
+    snapshot = models.OneToOneField(
+        Snapshot, null=True, on_delete=models.SET_NULL, related_name="job"
+    )
+
+    class Meta(Job.Meta):
+        verbose_name = _("backup job")
+        verbose_name_plural = _("backup jobs")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["repository"],
+                condition=Q(status__in=ACTIVE),
+                name="backupjob_one_active",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"backup {self.repository} ({self.status})"
+
+
+class RestoreJob(Job):
+    """Puts a snapshot's messages (all, one folder, or chosen ones) back into the mailbox."""
+
+    class Scope(models.TextChoices):
+        MAILBOX = "mailbox", _("whole mailbox")
+        FOLDER = "folder", _("one folder")
+        MESSAGES = "messages", _("chosen messages")
+
+    snapshot = models.ForeignKey(
+        Snapshot, null=True, on_delete=models.SET_NULL, related_name="restores"
+    )
+    scope = models.CharField(_("what"), max_length=8, choices=Scope.choices)
+    folder = models.CharField(_("folder"), max_length=1000, blank=True)
+    # [[folder, uidvalidity, uid], ...] for ``Scope.MESSAGES``.
+    messages = models.JSONField(default=list, blank=True)
+    # Empty: into the original folders; else the name of the folder they go under.
+    target_folder = models.CharField(_("restored into"), max_length=1000, blank=True)
+    messages_restored = models.PositiveIntegerField(_("messages restored"), default=0)
+    messages_skipped = models.PositiveIntegerField(_("already there"), default=0)
+    bytes_restored = models.BigIntegerField(_("bytes restored"), default=0)
+
+    class Meta(Job.Meta):
+        verbose_name = _("restore job")
+        verbose_name_plural = _("restore jobs")
+
+    def __str__(self) -> str:
+        return f"restore {self.repository} ({self.status})"

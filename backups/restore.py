@@ -1,0 +1,229 @@
+"""Restore: put a snapshot's messages back into the mailbox, with their flags and dates.
+
+Nothing is added twice: before appending to a folder, the messages already in it are
+compared with the ones to restore, first by Message-ID and size (cheap, from the server),
+then, for the candidates only, by the SHA-256 of their content. Counting, not just testing
+membership, keeps two identical messages of the backup as two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pyrage
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import transaction
+from django.db.models import F
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+
+from mailboxes.mailserver import MailServerError, MailServerUnavailable, master_imap
+
+from . import jobs
+from .crypto import DecryptFailed, KeyMissing, identities
+from .imap import METADATA_CHUNK, MIB, batches, tune
+from .manifest import Entry, Folder, ManifestError, message_id, read_manifest, read_message
+from .models import JobStatus, RestoreJob
+from .store import Store, StoreError, get_store
+
+APPEND_MESSAGES = 100
+APPEND_BYTES = 16 * MIB
+HEADER_ITEM = b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
+HEADER_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+
+
+class RestoreFailed(Exception):
+    """The restore cannot go on; the reason is fit to show."""
+
+
+def run_restore(job_id: int) -> RestoreJob | None:
+    """Run (or resume) one restore job; failures end the job as failed, except an
+    unreachable server (``MailServerUnavailable``), which the task retries."""
+    claimed = jobs.claim(RestoreJob, job_id)
+    if claimed is None:
+        return None
+    job, token = claimed
+    try:
+        _Restore(job, token).run()
+    except jobs.Superseded:
+        return None
+    except MailServerUnavailable as exc:
+        jobs.requeue(job, token, str(exc))
+        raise
+    except SoftTimeLimitExceeded:
+        jobs.finish(
+            job,
+            token,
+            JobStatus.FAILED,
+            "time limit reached; run the restore again to add the rest",
+        )
+        raise
+    except (
+        RestoreFailed,
+        MailServerError,
+        StoreError,
+        KeyMissing,
+        DecryptFailed,
+        ManifestError,
+    ) as exc:
+        jobs.finish(job, token, JobStatus.FAILED, str(exc))
+    except Exception as exc:
+        jobs.finish(job, token, JobStatus.FAILED, f"unexpected error: {exc!r}")
+        raise
+    job.refresh_from_db()
+    return job
+
+
+class _Restore:
+    def __init__(self, job: RestoreJob, token: str) -> None:
+        self.job = job
+        self.token = token
+        self.store: Store = get_store()
+        self.repository = str(job.repository.key)
+
+    def run(self) -> None:
+        mailbox = self.job.repository.mailbox
+        if mailbox is None:
+            raise RestoreFailed("the mailbox was deleted")
+        if self.job.snapshot is None:
+            raise RestoreFailed("the snapshot was deleted by retention")
+        keys = identities()
+        manifest = read_manifest(self.store, self.job.snapshot.manifest_key, keys)
+        selected = self._select(manifest.folders)
+        with transaction.atomic():
+            jobs.heartbeat(self.job, self.token, messages_total=sum(len(e) for _f, e in selected))
+        with master_imap(mailbox.mail_server, mailbox.address, timeout=300) as client:
+            tune(client)
+            existing = {name for _flags, _delimiter, name in client.list_folders()}
+            with ThreadPoolExecutor(1) as opener:
+                for folder, entries in selected:
+                    self._restore_folder(client, existing, folder, entries, keys, opener)
+        jobs.finish(self.job, self.token, JobStatus.DONE)
+
+    def _select(self, folders: list[Folder]) -> list[tuple[Folder, list[Entry]]]:
+        job = self.job
+        if job.scope == RestoreJob.Scope.MAILBOX:
+            return [(f, f.messages) for f in folders]
+        if job.scope == RestoreJob.Scope.FOLDER:
+            chosen = [(f, f.messages) for f in folders if f.name == job.folder]
+            if not chosen:
+                raise RestoreFailed(f"the snapshot has no folder {job.folder!r}")
+            return chosen
+        wanted = {(name, uidvalidity, uid) for name, uidvalidity, uid in job.messages}
+        selected = [
+            (f, [m for m in f.messages if (f.name, f.uidvalidity, m.uid) in wanted])
+            for f in folders
+        ]
+        selected = [(f, entries) for f, entries in selected if entries]
+        if sum(len(entries) for _f, entries in selected) != len(wanted):
+            raise RestoreFailed("some of the chosen messages are not in the snapshot")
+        return selected
+
+    def _target(self, folder: Folder) -> str:
+        if not self.job.target_folder:
+            return folder.name
+        return f"{self.job.target_folder}{folder.delimiter or '/'}{folder.name}"
+
+    def _restore_folder(
+        self,
+        client: IMAPClient,
+        existing: set[str],
+        folder: Folder,
+        entries: list[Entry],
+        keys: list[pyrage.x25519.Identity],
+        opener: ThreadPoolExecutor,
+    ) -> None:
+        target = self._target(folder)
+        if target not in existing:
+            try:
+                client.create_folder(target)
+                client.subscribe_folder(target)
+            except IMAPClientAbortError:
+                raise
+            except IMAPClientError as exc:
+                raise RestoreFailed(f"cannot create folder {target!r}: {exc}") from exc
+            existing.add(target)
+            present: Counter[str] = Counter()
+        else:
+            client.select_folder(target, readonly=True)
+            present = _present(client, entries)
+        todo = []
+        for entry in entries:
+            if present[entry.sha256] > 0:
+                present[entry.sha256] -= 1
+            else:
+                todo.append(entry)
+        skipped = len(entries) - len(todo)
+        with transaction.atomic():
+            jobs.heartbeat(
+                self.job,
+                self.token,
+                messages_done=F("messages_done") + skipped,
+                messages_skipped=F("messages_skipped") + skipped,
+            )
+        chunks = list(_append_batches(todo))
+        ahead: Future[list[tuple[Entry, bytes]]] | None = None
+        for number, chunk in enumerate(chunks):
+            opened = ahead.result() if ahead else self._open(chunk, keys)
+            if number + 1 < len(chunks):  # decrypt the next chunk while this one uploads
+                ahead = opener.submit(self._open, chunks[number + 1], keys)
+            self._append(client, target, opened)
+
+    def _open(
+        self, batch: list[Entry], keys: list[pyrage.x25519.Identity]
+    ) -> list[tuple[Entry, bytes]]:
+        return [(e, read_message(self.store, self.repository, e.sha256, keys)) for e in batch]
+
+    def _append(self, client: IMAPClient, target: str, opened: list[tuple[Entry, bytes]]) -> None:
+        try:
+            client.multiappend(
+                target,
+                [{"msg": raw, "flags": e.flags, "date": e.internal_date} for e, raw in opened],
+            )
+        except IMAPClientAbortError:
+            raise
+        except IMAPClientError as exc:
+            if "OVERQUOTA" in str(exc).upper():
+                raise RestoreFailed(
+                    "the mailbox is over its quota: raise the quota and run the restore again"
+                    " (what was restored stays)"
+                ) from exc
+            raise RestoreFailed(
+                f"the server refused to store messages in {target!r}: {exc}"
+            ) from exc
+        with transaction.atomic():
+            jobs.heartbeat(
+                self.job,
+                self.token,
+                messages_done=F("messages_done") + len(opened),
+                messages_restored=F("messages_restored") + len(opened),
+                bytes_restored=F("bytes_restored") + sum(len(raw) for _e, raw in opened),
+            )
+
+
+def _present(client: IMAPClient, entries: list[Entry]) -> Counter[str]:
+    """How many copies of each wanted message the selected folder already holds."""
+    uids = client.search()
+    wanted = {(e.message_id, e.size) for e in entries}
+    hashes = {e.sha256 for e in entries}
+    candidates: list[tuple[int, int]] = []
+    for start in range(0, len(uids), METADATA_CHUNK):
+        answer = client.fetch(uids[start : start + METADATA_CHUNK], [b"RFC822.SIZE", HEADER_ITEM])
+        for uid, item in answer.items():
+            if (message_id(item[HEADER_KEY]), item[b"RFC822.SIZE"]) in wanted:
+                candidates.append((uid, item[b"RFC822.SIZE"]))
+    present: Counter[str] = Counter()
+    for batch in batches(candidates, lambda c: c[1], count=APPEND_MESSAGES, max_bytes=APPEND_BYTES):
+        answer = client.fetch([uid for uid, _size in batch], [b"BODY.PEEK[]"])
+        for item in answer.values():
+            digest = hashlib.sha256(item[b"BODY[]"]).hexdigest()
+            if digest in hashes:
+                present[digest] += 1
+    return present
+
+
+def _append_batches(entries: list[Entry]) -> Iterator[list[Entry]]:
+    return batches(entries, lambda e: e.size, count=APPEND_MESSAGES, max_bytes=APPEND_BYTES)

@@ -1,0 +1,274 @@
+"""Backup actions: request a backup or a restore, schedule what is due, prune, download.
+
+Requests by people are audited in the same transaction; the work itself is enqueued after
+commit and done by the tasks (``engine``, ``restore``), never inside a transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from accounts import audit
+from accounts.audit import Actor
+from mailboxes.models import Mailbox
+
+from . import jobs, policy
+from .archive import snapshot_archive
+from .manifest import manifest_key
+from .models import (
+    ACTIVE,
+    BackupJob,
+    Repository,
+    RestoreJob,
+    Snapshot,
+    StoredMessage,
+)
+from .store import get_store
+
+
+def repository_for(mailbox: Mailbox) -> Repository:
+    repository, _created = Repository.objects.get_or_create(
+        mailbox=mailbox, defaults={"address": mailbox.address, "customer": mailbox.customer}
+    )
+    return repository
+
+
+def _enqueue_backup(repository: Repository, requested_by: str) -> BackupJob:
+    """The repository's active job, or a new one sent to the worker after commit."""
+    from .tasks import backup_mailbox
+
+    active = BackupJob.objects.filter(repository=repository, status__in=ACTIVE).first()
+    if active is not None:
+        return active
+    try:
+        with transaction.atomic():
+            job = BackupJob.objects.create(repository=repository, requested_by=requested_by)
+    except IntegrityError:  # a concurrent request won: one active job per repository
+        return BackupJob.objects.get(repository=repository, status__in=ACTIVE)
+    transaction.on_commit(lambda: backup_mailbox.delay(job.pk))
+    return job
+
+
+@transaction.atomic
+def backup_request(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> BackupJob:
+    """Back a mailbox up now, whatever its schedule says."""
+    if not policy.covers(mailbox.plan, mailbox.protocol):
+        raise ValidationError(_("The plan of this mailbox does not include backups."))
+    job = _enqueue_backup(repository_for(mailbox), audit.actor_label(actor))
+    audit.record(
+        "backup.request", mailbox, actor=actor, ip=ip, customer=mailbox.customer, job=job.pk
+    )
+    return job
+
+
+def schedule_due(now: datetime | None = None) -> list[int]:
+    """For beat: a job for every backed-up mailbox whose last backup is older than its
+    plan's interval, and the jobs whose task was lost sent again. Returns the job ids."""
+    now = now or timezone.now()
+    busy = BackupJob.objects.filter(repository__mailbox=OuterRef("pk"), status__in=ACTIVE)
+    candidates = (
+        policy.backed_up_mailboxes()
+        .exclude(Exists(busy))
+        .select_related("plan", "backup_repository", "domain__customer")
+    )
+    sent = []
+    for mailbox in candidates.iterator(chunk_size=500):
+        repository = getattr(mailbox, "backup_repository", None)
+        last = repository.last_backup_at if repository else None
+        if policy.is_due(last, mailbox.plan, now):
+            sent.append(_enqueue_backup(repository or repository_for(mailbox), "schedule").pk)
+    from .tasks import backup_mailbox
+
+    for job in jobs.stale_jobs(BackupJob):
+        backup_mailbox.delay(job.pk)
+        sent.append(job.pk)
+    return sent
+
+
+def restored_folder_name(snapshot: Snapshot, language: str) -> str:
+    """``Restored 2025-03-01``: named after the snapshot's day, in the customer's language,
+    so that restoring the same snapshot again lands in the same folder (and adds nothing)."""
+    day = timezone.localtime(snapshot.taken_at).date().isoformat()
+    with translation.override(language):
+        return _("Restored %(date)s") % {"date": day}
+
+
+def snapshot_messages(snapshot: Snapshot) -> QuerySet[StoredMessage]:
+    """The rows of the messages a snapshot holds (its manifest lists the same)."""
+    return StoredMessage.objects.filter(
+        Q(last_seq__isnull=True) | Q(last_seq__gte=snapshot.seq),
+        repository=snapshot.repository_id,
+        first_seq__lte=snapshot.seq,
+    )
+
+
+@transaction.atomic
+def restore_request(
+    *,
+    snapshot: Snapshot,
+    scope: str,
+    folder: str = "",
+    messages: Iterable[tuple[str, int, int]] = (),
+    into_new_folder: bool = False,
+    actor: Actor,
+    ip: str | None = None,
+) -> RestoreJob:
+    """Restore a whole snapshot, one folder of it, or chosen messages ``(folder,
+    uidvalidity, uid)``, into the original folders or into a "Restored <date>" folder."""
+    from .tasks import restore
+
+    mailbox = snapshot.repository.mailbox
+    if mailbox is None:
+        raise ValidationError(_("The mailbox of this backup no longer exists."))
+    chosen = [[name, int(validity), int(uid)] for name, validity, uid in messages]
+    contents = snapshot_messages(snapshot)
+    if scope == RestoreJob.Scope.FOLDER and not contents.filter(folder=folder).exists():
+        raise ValidationError({"folder": _("This backup has no messages in that folder.")})
+    if scope == RestoreJob.Scope.MESSAGES:
+        found = Q(pk__in=[])
+        for name, validity, uid in chosen:
+            found |= Q(folder=name, uidvalidity=validity, uid=uid)
+        if not chosen or contents.filter(found).count() != len(chosen):
+            raise ValidationError(_("Some of the chosen messages are not in this backup."))
+    target = restored_folder_name(snapshot, mailbox.customer.language) if into_new_folder else ""
+    job = RestoreJob.objects.create(
+        repository=snapshot.repository,
+        snapshot=snapshot,
+        scope=scope,
+        folder=folder if scope == RestoreJob.Scope.FOLDER else "",
+        messages=chosen if scope == RestoreJob.Scope.MESSAGES else [],
+        target_folder=target,
+        requested_by=audit.actor_label(actor),
+    )
+    audit.record(
+        "backup.restore",
+        mailbox,
+        actor=actor,
+        ip=ip,
+        customer=mailbox.customer,
+        job=job.pk,
+        snapshot=snapshot.seq,
+        scope=scope,
+        folder=job.folder,
+        messages=len(chosen),
+        into_folder=target,
+    )
+    transaction.on_commit(
+        lambda: restore.apply_async((job.pk,), queue=settings.BACKUP_RESTORE_QUEUE)
+    )
+    return job
+
+
+def snapshot_download(
+    *, snapshot: Snapshot, actor: Actor, ip: str | None = None
+) -> Iterator[bytes]:
+    """The snapshot as a zip of mbox files; the download itself is audited."""
+    repository = snapshot.repository
+    audit.record(
+        "backup.download",
+        repository.mailbox or repository,
+        actor=actor,
+        ip=ip,
+        customer=repository.customer,
+        snapshot=snapshot.seq,
+        taken_at=snapshot.taken_at.isoformat(),
+    )
+    return snapshot_archive(snapshot)
+
+
+# --- Retention ----------------------------------------------------------------------------
+
+
+@dataclass
+class PruneResult:
+    snapshots: int = 0
+    blobs: int = 0
+    repositories: int = 0
+
+
+def prune(now: datetime | None = None) -> PruneResult:
+    """Apply every repository's retention; a repository in use is left for the next time."""
+    result = PruneResult()
+    for repository in Repository.objects.select_related("mailbox__plan"):
+        prune_repository(repository, result, now or timezone.now())
+    return result
+
+
+def _snapshots_kept(
+    repository: Repository, snapshots: list[Snapshot], now: datetime
+) -> list[Snapshot]:
+    mailbox = repository.mailbox
+    if mailbox is not None and policy.covers(mailbox.plan, mailbox.protocol):
+        plan = mailbox.plan
+        return policy.snapshots_to_keep(
+            snapshots,
+            lambda s: s.taken_at,
+            daily=plan.keep_daily,
+            weekly=plan.keep_weekly,
+            monthly=plan.keep_monthly,
+        )
+    # No more backups come (mailbox deleted, or its plan stopped them): everything stays
+    # restorable for a grace period after the last one, then goes.
+    grace = timedelta(days=settings.BACKUP_KEEP_DELETED_DAYS)
+    if snapshots and max(s.taken_at for s in snapshots) + grace > now:
+        return snapshots
+    return []
+
+
+def prune_repository(repository: Repository, result: PruneResult, now: datetime) -> None:
+    owner = "prune-" + secrets.token_hex(8)
+    if not jobs.acquire_lease(repository.pk, owner):
+        return
+    try:
+        store = get_store()
+        prefix = str(repository.key)
+        snapshots = list(repository.snapshots.all())
+        restoring = set(
+            RestoreJob.objects.filter(repository=repository, status__in=ACTIVE).values_list(
+                "snapshot_id", flat=True
+            )
+        )
+        kept = _snapshots_kept(repository, snapshots, now)
+        kept += [s for s in snapshots if s.pk in restoring and s not in kept]
+        dropped = [s for s in snapshots if s not in kept]
+        with transaction.atomic():
+            Snapshot.objects.filter(pk__in=[s.pk for s in dropped]).delete()
+            # A row that no kept snapshot covers and that is no longer on the server.
+            covering = Snapshot.objects.filter(
+                repository=repository, seq__gte=OuterRef("first_seq"), seq__lte=OuterRef("last_seq")
+            )
+            StoredMessage.objects.filter(repository=repository, last_seq__isnull=False).exclude(
+                Exists(covering)
+            ).delete()
+        result.snapshots += len(dropped)
+        if repository.mailbox_id is None and not kept:
+            store.delete_prefix(prefix)
+            repository.delete()
+            result.repositories += 1
+            return
+        # Rows first, objects after: a crash in between leaves unused objects, which the
+        # next prune removes, never a row that names a missing object.
+        manifests = {manifest_key(prefix, s.seq) for s in kept}
+        for key in store.list(f"{prefix}/snapshots"):
+            if key not in manifests:
+                store.delete(key)
+        live = set(
+            StoredMessage.objects.filter(repository=repository).values_list("sha256", flat=True)
+        )
+        for key in store.list(f"{prefix}/blobs"):
+            if key.rsplit("/", 1)[1].split(".", 1)[0] not in live:
+                store.delete(key)
+                result.blobs += 1
+        store.discard_incomplete(prefix)
+    finally:
+        jobs.release_lease(repository.pk, owner)

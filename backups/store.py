@@ -1,0 +1,148 @@
+"""Where backup objects live, behind a small interface: a local directory now, object storage
+later. Keys are ``/``-separated paths; objects are written whole and never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from django.conf import settings
+
+TEMP_MARK = ".tmp-"
+
+
+class StoreError(Exception):
+    """An object could not be written or read back intact."""
+
+
+class Store(Protocol):
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store every object durably (all or some; never a partial object)."""
+
+    def get(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Keys of the complete objects under ``prefix``."""
+
+    def discard_incomplete(self, prefix: str) -> int:
+        """Remove what interrupted writes left under ``prefix``; only while no one writes."""
+
+    def delete_prefix(self, prefix: str) -> None: ...
+
+
+class LocalStore:
+    """A directory. A write goes to a temporary file that is fsynced, read back, compared
+    and renamed into place, so a key either holds its whole object or does not exist; the
+    directories are fsynced before ``put_many`` returns so the renames survive a crash."""
+
+    # Parallel fsyncs share the file system's journal commits: 2,000 small files take a
+    # quarter of the time they take one after the other.
+    THREADS = 8
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(part in ("", ".", "..") or TEMP_MARK in part for part in parts):
+            raise StoreError(f"invalid key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        items = list(items)
+        if not items:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.THREADS, len(items))) as pool:
+            touched = pool.map(lambda item: self._write(*item), items)
+            directories = {directory for written in touched for directory in written}
+            try:
+                list(pool.map(_fsync_directory, directories))
+            except OSError as exc:
+                raise StoreError(f"cannot sync the backup store: {exc}") from exc
+
+    def _write(self, key: str, data: bytes) -> list[Path]:
+        """Write one object; returns the directories whose entries changed."""
+        try:
+            return self._write_file(self._path(key), data)
+        except OSError as exc:
+            raise StoreError(f"cannot write {key}: {exc}") from exc
+
+    def _write_file(self, path: Path, data: bytes) -> list[Path]:
+        changed = [path.parent]
+        missing = path.parent
+        while not missing.is_dir():  # new directories are entries of their parents
+            changed.append(missing.parent)
+            missing = missing.parent
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temp = path.with_name(f"{path.name}{TEMP_MARK}{secrets.token_hex(6)}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if hashlib.sha256(temp.read_bytes()).digest() != hashlib.sha256(data).digest():
+            temp.unlink(missing_ok=True)
+            raise StoreError(f"{path}: what was written does not read back the same")
+        os.replace(temp, path)
+        return changed
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise StoreError(f"{key} is missing from the backup store") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {key}: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self._path(prefix)
+        for directory, _dirs, files in os.walk(base):
+            relative = Path(directory).relative_to(self.root).as_posix()
+            for name in files:
+                if TEMP_MARK not in name:
+                    yield f"{relative}/{name}"
+
+    def discard_incomplete(self, prefix: str) -> int:
+        removed = 0
+        for directory, _dirs, files in os.walk(self._path(prefix)):
+            for name in files:
+                if TEMP_MARK in name:
+                    Path(directory, name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    def delete_prefix(self, prefix: str) -> None:
+        shutil.rmtree(self._path(prefix), ignore_errors=True)
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def get_store() -> Store:
+    """The configured store (``BACKUP_ROOT``)."""
+    return LocalStore(Path(settings.BACKUP_ROOT))

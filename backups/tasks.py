@@ -1,0 +1,73 @@
+"""Celery entry points for backups: thin, ids only; the work lives in ``engine``, ``restore``
+and ``services``. All run on the ``backup`` queue (restores on ``BACKUP_RESTORE_QUEUE``).
+
+Backup and restore runs are idempotent and resumable, so they ack late and are requeued if
+their worker dies; the job row caps the attempts (``jobs.MAX_ATTEMPTS``) and its claim keeps
+a second delivery from running the same job twice at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, shared_task
+from django.conf import settings
+
+from mailboxes.mailserver import MailServerUnavailable
+
+from . import engine, jobs, services
+from . import restore as restore_engine
+
+RETRY = {
+    "autoretry_for": (MailServerUnavailable,),
+    "retry_backoff": 30,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+LONG_RUN = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "soft_time_limit": 50 * 60,
+    "time_limit": 55 * 60,
+}
+BUSY_RETRY_SECONDS = 60
+
+
+def _again_later(task: Task, exc: jobs.Busy) -> Any:
+    """Someone else holds the job or the repository: come back once they may be done."""
+    countdown = min(BUSY_RETRY_SECONDS, settings.BACKUP_STALE_SECONDS)
+    return task.retry(exc=exc, countdown=countdown, max_retries=60)
+
+
+@shared_task(name="backups.run_due", acks_late=True)
+def run_due() -> list[int]:
+    return services.schedule_due()
+
+
+@shared_task(name="backups.backup_mailbox", bind=True, **LONG_RUN, **RETRY)
+def backup_mailbox(self: Task, job_id: int) -> int | None:
+    try:
+        job = engine.run_backup(job_id)
+    except jobs.Busy as exc:
+        raise _again_later(self, exc) from exc
+    return job.snapshot_id if job else None
+
+
+@shared_task(name="backups.restore", bind=True, **LONG_RUN, **RETRY)
+def restore(self: Task, job_id: int) -> int | None:
+    try:
+        job = restore_engine.run_restore(job_id)
+    except jobs.Busy as exc:
+        raise _again_later(self, exc) from exc
+    return job.messages_restored if job else None
+
+
+@shared_task(name="backups.prune", acks_late=True, soft_time_limit=50 * 60, time_limit=55 * 60)
+def prune() -> dict[str, int]:
+    result = services.prune()
+    return {
+        "snapshots": result.snapshots,
+        "blobs": result.blobs,
+        "repositories": result.repositories,
+    }

@@ -1,0 +1,17 @@
+"""Backup pages under /backups/."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "backups"
+urlpatterns = [
+    path("mailboxes/<int:mailbox_id>/", views.mailbox_backups, name="mailbox"),
+    path("mailboxes/<int:mailbox_id>/backup/", views.backup_now, name="backup_now"),
+    path("snapshots/<int:snapshot_id>/restore/", views.restore, name="restore"),
+    path("snapshots/<int:snapshot_id>/download/", views.download, name="download"),
+    path("jobs/backup/<int:job_id>/", views.job_progress, {"kind": "backup"}, name="backup_job"),
+    path("jobs/restore/<int:job_id>/", views.job_progress, {"kind": "restore"}, name="restore_job"),
+]

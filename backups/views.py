@@ -1,0 +1,136 @@
+"""Backup pages for staff and, later, the customer portal: thin views over selectors and
+services. Every view starts from the objects the user may reach and 404s on the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from . import selectors, services
+from .archive import archive_name
+from .crypto import KeyMissing, identities
+from .forms import RestoreForm
+from .models import Job, Snapshot
+
+
+def _by(request: HttpRequest) -> dict[str, Any]:
+    return {"actor": request.user, "ip": request.META.get("REMOTE_ADDR")}
+
+
+def _snapshot(request: HttpRequest, snapshot_id: int) -> Snapshot:
+    return get_object_or_404(selectors.snapshots_for(request.user), pk=snapshot_id)
+
+
+def _render_mailbox(
+    request: HttpRequest,
+    mailbox_id: int,
+    restore_form: RestoreForm | None = None,
+    form_snapshot: Snapshot | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    mailbox = get_object_or_404(selectors.mailboxes_for(request.user), pk=mailbox_id)
+    overview = selectors.mailbox_overview(mailbox)
+    snapshots = overview["snapshots"]
+    assert isinstance(snapshots, list)
+    restore_forms = []
+    for snapshot in snapshots:
+        if restore_form is not None and form_snapshot is not None and snapshot == form_snapshot:
+            restore_forms.append((snapshot, restore_form))
+        else:
+            folders = selectors.snapshot_folders(snapshot)
+            restore_forms.append((snapshot, RestoreForm(folders=folders, prefix=f"s{snapshot.pk}")))
+    context = {"mailbox": mailbox, **overview, "restore_forms": restore_forms}
+    return render(request, "backups/mailbox.html", context, status=status)
+
+
+@login_required
+@require_GET
+def mailbox_backups(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    return _render_mailbox(request, mailbox_id)
+
+
+@login_required
+@require_POST
+def backup_now(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = get_object_or_404(selectors.mailboxes_for(request.user), pk=mailbox_id)
+    try:
+        services.backup_request(mailbox=mailbox, **_by(request))
+    except ValidationError as exc:
+        for error in exc.messages:
+            messages.error(request, error)
+    else:
+        messages.success(request, _("The backup has been started."))
+    return redirect("backups:mailbox", mailbox.pk)
+
+
+@login_required
+@require_POST
+def restore(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = _snapshot(request, snapshot_id)
+    mailbox = snapshot.repository.mailbox
+    if mailbox is None:
+        raise Http404
+    form = RestoreForm(
+        request.POST, folders=selectors.snapshot_folders(snapshot), prefix=f"s{snapshot.pk}"
+    )
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.restore_request(
+                snapshot=snapshot,
+                scope=data["scope"],
+                folder=data["folder"],
+                into_new_folder=data["into_new_folder"],
+                **_by(request),
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(request, _("The restore has been started."))
+            return redirect("backups:mailbox", mailbox.pk)
+    return _render_mailbox(request, mailbox.pk, form, snapshot, status=400)
+
+
+@login_required
+@require_GET
+def download(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = _snapshot(request, snapshot_id)
+    try:
+        identities()  # fail with a page, not halfway through a stream
+    except KeyMissing:
+        return render(request, "backups/unavailable.html", status=503)
+    response = StreamingHttpResponse(
+        services.snapshot_download(snapshot=snapshot, **_by(request)),
+        content_type="application/zip",
+    )
+    response["Content-Disposition"] = content_disposition_header(True, archive_name(snapshot))
+    return response
+
+
+@login_required
+@require_GET
+def job_progress(request: HttpRequest, kind: str, job_id: int) -> HttpResponse:
+    """One URL for the job's page and, for htmx, its progress partial; polling stops once
+    the job is over (status 286)."""
+    jobs = (
+        selectors.backup_jobs_for(request.user)
+        if kind == "backup"
+        else selectors.restore_jobs_for(request.user)
+    )
+    job: Job = get_object_or_404(jobs, pk=job_id)
+    context = {"job": job, "kind": kind}
+    if not request.htmx:
+        return render(request, "backups/job.html", context)
+    response = render(request, "backups/_progress.html", context)
+    if job.is_active:
+        return response
+    return HttpResponseStopPolling(response.content)

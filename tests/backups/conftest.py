@@ -1,0 +1,3 @@
+from tests.backups.helpers import backup_keys, backup_settings, restore_side
+
+__all__ = ["backup_keys", "backup_settings", "restore_side"]

@@ -1,0 +1,122 @@
+"""Backup test fixtures and helpers, shared by the unit and the integration tests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import pyrage
+import pytest
+from imapclient import IMAPClient
+
+from tests.factories import PASSWORD
+
+
+@dataclass(frozen=True)
+class Keys:
+    identity: pyrage.x25519.Identity
+    public: str
+    identity_file: Path
+
+
+@pytest.fixture
+def backup_keys(tmp_path: Path) -> Keys:
+    identity = pyrage.x25519.Identity.generate()
+    path = tmp_path / "backup-identity.txt"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{identity}\n")
+    return Keys(identity, str(identity.to_public()), path)
+
+
+@pytest.fixture
+def backup_settings(settings, tmp_path: Path, backup_keys: Keys):  # type: ignore[no-untyped-def]
+    """As a backup worker is configured: a store and the public key, no identity."""
+    settings.BACKUP_ROOT = tmp_path / "store"
+    settings.BACKUP_PUBLIC_KEY = backup_keys.public
+    settings.BACKUP_IDENTITY_FILE = ""
+    return settings
+
+
+@pytest.fixture
+def restore_side(backup_settings, backup_keys: Keys):  # type: ignore[no-untyped-def]
+    """The restore and download side: it also holds the identity."""
+    backup_settings.BACKUP_IDENTITY_FILE = str(backup_keys.identity_file)
+    return backup_settings
+
+
+def message(
+    subject: str,
+    body: str = "Hello",
+    *,
+    message_id: str | None = "auto",
+    size: int = 0,
+    charset_8bit: bool = False,
+) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "sender@example.org"
+    msg["To"] = "someone@example.org"
+    msg["Subject"] = subject
+    if message_id == "auto":
+        msg["Message-ID"] = f"<{hashlib.sha1(subject.encode()).hexdigest()}@example.org>"
+    elif message_id:
+        msg["Message-ID"] = message_id
+    msg["Date"] = "Mon, 03 Mar 2025 10:00:00 +0100"
+    text = body + ("\n" + "x" * 70) * (size // 71)
+    if charset_8bit:
+        msg.set_content(text, charset="utf-8", cte="8bit")
+    else:
+        msg.set_content(text)
+    return msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+@contextmanager
+def imap(dovecot, address: str) -> Iterator[IMAPClient]:  # type: ignore[no-untyped-def]
+    """The mailbox as its owner sees it."""
+    client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False)
+    client.normalise_times = False
+    client.login(address, PASSWORD)
+    try:
+        yield client
+    finally:
+        client.logout()
+
+
+def append(
+    client: IMAPClient,
+    folder: str,
+    raw: bytes,
+    flags: tuple[bytes, ...] = (),
+    date: datetime | None = None,
+) -> None:
+    client.append(folder, raw, flags=flags, msg_time=date)
+
+
+Snapshot = dict[str, list[tuple[str, tuple[str, ...], datetime]]]
+
+
+def mailbox_contents(dovecot, address: str) -> Snapshot:  # type: ignore[no-untyped-def]
+    """Every selectable folder with its messages as (sha256, flags, internal date), sorted."""
+    result: Snapshot = {}
+    with imap(dovecot, address) as client:
+        for flags, _delimiter, name in client.list_folders():
+            if b"\\Noselect" in flags or b"\\NonExistent" in flags:
+                continue
+            client.select_folder(name, readonly=True)
+            uids = client.search()
+            items = client.fetch(uids, [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE"]) if uids else {}
+            result[name] = sorted(
+                (
+                    hashlib.sha256(item[b"BODY[]"]).hexdigest(),
+                    tuple(sorted(f.decode() for f in item[b"FLAGS"] if f != b"\\Recent")),
+                    item[b"INTERNALDATE"],
+                )
+                for item in items.values()
+            )
+    return result
