@@ -26,3 +26,22 @@ def staff_required(view: View) -> View:
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def customer_required(view: View) -> View:
+    """Let a customer's users through; anonymous users go to the login page.
+
+    Staff get a 404 like anyone else without a customer: the portal shows one customer's
+    things, and a staff account belongs to none. Views still load every object through the
+    customer (``selectors.portal_*``), so an id from another customer is a 404 too.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if request.user.is_staff or request.user.customer_id is None:
+            raise Http404
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -1,12 +1,16 @@
-"""Forms for customers, and the base class that puts service errors onto a form."""
+"""Forms for customers, logins and settings, and the base class that takes service errors."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
+
+from .models import User
 
 
 class ServiceForm(forms.Form):
@@ -50,4 +54,67 @@ class CustomerForm(ServiceForm):
         label=_("Language"),
         choices=settings.LANGUAGES,
         help_text=_("The language of the emails this customer receives."),
+    )
+
+
+class LoginForm(AuthenticationForm):
+    """Django's login form; the name field says that an email address works."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.label_suffix = ""
+        self.fields["username"].label = _("Email address or user name")
+        self.fields["username"].widget.attrs.update(
+            {"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"}
+        )
+
+
+class SetPasswordLinkForm(PasswordResetForm):
+    """"Forgot your password?", also for customer users who never chose one.
+
+    Django leaves out users with an unusable password; ours get one on purpose when staff
+    create them, and asking again here is how an expired invitation is replaced. Staff
+    accounts without a password stay excluded.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.fields["email"].label = _("Your email address")
+
+    def get_users(self, email: str) -> Iterator[User]:
+        for user in User.objects.filter(email__iexact=email, is_active=True):
+            if user.email.lower() != email.lower():
+                continue
+            if user.has_usable_password() or user.customer_id is not None:
+                yield user
+
+
+class CustomerUserForm(ServiceForm):
+    email = forms.EmailField(
+        label=_("Email address"),
+        help_text=_("The person logs in with it; a link to choose a password is sent there."),
+    )
+
+
+class NotificationSettingsForm(ServiceForm):
+    contact_email = forms.EmailField(
+        label=_("Contact address for warnings"),
+        help_text=_("Where warnings about full mailboxes go; use an address at another provider."),
+    )
+    language = forms.ChoiceField(
+        label=_("Language of emails"),
+        choices=settings.LANGUAGES,
+    )
+    only_full_warnings = forms.BooleanField(
+        label=_("Only tell me when a mailbox is full"),
+        required=False,
+        help_text=_(
+            "Skip the early warnings at 80 %, 90 % and 95 %. The 100 % warning is always sent."
+        ),
+    )
+    copy_warnings_to_mailbox = forms.BooleanField(
+        label=_("Also put each warning into the mailbox concerned"),
+        required=False,
+        help_text=_("So that whoever reads that mailbox sees it too, while it still has room."),
     )

@@ -1,9 +1,10 @@
-"""Staff forms for domains and mailboxes; the services in ``services.py`` check the rules."""
+"""Forms for domains and mailboxes (staff and customers); the services check the rules."""
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -106,3 +107,55 @@ class QuotaForm(ServiceForm):
 class PlanForm(ServiceForm):
     plan = PlanChoiceField(label=_("Plan"), queryset=Plan.objects.all())
     protocol = forms.ChoiceField(label=_("Protocol"), choices=PROTOCOL_CHOICES, required=False)
+
+
+# --- Customer portal ----------------------------------------------------------------------
+
+
+class MailboxPasswordForm(ServiceForm):
+    """A customer's new password for one mailbox, typed twice: nobody can show it to them again."""
+
+    password = forms.CharField(
+        label=_("New password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password_again = forms.CharField(
+        label=_("New password again"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["password"].help_text = gettext(
+            "At least %(min)d characters, without spaces, not the mailbox name, not a common "
+            "password and not only digits. It works at once in every mail program."
+        ) % {"min": settings.MAILBOX_MIN_PASSWORD_LENGTH}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if (
+            data.get("password")
+            and data.get("password_again") is not None
+            and data["password"] != data["password_again"]
+        ):
+            self.add_error("password_again", gettext("The two passwords are not the same."))
+        return data
+
+
+class PlanRequestForm(ServiceForm):
+    plan = PlanChoiceField(
+        label=_("Plan"), queryset=Plan.objects.all(), empty_label=_("Choose a plan")
+    )
+    protocol = forms.ChoiceField(
+        label=_("Protocol"),
+        choices=[("", _("Keep the current one if the plan has it")), *Protocol.choices],
+        required=False,
+    )
+    note = forms.CharField(
+        label=_("Message to us (optional)"),
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )

@@ -1,11 +1,17 @@
-"""Reads for the staff pages: one place for the joins and counts the templates need."""
+"""Reads for the staff and customer pages: one place for the joins and counts templates need."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 from django.db.models import Count, QuerySet
+from django.utils import timezone
 
-from accounts.models import AuditEntry, Customer
+from accounts.models import AuditEntry, Customer, PlanChangeRequest, User
 
-from .models import Domain, Mailbox, MailServer
+from .charts import RANGES, build_usage_chart
+from .models import Domain, FolderUsage, Mailbox, MailServer, Plan, QuotaWarning
+from .usage import forecast_days_until_full
 
 
 def customer_list() -> QuerySet[Customer]:
@@ -43,3 +49,153 @@ def mailbox_audit_trail(mailbox: Mailbox) -> QuerySet[AuditEntry]:
 
 def audit_log() -> QuerySet[AuditEntry]:
     return AuditEntry.objects.select_related("customer")
+
+
+# --- Usage: shared by the staff and the customer pages --------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """Used against quota as the pages show it: words and a level, never a colour alone."""
+
+    used_bytes: int | None
+    quota_bytes: int
+    percent: int | None  # rounded down, so "100 %" only when really full
+    level: str  # "unknown", "ok" (< 80 %), "warn" (80–94 %), "danger" (95–99 %), "full"
+
+    @property
+    def bar_width(self) -> int:
+        return min(100, self.percent or 0)
+
+    @property
+    def measured(self) -> bool:
+        return self.used_bytes is not None
+
+
+def usage_summary(mailbox: Mailbox) -> UsageSummary:
+    used, quota = mailbox.used_bytes, mailbox.quota_bytes
+    if used is None or quota <= 0:
+        return UsageSummary(used, quota, None, "unknown")
+    percent = used * 100 // quota
+    if percent >= 100:
+        level = "full"
+    elif percent >= 95:
+        level = "danger"
+    elif percent >= 80:
+        level = "warn"
+    else:
+        level = "ok"
+    return UsageSummary(used, quota, percent, level)
+
+
+def mailbox_folders(mailbox: Mailbox) -> QuerySet[FolderUsage]:
+    """The latest per-folder sizes, largest first: where the space went."""
+    return mailbox.folders.order_by("-size_bytes", "name")
+
+
+def mailbox_warnings(mailbox: Mailbox, limit: int = 20) -> list[QuotaWarning]:
+    return list(mailbox.warnings.order_by("-created_at", "-id")[:limit])
+
+
+def usage_history(mailbox: Mailbox, days: int, now: datetime) -> list[tuple[datetime, int]]:
+    return list(
+        mailbox.samples.filter(taken_at__gte=now - timedelta(days=days), taken_at__lte=now)
+        .order_by("taken_at")
+        .values_list("taken_at", "used_bytes")
+    )
+
+
+def refresh_pending(mailbox: Mailbox, now: datetime) -> bool:
+    """A refresh was asked for recently and its measurement has not landed yet.
+
+    The usage block then reloads itself once in a while; after a few minutes it gives up,
+    since a failed measurement leaves the old figures (marked stale) rather than new ones.
+    """
+    asked = mailbox.refresh_requested_at
+    if asked is None or now - asked > timedelta(minutes=2):
+        return False
+    return mailbox.usage_checked_at is None or mailbox.usage_checked_at < asked
+
+
+def mailbox_usage_details(mailbox: Mailbox, *, days: int, now: datetime | None = None) -> dict:
+    """Everything the usage block needs, for the staff and the customer mailbox pages."""
+    now = now or timezone.now()
+    return {
+        "usage": usage_summary(mailbox),
+        "folders": mailbox_folders(mailbox),
+        "chart": build_usage_chart(
+            usage_history(mailbox, days, now),
+            quota_bytes=mailbox.quota_bytes,
+            days=days,
+            now=now,
+        ),
+        "chart_ranges": RANGES,
+        "forecast_days": forecast_days_until_full(mailbox, now),
+        "warnings": mailbox_warnings(mailbox),
+        "refresh_pending": refresh_pending(mailbox, now),
+    }
+
+
+# --- Staff dashboard ------------------------------------------------------------------------
+
+
+def drifting_mailboxes() -> QuerySet[Mailbox]:
+    """Mailboxes Postamt has but their mail server does not know (or refuses to measure)."""
+    return Mailbox.objects.filter(usage_state=Mailbox.UsageState.DRIFT).select_related(
+        "domain__customer", "mail_server"
+    )
+
+
+def servers_with_unknown_users() -> list[MailServer]:
+    return [server for server in MailServer.objects.all() if server.unknown_users]
+
+
+def pending_plan_requests() -> QuerySet[PlanChangeRequest]:
+    return PlanChangeRequest.objects.filter(
+        status=PlanChangeRequest.Status.PENDING
+    ).select_related("customer", "mailbox__domain", "mailbox__plan", "plan")
+
+
+def plan_request_queryset() -> QuerySet[PlanChangeRequest]:
+    return PlanChangeRequest.objects.select_related(
+        "customer", "mailbox__domain__customer", "mailbox__plan", "plan"
+    )
+
+
+def customer_users(customer: Customer) -> QuerySet[User]:
+    return customer.users.order_by("email")
+
+
+def customer_plan_requests(customer: Customer) -> QuerySet[PlanChangeRequest]:
+    return customer.plan_change_requests.select_related("mailbox__domain", "plan")
+
+
+# --- Customer portal ------------------------------------------------------------------------
+# Every query starts from the customer: an id from the URL can only ever find its own rows.
+
+
+def portal_mailboxes(customer: Customer) -> QuerySet[Mailbox]:
+    return Mailbox.objects.filter(domain__customer=customer).select_related(
+        "domain__customer", "plan"
+    )
+
+
+def portal_plan_requests(customer: Customer) -> QuerySet[PlanChangeRequest]:
+    return PlanChangeRequest.objects.filter(customer=customer).select_related(
+        "mailbox__domain", "plan"
+    )
+
+
+def portal_activity(customer: Customer) -> QuerySet[AuditEntry]:
+    """What anyone did to this customer and its mailboxes: staff, its own users, the CLI."""
+    return AuditEntry.objects.filter(customer=customer)
+
+
+def portal_mailbox_activity(customer: Customer, mailbox: Mailbox) -> QuerySet[AuditEntry]:
+    return AuditEntry.objects.filter(
+        customer=customer, target_type="mailbox", target_id=mailbox.pk
+    )
+
+
+def plans_for_customers() -> QuerySet[Plan]:
+    return Plan.objects.order_by("monthly_price", "name")

@@ -14,7 +14,13 @@ urlpatterns = [
     path(
         "customers/<int:customer_id>/mailboxes/new/", views.mailbox_create, name="mailbox_create"
     ),
+    path(
+        "customers/<int:customer_id>/users/new/",
+        views.customer_user_create,
+        name="customer_user_create",
+    ),
     path("mailboxes/<int:mailbox_id>/", views.mailbox_detail, name="mailbox_detail"),
+    path("mailboxes/<int:mailbox_id>/refresh/", views.mailbox_refresh, name="mailbox_refresh"),
     path("mailboxes/<int:mailbox_id>/password/", views.mailbox_password, name="mailbox_password"),
     path("mailboxes/<int:mailbox_id>/quota/", views.mailbox_quota, name="mailbox_quota"),
     path("mailboxes/<int:mailbox_id>/plan/", views.mailbox_plan, name="mailbox_plan"),
@@ -25,5 +31,15 @@ urlpatterns = [
         name="mailbox_reactivate",
     ),
     path("mailboxes/<int:mailbox_id>/delete/", views.mailbox_delete, name="mailbox_delete"),
+    path(
+        "plan-requests/<int:request_id>/approve/",
+        views.plan_request_approve,
+        name="plan_request_approve",
+    ),
+    path(
+        "plan-requests/<int:request_id>/decline/",
+        views.plan_request_decline,
+        name="plan_request_decline",
+    ),
     path("audit/", views.audit_log, name="audit_log"),
 ]

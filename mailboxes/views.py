@@ -21,10 +21,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services as account_services
 from accounts.decorators import staff_required
-from accounts.forms import CustomerForm
+from accounts.forms import CustomerForm, CustomerUserForm
 from accounts.models import Customer
 
 from . import selectors, services
+from .charts import clean_days
 from .forms import DomainForm, MailboxCreateForm, PasswordForm, PlanForm, QuotaForm
 from .models import MIB, Mailbox
 from .passwords import generate_password
@@ -51,6 +52,8 @@ def _password_message(text: str, password: str) -> str:
 def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_staff:
         return redirect("staff:dashboard")
+    if request.user.customer_id is not None:
+        return redirect("portal:overview")
     return render(request, "mailboxes/home.html")
 
 
@@ -63,6 +66,9 @@ def _render_dashboard(
     context = {
         "customers": selectors.customer_list(),
         "servers": selectors.server_list(),
+        "drifting": selectors.drifting_mailboxes(),
+        "unknown_user_servers": selectors.servers_with_unknown_users(),
+        "plan_requests": selectors.pending_plan_requests(),
         "form": form or CustomerForm(initial={"language": get_language()}),
         "page_url": reverse("staff:dashboard"),
     }
@@ -102,14 +108,18 @@ def _render_customer(
     *,
     domain_form: DomainForm | None = None,
     mailbox_form: MailboxCreateForm | None = None,
+    user_form: CustomerUserForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     context = {
         "customer": customer,
         "domains": selectors.customer_domains(customer),
         "mailboxes": selectors.customer_mailboxes(customer),
+        "users": selectors.customer_users(customer),
+        "plan_requests": selectors.customer_plan_requests(customer)[:20],
         "domain_form": domain_form or DomainForm(),
         "mailbox_form": mailbox_form or MailboxCreateForm(customer=customer),
+        "user_form": user_form or CustomerUserForm(),
         "page_url": reverse("staff:customer_detail", args=[customer.pk]),
     }
     return render(request, "mailboxes/staff/customer_detail.html", context, status=status)
@@ -173,6 +183,29 @@ def mailbox_create(request: HttpRequest, customer_id: int) -> HttpResponse:
     return _render_customer(request, customer, mailbox_form=form, status=400)
 
 
+@staff_required
+@require_POST
+def customer_user_create(request: HttpRequest, customer_id: int) -> HttpResponse:
+    """Give the customer a login; the person chooses the password through an emailed link."""
+    customer = get_object_or_404(Customer, pk=customer_id)
+    form = CustomerUserForm(request.POST)
+    if form.is_valid():
+        try:
+            user = account_services.customer_user_create(
+                customer=customer, email=form.cleaned_data["email"], **_by(request)
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request,
+                _("Login %(email)s created; a link to choose a password is on its way to it.")
+                % {"email": user.email},
+            )
+            return redirect("staff:customer_detail", customer.pk)
+    return _render_customer(request, customer, user_form=form, status=400)
+
+
 # --- One mailbox --------------------------------------------------------------------------
 
 
@@ -186,7 +219,7 @@ def _render_mailbox(
     status: int = 200,
 ) -> HttpResponse:
     context = {
-        "mailbox": mailbox,
+        **_usage_context(request, mailbox),
         "customer": mailbox.customer,
         "trail": selectors.mailbox_audit_trail(mailbox),
         "password_form": password_form or PasswordForm(),
@@ -194,9 +227,20 @@ def _render_mailbox(
         or QuotaForm(initial={"quota_mb": max(1, mailbox.quota_bytes // MIB)}),
         "plan_form": plan_form
         or PlanForm(initial={"plan": mailbox.plan_id, "protocol": mailbox.protocol}),
-        "page_url": reverse("staff:mailbox_detail", args=[mailbox.pk]),
     }
     return render(request, "mailboxes/staff/mailbox_detail.html", context, status=status)
+
+
+def _usage_context(request: HttpRequest, mailbox: Mailbox) -> dict[str, Any]:
+    """What the shared usage block needs on the staff page."""
+    days = clean_days(request.POST.get("days") or request.GET.get("days"))
+    return {
+        **selectors.mailbox_usage_details(mailbox, days=days),
+        "mailbox": mailbox,
+        "page_url": reverse("staff:mailbox_detail", args=[mailbox.pk]),
+        "refresh_url": reverse("staff:mailbox_refresh", args=[mailbox.pk]),
+        "for_staff": True,
+    }
 
 
 def _get_mailbox(mailbox_id: int) -> Mailbox:
@@ -205,7 +249,38 @@ def _get_mailbox(mailbox_id: int) -> Mailbox:
 
 @staff_required
 def mailbox_detail(request: HttpRequest, mailbox_id: int) -> HttpResponse:
-    return _render_mailbox(request, _get_mailbox(mailbox_id))
+    """The page; for htmx (chart range, polling after a refresh) only its usage block."""
+    mailbox = _get_mailbox(mailbox_id)
+    if request.htmx:
+        context = _usage_context(request, mailbox)
+        return render(request, "mailboxes/_usage.html#usage-block", context)
+    return _render_mailbox(request, mailbox)
+
+
+def refresh_message(claimed: bool) -> tuple[str, str]:
+    """The words for a refresh request, shared with the portal."""
+    if claimed:
+        return "success", _("Refresh requested: the figures update in a few seconds.")
+    return "warning", _("A refresh was already requested; try again in a minute.")
+
+
+@staff_required
+@require_POST
+def mailbox_refresh(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    """Measure now. With htmx the usage block comes back; without, the page (PRG)."""
+    mailbox = _get_mailbox(mailbox_id)
+    claimed = account_services.mailbox_request_refresh(mailbox=mailbox, **_by(request))
+    level, text = refresh_message(claimed)
+    if request.htmx:
+        mailbox.refresh_from_db()
+        context = {
+            **_usage_context(request, mailbox),
+            "refresh_message": text,
+            "refresh_message_level": level,
+        }
+        return render(request, "mailboxes/_usage.html#usage-block", context)
+    messages.add_message(request, messages.SUCCESS if claimed else messages.WARNING, text)
+    return redirect("staff:mailbox_detail", mailbox.pk)
 
 
 @staff_required
@@ -328,6 +403,54 @@ def mailbox_delete(request: HttpRequest, mailbox_id: int) -> HttpResponse:
         )
         return redirect("staff:customer_detail", customer.pk)
     return render(request, "mailboxes/staff/mailbox_confirm_delete.html", {"mailbox": mailbox})
+
+
+# --- Plan change requests ------------------------------------------------------------------
+
+
+def _plan_request_done(request: HttpRequest, text: str, level: int) -> HttpResponse:
+    """htmx gets the refreshed list of pending requests; a plain form goes back (PRG)."""
+    if request.htmx:
+        context = {"plan_requests": selectors.pending_plan_requests(), "notice": text}
+        return render(request, "mailboxes/staff/dashboard.html#plan-requests", context)
+    messages.add_message(request, level, text)
+    return redirect("staff:dashboard")
+
+
+@staff_required
+@require_POST
+def plan_request_approve(request: HttpRequest, request_id: int) -> HttpResponse:
+    plan_request = get_object_or_404(selectors.plan_request_queryset(), pk=request_id)
+    try:
+        account_services.plan_change_approve(plan_request=plan_request, **_by(request))
+    except ValidationError as exc:
+        return _plan_request_done(request, " ".join(exc.messages), messages.ERROR)
+    return _plan_request_done(
+        request,
+        _("Approved: %(address)s is now on “%(plan)s”.")
+        % {"address": plan_request.mailbox.display_address, "plan": plan_request.plan.name},
+        messages.SUCCESS,
+    )
+
+
+@staff_required
+@require_POST
+def plan_request_decline(request: HttpRequest, request_id: int) -> HttpResponse:
+    plan_request = get_object_or_404(selectors.plan_request_queryset(), pk=request_id)
+    try:
+        account_services.plan_change_decline(
+            plan_request=plan_request,
+            reason=request.POST.get("reason", "")[:1000],
+            **_by(request),
+        )
+    except ValidationError as exc:
+        return _plan_request_done(request, " ".join(exc.messages), messages.ERROR)
+    return _plan_request_done(
+        request,
+        _("Declined the request for %(address)s.")
+        % {"address": plan_request.mailbox.display_address},
+        messages.SUCCESS,
+    )
 
 
 # --- Audit log ----------------------------------------------------------------------------

@@ -96,6 +96,8 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# Customers log in with their email address; staff with their user name or email.
+AUTHENTICATION_BACKENDS = ["accounts.backends.EmailOrUsernameBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -196,6 +198,17 @@ POSTAMT_WARNING_HYSTERESIS = env.int("POSTAMT_WARNING_HYSTERESIS", default=5)
 POSTAMT_WARNING_REMINDER_HOURS = env.int("POSTAMT_WARNING_REMINDER_HOURS", default=24)
 # Who gets the daily digest of full mailboxes; empty: every active staff user with an email.
 POSTAMT_STAFF_EMAILS = env.list("POSTAMT_STAFF_EMAILS", default=[])
+
+# --- Customer portal ----------------------------------------------------------------------
+# Plan changes customers may make without staff approval: "false" (every change waits for
+# staff), "true" (any plan) or a comma-separated list of plan names. Never a change that would
+# lower a mailbox's quota: those always wait for staff.
+_self_service = env.str("POSTAMT_SELF_SERVICE_PLAN_CHANGES", default="false").strip()
+POSTAMT_SELF_SERVICE_PLAN_CHANGES: bool | list[str] = (
+    _self_service.lower() in ("true", "yes", "1", "on")
+    if _self_service.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off", "")
+    else [name.strip() for name in _self_service.split(",") if name.strip()]
+)
 
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {

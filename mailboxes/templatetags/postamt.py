@@ -1,12 +1,15 @@
-"""Template filters that turn stored codes and numbers into words for the staff pages."""
+"""Template filters that turn stored codes and numbers into words for the pages."""
 from __future__ import annotations
 
 from django import template
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts.models import AuditEntry
+from mailboxes import selectors
+from mailboxes.models import Mailbox
 
 register = template.Library()
 
@@ -24,6 +27,28 @@ ACTION_LABELS = {
     "plan.create": gettext_lazy("plan created"),
     "mailserver.create": gettext_lazy("mail server added"),
     "mailserver.update": gettext_lazy("mail server changed"),
+    "mailbox.refresh": gettext_lazy("usage measured on request"),
+    "user.create": gettext_lazy("login created"),
+    "customer.notifications": gettext_lazy("notification settings changed"),
+    "plan_request.create": gettext_lazy("plan change requested"),
+    "plan_request.approve": gettext_lazy("plan change approved"),
+    "plan_request.decline": gettext_lazy("plan change declined"),
+    "plan_request.cancel": gettext_lazy("plan change request withdrawn"),
+}
+
+# Words for the usage levels of selectors.UsageSummary, shown next to the bar's icon.
+LEVEL_LABELS = {
+    "warn": gettext_lazy("Filling up"),
+    "danger": gettext_lazy("Almost full"),
+    "full": gettext_lazy("Full"),
+    "unknown": gettext_lazy("Not measured yet"),
+}
+
+NOTIFICATION_FIELD_LABELS = {
+    "contact_email": gettext_lazy("contact address"),
+    "language": gettext_lazy("language"),
+    "only_full_warnings": gettext_lazy("early warnings"),
+    "copy_warnings_to_mailbox": gettext_lazy("copies into the mailbox"),
 }
 
 
@@ -45,6 +70,16 @@ def audit_summary(entry: AuditEntry) -> str:
             }
         if entry.action == "mailbox.quota":
             return f"{filesizeformat(details['old'])} → {filesizeformat(details['new'])}"
+        if entry.action == "customer.notifications":
+            return ", ".join(
+                str(NOTIFICATION_FIELD_LABELS.get(field, field)) for field in details["new"]
+            )
+        if entry.action in ("plan_request.create",):
+            return f"{details['plan']} ({details['protocol'].upper()})"
+        if entry.action == "plan_request.decline" and details.get("reason"):
+            return str(details["reason"])
+        if entry.action == "user.create":
+            return str(details["email"])
         if entry.action == "mailbox.plan":
             old, new = details["old"], details["new"]
             return (
@@ -54,3 +89,29 @@ def audit_summary(entry: AuditEntry) -> str:
     except (KeyError, TypeError, AttributeError):
         pass  # details written by an older or newer version: show the action alone
     return ""
+
+
+@register.filter
+def usage_summary(mailbox: Mailbox) -> selectors.UsageSummary:
+    """``{% with usage=mailbox|usage_summary %}`` for lists of mailboxes."""
+    return selectors.usage_summary(mailbox)
+
+
+@register.filter
+def usage_level_label(level: str) -> str:
+    return str(LEVEL_LABELS.get(level, ""))
+
+
+@register.filter
+def refresh_pending(mailbox: Mailbox) -> bool:
+    """Whether a requested measurement is still on its way (the card then reloads itself)."""
+    return selectors.refresh_pending(mailbox, timezone.now())
+
+
+@register.filter
+def actor_kind(entry: AuditEntry) -> str:
+    """Who acted, as a customer sees it: "staff" for the hoster's people, scripts and
+    workers, "customer" for the customer's own users."""
+    if entry.actor is not None and entry.actor.customer_id is not None:
+        return "customer"
+    return "staff"
