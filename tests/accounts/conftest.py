@@ -1,5 +1,6 @@
 """Three kinds of user for every portal test: the owner, a stranger (another customer's user)
 and staff, each with real objects made through the services."""
+
 from __future__ import annotations
 
 import pytest

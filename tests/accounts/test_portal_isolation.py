@@ -4,6 +4,7 @@ The routes are read from the URL patterns of the ``portal`` namespace, not liste
 a new route is tested the moment it exists. Its object ids come from ``OBJECT_KWARGS``; a route
 taking an id not named there fails ``test_every_portal_route_is_covered`` until it is added.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEntry, Customer, User
+from accounts.services import plan_change_request
 from mailboxes.models import MIB, Domain, Mailbox, MailServer, Plan
 from mailboxes.passwords import verify_password
 from mailboxes.services import mailbox_suspend
@@ -61,6 +62,9 @@ def mailbox(domain: Domain, plan: Plan) -> Mailbox:
 
 def staff_urls(customer: Customer, mailbox: Mailbox) -> list[str]:
     """Every staff URL, with real ids so a 404 cannot come from a missing object."""
+    plan_request = plan_change_request(
+        mailbox=mailbox, plan=make_plan(protocol="imap", name="Bigger"), actor="test"
+    )
     return [
         reverse("staff:dashboard"),
         reverse("staff:customer_create"),
@@ -74,6 +78,10 @@ def staff_urls(customer: Customer, mailbox: Mailbox) -> list[str]:
         reverse("staff:mailbox_suspend", args=[mailbox.pk]),
         reverse("staff:mailbox_reactivate", args=[mailbox.pk]),
         reverse("staff:mailbox_delete", args=[mailbox.pk]),
+        reverse("staff:mailbox_refresh", args=[mailbox.pk]),
+        reverse("staff:customer_user_create", args=[customer.pk]),
+        reverse("staff:plan_request_approve", args=[plan_request.pk]),
+        reverse("staff:plan_request_decline", args=[plan_request.pk]),
         reverse("staff:audit_log"),
     ]
 
@@ -383,7 +391,7 @@ def test_mailbox_page_shows_its_facts_and_history(
     assert "anna@baeckerei.example" in html
     assert "IMAP Standard" in html
     assert "100.0\xa0MB" in html
-    assert "not measured yet" in html
+    assert "Not measured yet" in html
     assert "mailbox created" in html
     assert list(response.context["trail"]) == list(
         AuditEntry.objects.filter(target_type="mailbox", target_id=mailbox.pk)
@@ -397,7 +405,7 @@ def test_mailbox_page_shows_measured_usage(client: Client, staff: User, mailbox:
     html = client.get(reverse("staff:mailbox_detail", args=[mailbox.pk])).content.decode()
     assert "25.0\xa0MB of 100.0\xa0MB (25%)" in html
     assert "3 messages" in html
-    assert "not measured yet" not in html
+    assert "Not measured yet" not in html
 
 
 def test_mailbox_page_says_when_the_measurement_is_stale(
