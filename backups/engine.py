@@ -15,6 +15,7 @@ already written, and fetches only what is missing.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ from .models import BackupJob, FolderState, JobStatus, Repository, Snapshot, Sto
 from .store import Store, StoreError, get_store
 
 BATCH_BYTES = 32 * MIB  # a batch is also cut by size, so a few huge messages stay apart
-SEAL_THREADS = 4  # hashing, gzip and writing release the GIL
+# Hashing, gzip and fsync release the GIL; parallel fsyncs share journal commits.
+STORE_THREADS = 16
 MAX_PASSES = 3  # a folder that keeps changing while we read it gets this many tries
 STATUS_ITEMS = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY", b"HIGHESTMODSEQ"]
 
@@ -128,9 +130,9 @@ class _Run:
                     messages_total=sum(len(new) for _f, new in plans),
                     messages_on_server=sum(f.messages for f in folders),
                 )
-            with ThreadPoolExecutor(SEAL_THREADS) as sealers, ThreadPoolExecutor(1) as writer:
+            with ThreadPoolExecutor(STORE_THREADS) as pool:
                 for folder, new in plans:
-                    self._sync(client, folder, new, sealers, writer)
+                    self._sync(client, folder, new, pool)
         self._finish(folders)
 
     # --- what changed -------------------------------------------------------------------
@@ -209,8 +211,7 @@ class _Run:
         client: IMAPClient,
         folder: ServerFolder,
         new: list[tuple[int, int]],
-        sealers: ThreadPoolExecutor,
-        writer: ThreadPoolExecutor,
+        pool: ThreadPoolExecutor,
     ) -> None:
         """Fetch what is new, then check the folder against the server until they agree."""
         for attempt in range(MAX_PASSES):
@@ -224,7 +225,7 @@ class _Run:
             if not new and self._verify(client, folder):
                 return
             info = _select(client, folder.name)
-            self._fetch(client, folder, info[b"UIDVALIDITY"], new, sealers, writer)
+            self._fetch(client, folder, info[b"UIDVALIDITY"], new, pool)
         raise BackupFailed(f"folder {folder.name!r} kept changing while it was backed up")
 
     def _fetch(
@@ -233,11 +234,11 @@ class _Run:
         folder: ServerFolder,
         uidvalidity: int,
         new: list[tuple[int, int]],
-        sealers: ThreadPoolExecutor,
-        writer: ThreadPoolExecutor,
+        pool: ThreadPoolExecutor,
     ) -> None:
-        """Fetch batch k+1 while batch k is sealed and written; commit each batch's rows."""
-        pending: Future[list[Stored]] | None = None
+        """Fetch batch k+1 while the messages of batch k are hashed, sealed and written by
+        the pool; then commit batch k's rows."""
+        in_flight: deque[list[Future[Stored]]] = deque()
         for batch in batches(
             new, lambda item: item[1], count=settings.BACKUP_BATCH_MESSAGES, max_bytes=BATCH_BYTES
         ):
@@ -245,21 +246,17 @@ class _Run:
                 [uid for uid, _size in batch],
                 [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE"],
             )
-            fetched = [(uid, response[uid]) for uid, _size in batch if uid in response]
-            if pending is not None:
-                self._commit(folder, uidvalidity, pending.result())
-            pending = writer.submit(self._seal_batch, fetched, sealers)
-        if pending is not None:
-            self._commit(folder, uidvalidity, pending.result())
+            # A UID missing from the answer was expunged meanwhile: verification sees it.
+            in_flight.append(
+                [pool.submit(self._keep, uid, response[uid]) for uid, _ in batch if uid in response]
+            )
+            if len(in_flight) > 1:
+                self._commit(folder, uidvalidity, [f.result() for f in in_flight.popleft()])
+        while in_flight:
+            self._commit(folder, uidvalidity, [f.result() for f in in_flight.popleft()])
 
-    def _seal_batch(
-        self, fetched: list[tuple[int, dict[bytes, object]]], sealers: ThreadPoolExecutor
-    ) -> list[Stored]:
-        prepared = list(sealers.map(lambda item: self._prepare(*item), fetched))
-        self.store.put_many((key, data) for _stored, key, data in prepared if data is not None)
-        return [stored for stored, _key, _data in prepared]
-
-    def _prepare(self, uid: int, item: dict[bytes, object]) -> tuple[Stored, str, bytes | None]:
+    def _keep(self, uid: int, item: dict[bytes, object]) -> Stored:
+        """Hash one message and store its blob unless the repository has it already."""
         raw = item[b"BODY[]"]
         assert isinstance(raw, bytes)
         if len(raw) != item[b"RFC822.SIZE"]:
@@ -271,19 +268,23 @@ class _Run:
         key = blob_key(str(self.repository.key), sha256)
         # A blob written by an earlier run (even one that crashed before committing) is
         # complete: objects appear only whole.
-        data = None if self.store.exists(key) else seal(raw, self.recipients)
-        stored = Stored(
+        written = 0
+        if not self.store.exists(key):
+            data = seal(raw, self.recipients)
+            self.store.put(key, data)
+            written = len(data)
+        return Stored(
             uid=uid,
             sha256=sha256,
             size=len(raw),
             flags=_flags(item[b"FLAGS"]),
             internal_date=item[b"INTERNALDATE"],  # type: ignore[arg-type]
             message_id=message_id(header_block(raw)),
-            written_bytes=len(data) if data is not None else 0,
+            written_bytes=written,
         )
-        return stored, key, data
 
     def _commit(self, folder: ServerFolder, uidvalidity: int, batch: list[Stored]) -> None:
+        self.store.flush()  # the blobs are durable before the rows that name them
         with transaction.atomic():
             jobs.heartbeat(
                 self.job,

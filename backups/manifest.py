@@ -29,7 +29,7 @@ class ManifestError(Exception):
 
 
 def blob_key(repository: str, sha256: str) -> str:
-    return f"{repository}/blobs/{sha256[:2]}/{sha256}.eml.gz.age"
+    return f"{repository}/blobs/{sha256}.eml.gz.age"
 
 
 def manifest_key(repository: str, seq: int) -> str:
@@ -141,7 +141,8 @@ class Manifest:
 
 def write_manifest(store: Store, manifest: Manifest, to: list[pyrage.x25519.Recipient]) -> str:
     key = manifest_key(manifest.repository, manifest.seq)
-    store.put_many([(key, seal(manifest.to_json(), to))])
+    store.put(key, seal(manifest.to_json(), to))
+    store.flush()
     return key
 
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -120,3 +120,64 @@ def mailbox_contents(dovecot, address: str) -> Snapshot:  # type: ignore[no-unty
                 for item in items.values()
             )
     return result
+
+
+DATE = datetime(2024, 5, 17, 8, 30, 0, tzinfo=UTC)
+
+
+def make_snapshot(  # type: ignore[no-untyped-def]
+    mailbox, folders: dict[str, list[tuple[bytes, list[str]]]], *, taken_at: datetime | None = None
+):
+    """A snapshot written as a backup run would, without a mail server: for unit tests.
+
+    Each call is one more snapshot; the messages of the previous one leave the "server"."""
+    from django.utils import timezone
+
+    from backups import crypto, services
+    from backups.manifest import Entry, Folder, Manifest, blob_key, message_id, write_manifest
+    from backups.models import Repository, Snapshot, StoredMessage
+    from backups.store import get_store
+
+    repository = services.repository_for(mailbox)
+    seq = repository.seq + 1
+    taken_at = taken_at or timezone.now()
+    store = get_store()
+    to = crypto.recipients()
+    StoredMessage.objects.filter(repository=repository, last_seq__isnull=True).update(
+        last_seq=seq - 1
+    )
+    manifest_folders = []
+    for name, messages in folders.items():
+        entries = []
+        for uid, (raw, flags) in enumerate(messages, start=1):
+            sha256 = hashlib.sha256(raw).hexdigest()
+            store.put(blob_key(str(repository.key), sha256), crypto.seal(raw, to))
+            entry = Entry(uid, sha256, len(raw), flags, DATE, message_id(raw))
+            entries.append(entry)
+            StoredMessage.objects.create(
+                repository=repository,
+                folder=name,
+                uidvalidity=seq,
+                uid=uid,
+                sha256=sha256,
+                size=len(raw),
+                flags=flags,
+                internal_date=DATE,
+                message_id=entry.message_id,
+                first_seq=seq,
+            )
+        manifest_folders.append(Folder(name, "/", seq, len(messages) + 1, None, entries))
+    store.flush()
+    manifest = Manifest(str(repository.key), mailbox.address, seq, taken_at, manifest_folders)
+    key = write_manifest(store, manifest, to)
+    snapshot = Snapshot.objects.create(
+        repository=repository,
+        seq=seq,
+        taken_at=taken_at,
+        manifest_key=key,
+        folders=len(folders),
+        messages=manifest.message_count,
+        size_bytes=manifest.size_bytes,
+    )
+    Repository.objects.filter(pk=repository.pk).update(seq=seq, last_backup_at=taken_at)
+    return snapshot

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import pytest
 
@@ -20,7 +19,7 @@ backup_keys = helpers.backup_keys
 backup_settings = helpers.backup_settings
 restore_side = helpers.restore_side
 
-DATE = datetime(2024, 5, 17, 8, 30, 0, tzinfo=UTC)
+DATE = helpers.DATE
 
 
 def wait(job: BackupJob | RestoreJob, timeout: float = 60) -> BackupJob | RestoreJob:

@@ -1,0 +1,232 @@
+#!/usr/bin/env python
+"""Backup benchmark: Postamt's backup and restore against mbsync and a bare APPEND loop.
+
+Starts a private Dovecot and a Celery worker process, fills one mailbox with N messages
+(default 2,000 of ~20 KB, ~40 MB, text as mail mostly is), then in the same run times:
+
+- Postamt's full backup and its no-change incremental, through the real path (service ->
+  Redis -> worker -> IMAP as master user -> gzip + age -> fsynced files + PostgreSQL),
+  against ``mbsync`` pulling the same mailbox as the master user into a Maildir with its
+  default ``FSync yes``, and mbsync's no-op resync;
+- Postamt's restore of the snapshot into a new folder (decrypt, check, dedupe, APPEND with
+  flags and dates) against a bare loop that APPENDs the same messages, already in memory,
+  over one connection (with TCP_NODELAY, so it is not slowed by Nagle's algorithm).
+
+Each figure is the median of ``--repeat`` runs. Last line:
+``backup full=X.XX incr=Y.YY restore=Z.ZZ (targets full<=1.00 incr<=5.00 restore>=0.80)``
+(Postamt/reference for the times, reference/Postamt for the restore speed).
+
+    .venv/bin/python bench/backup.py [--messages N] [--size BYTES] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postamt_backup_bench")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+
+from _harness import setup_django, start_dovecot, start_worker  # noqa: E402
+
+WORDS = [
+    "".join(random.Random(i).choice("abcdefghijklmnopqrstuvwxyz") for _ in range(2 + i % 9))
+    for i in range(4000)
+]
+
+
+def make_message(number: int, size: int, rng: random.Random) -> bytes:
+    header = (
+        f"From: Sender {number % 50} <sender{number % 50}@example.org>\r\n"
+        f"To: anna@bench.example\r\nSubject: Bench message {number}\r\n"
+        f"Message-ID: <{number}.{rng.getrandbits(48)}@bench.example>\r\n"
+        "Date: Mon, 03 Mar 2025 10:00:00 +0100\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    )
+    lines, length = [], len(header)
+    while length < size:
+        line = " ".join(rng.choice(WORDS) for _ in range(12))[:76]
+        lines.append(line)
+        length += len(line) + 2
+    return (header + "\r\n".join(lines) + "\r\n").encode()
+
+
+def imap_client(dovecot, address: str):  # type: ignore[no-untyped-def]
+    from imapclient import IMAPClient
+
+    from tests.factories import PASSWORD
+
+    client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False)
+    client.login(address, PASSWORD)
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return client
+
+
+def wait(job):  # type: ignore[no-untyped-def]
+    while True:
+        job.refresh_from_db()
+        if not job.is_active:
+            assert job.status == "done", job.error
+            return job
+        time.sleep(0.005)
+
+
+def mbsync_config(work: Path, dovecot, address: str, password: str) -> Path:  # type: ignore[no-untyped-def]
+    config = work / "mbsyncrc"
+    config.write_text(
+        f"IMAPAccount bench\nHost {dovecot.listen}\nPort {dovecot.imap_port}\n"
+        f"User {address}*{dovecot.master_user}\nPass {password}\nSSLType None\n"
+        "AuthMechs LOGIN\n\nIMAPStore far\nAccount bench\n\n"
+        f"MaildirStore near\nPath {work}/maildir/\nInbox {work}/maildir/INBOX\n"
+        "SubFolders Verbatim\n\n"
+        "Channel bench\nFar :far:\nNear :near:\nPatterns *\nCreate Near\nSync Pull\n"
+        "SyncState *\n"
+    )
+    return config
+
+
+def run_mbsync(config: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(["mbsync", "-q", "-c", str(config), "-a"], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=20_000, help="bytes per message")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="postamt-backup-bench-", dir="/var/tmp"))
+    identity_file = work / "identity.txt"
+    # The worker process reads these from its environment, as in production.
+    os.environ["BACKUP_ROOT"] = str(work / "store")
+    setup_django()
+    from backups.crypto import write_identity_file
+
+    os.environ["BACKUP_PUBLIC_KEY"] = write_identity_file(identity_file)
+    os.environ["BACKUP_IDENTITY_FILE"] = str(identity_file)
+    from django.conf import settings
+
+    settings.BACKUP_ROOT = work / "store"
+    settings.BACKUP_PUBLIC_KEY = os.environ["BACKUP_PUBLIC_KEY"]
+    settings.BACKUP_IDENTITY_FILE = str(identity_file)
+
+    from backups import services
+    from backups.models import Repository
+    from mailboxes.models import GIB, Mailbox
+    from tests.factories import make_mailbox, make_plan
+
+    dovecot = start_dovecot()
+    worker = None
+    try:
+        dovecot.register()
+        plan = make_plan(max_quota_bytes=4 * GIB)
+        mailbox: Mailbox = make_mailbox("anna", plan=plan, quota_bytes=4 * GIB)
+        rng = random.Random(2025)
+        raws = [make_message(i, args.size, rng) for i in range(args.messages)]
+        flags = [(b"\\Seen",) if i % 3 else () for i in range(args.messages)]
+        client = imap_client(dovecot, mailbox.address)
+        for start in range(0, len(raws), 200):
+            client.multiappend(
+                "INBOX",
+                [
+                    {"msg": raw, "flags": flags[start + i]}
+                    for i, raw in enumerate(raws[start : start + 200])
+                ],
+            )
+        client.logout()
+        total_mb = sum(map(len, raws)) / 1e6
+        print(f"mailbox: {args.messages} messages, {total_mb:.1f} MB")
+
+        worker = start_worker("backup")
+        config = mbsync_config(work, dovecot, mailbox.address, settings.POSTAMT_MASTER_PASSWORD)
+        postamt_full, postamt_incr, mbsync_full, mbsync_noop = [], [], [], []
+        for _round in range(args.repeat):
+            Repository.objects.all().delete()
+            shutil.rmtree(work / "store", ignore_errors=True)
+            started = time.perf_counter()
+            job = wait(services.backup_request(mailbox=mailbox, actor="bench"))
+            postamt_full.append(time.perf_counter() - started)
+            assert job.snapshot.messages == args.messages, job.snapshot.messages
+            started = time.perf_counter()
+            again = wait(services.backup_request(mailbox=mailbox, actor="bench"))
+            postamt_incr.append(time.perf_counter() - started)
+            assert again.messages_total == 0 and again.snapshot.messages == args.messages
+
+            shutil.rmtree(work / "maildir", ignore_errors=True)
+            (work / "maildir").mkdir()
+            mbsync_full.append(run_mbsync(config))
+            mbsync_noop.append(run_mbsync(config))
+            pulled = len(list((work / "maildir" / "INBOX" / "cur").iterdir())) + len(
+                list((work / "maildir" / "INBOX" / "new").iterdir())
+            )
+            assert pulled == args.messages, pulled
+
+        snapshot = job.snapshot
+        postamt_restore, append_loop = [], []
+        for round_number in range(args.repeat):
+            target = services.restored_folder_name(snapshot, "en")
+            client = imap_client(dovecot, mailbox.address)
+            for _flags, _delimiter, name in sorted(client.list_folders(), reverse=True):
+                if name == "Reference" or name.startswith(target):
+                    client.delete_folder(name)
+            client.create_folder("Reference")
+            started = time.perf_counter()
+            for raw, flag in zip(raws, flags, strict=True):
+                client.append("Reference", raw, flags=flag, msg_time=snapshot.taken_at)
+            append_loop.append(time.perf_counter() - started)
+            client.logout()
+
+            started = time.perf_counter()
+            restore = wait(
+                services.restore_request(
+                    snapshot=snapshot, scope="mailbox", into_new_folder=True, actor="bench"
+                )
+            )
+            postamt_restore.append(time.perf_counter() - started)
+            assert restore.messages_restored == args.messages, (
+                round_number,
+                restore.messages_restored,
+            )
+
+        report("postamt full backup", postamt_full)
+        report("mbsync full pull", mbsync_full)
+        report("postamt incremental", postamt_incr)
+        report("mbsync no-op resync", mbsync_noop)
+        report("postamt restore", postamt_restore)
+        report("bare APPEND loop", append_loop)
+        stored = sum(f.stat().st_size for f in (work / "store").rglob("*") if f.is_file())
+        print(f"stored: {stored / 1e6:.1f} MB for {total_mb:.1f} MB of mail (gzip + age)")
+        median = statistics.median
+        full = median(postamt_full) / median(mbsync_full)
+        incr = median(postamt_incr) / median(mbsync_noop)
+        restore_ratio = median(append_loop) / median(postamt_restore)
+        print(
+            f"backup full={full:.2f} incr={incr:.2f} restore={restore_ratio:.2f} "
+            "(targets full<=1.00 incr<=5.00 restore>=0.80)"
+        )
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
+        dovecot.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(label: str, seconds: list[float]) -> None:
+    runs = ", ".join(f"{s:.3f}" for s in seconds)
+    print(f"{label + ':':22} {statistics.median(seconds):.3f} s  (runs: {runs})")
+
+
+if __name__ == "__main__":
+    main()

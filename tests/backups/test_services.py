@@ -1,0 +1,168 @@
+"""Scheduling, retention and restore requests, without a mail server."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from backups import services
+from backups.manifest import blob_key
+from backups.models import BackupJob, JobStatus, Repository, Snapshot, StoredMessage
+from backups.store import get_store
+from mailboxes.services import mailbox_delete
+from tests.backups.helpers import make_snapshot, message
+from tests.factories import make_domain, make_mailbox, make_plan
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch):  # type: ignore[no-untyped-def]
+    """The job ids handed to the worker (no broker needed)."""
+    ids: list[int] = []
+    from backups import tasks
+
+    monkeypatch.setattr(tasks.backup_mailbox, "delay", ids.append)
+    return ids
+
+
+def test_run_due_schedules_each_due_mailbox_once(
+    backup_settings, sent, django_capture_on_commit_callbacks
+):
+    domain = make_domain()
+    new = make_mailbox("new", domain=domain)
+    recent = make_mailbox("recent", domain=domain, plan=make_plan(backup_interval_hours=24))
+    old = make_mailbox("old", domain=domain, plan=make_plan(backup_interval_hours=6))
+    make_mailbox("pop", domain=domain, protocol="pop3", plan=make_plan(protocol="pop3"))
+    now = timezone.now()
+    services.repository_for(recent)
+    Repository.objects.filter(mailbox=recent).update(last_backup_at=now - timedelta(hours=5))
+    services.repository_for(old)
+    Repository.objects.filter(mailbox=old).update(last_backup_at=now - timedelta(hours=7))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.schedule_due(now)
+    with django_capture_on_commit_callbacks(execute=True):
+        second = services.schedule_due(now)
+
+    jobs = BackupJob.objects.all()
+    assert {j.repository.mailbox for j in jobs} == {new, old}
+    assert sorted(first) == sorted(j.pk for j in jobs) == sorted(sent)
+    assert second == []  # their jobs are still queued: nothing twice
+
+
+def test_run_due_sends_jobs_whose_task_was_lost_again(backup_settings, sent, settings):
+    mailbox = make_mailbox("anna")
+    stuck = BackupJob.objects.create(
+        repository=services.repository_for(mailbox),
+        requested_by="schedule",
+        status=JobStatus.RUNNING,
+        heartbeat_at=timezone.now() - timedelta(hours=2),
+    )
+    BackupJob.objects.filter(pk=stuck.pk).update(created_at=timezone.now() - timedelta(hours=2))
+
+    assert services.schedule_due() == [stuck.pk]
+    assert sent == [stuck.pk]
+
+
+def test_restore_requests_are_checked_against_the_snapshot(restore_side):
+    mailbox = make_mailbox("anna")
+    snapshot = make_snapshot(mailbox, {"INBOX": [(message("one"), [])]})
+
+    with pytest.raises(ValidationError, match="no messages in that folder"):
+        services.restore_request(snapshot=snapshot, scope="folder", folder="Nope", actor="t")
+    with pytest.raises(ValidationError, match="not in this backup"):
+        services.restore_request(
+            snapshot=snapshot, scope="messages", messages=[("INBOX", 1, 99)], actor="t"
+        )
+    job = services.restore_request(
+        snapshot=snapshot, scope="messages", messages=[("INBOX", snapshot.seq, 1)], actor="t"
+    )
+    assert job.messages == [["INBOX", snapshot.seq, 1]] and job.target_folder == ""
+
+
+def test_the_restored_folder_is_named_after_the_snapshots_day(restore_side, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    mailbox = make_mailbox("anna")
+    taken = datetime(2025, 3, 1, 23, 30, tzinfo=UTC)
+    snapshot = make_snapshot(mailbox, {"INBOX": []}, taken_at=taken)
+    assert services.restored_folder_name(snapshot, "en") == "Restored 2025-03-02"
+
+
+def blobs(repository: Repository) -> set[str]:
+    return {key.rsplit("/", 1)[1][:64] for key in get_store().list(f"{repository.key}/blobs")}
+
+
+def test_prune_keeps_what_retention_keeps_and_deleted_mail_until_then(restore_side, settings):
+    settings.TIME_ZONE = "UTC"
+    mailbox = make_mailbox("anna", plan=make_plan(keep_daily=2, keep_weekly=0, keep_monthly=0))
+    now = timezone.now()
+    kept_mail, deleted_mail = message("kept"), message("deleted later")
+    day = timedelta(days=1)
+    old = make_snapshot(
+        mailbox, {"INBOX": [(kept_mail, []), (deleted_mail, [])]}, taken_at=now - 3 * day
+    )
+    make_snapshot(mailbox, {"INBOX": [(kept_mail, []), (deleted_mail, [])]}, taken_at=now - 2 * day)
+    make_snapshot(mailbox, {"INBOX": [(kept_mail, [])]}, taken_at=now - day)
+    make_snapshot(mailbox, {"INBOX": [(kept_mail, [])]}, taken_at=now)
+    repository = Repository.objects.get(mailbox=mailbox)
+    store = get_store()
+    (store.root / str(repository.key) / "blobs" / "leftover.tmp-123").write_bytes(b"x")
+    assert len(blobs(repository)) == 2
+
+    result = services.prune(now)
+
+    assert [s.taken_at for s in Snapshot.objects.all()] == [now, now - day]
+    assert result.snapshots == 2
+    assert blobs(repository) == {hashlib.sha256(kept_mail).hexdigest()}  # the deleted mail went
+    assert set(StoredMessage.objects.values_list("sha256", flat=True)) == blobs(repository)
+    assert not store.exists(old.manifest_key)
+    assert not any("tmp-" in p.name for p in (store.root / str(repository.key)).rglob("*"))
+    assert services.prune(now).snapshots == 0  # idempotent
+
+
+def test_prune_keeps_deleted_mail_while_a_kept_snapshot_has_it(restore_side):
+    mailbox = make_mailbox("anna", plan=make_plan(keep_daily=7))
+    now = timezone.now()
+    deleted_mail = message("deleted later")
+    make_snapshot(mailbox, {"INBOX": [(deleted_mail, [])]}, taken_at=now - timedelta(days=1))
+    make_snapshot(mailbox, {"INBOX": []}, taken_at=now)
+    repository = Repository.objects.get(mailbox=mailbox)
+
+    services.prune(now)
+
+    assert Snapshot.objects.count() == 2
+    assert get_store().exists(blob_key(str(repository.key), StoredMessage.objects.get().sha256))
+
+
+def test_a_deleted_mailboxs_backups_stay_for_the_grace_period(restore_side, settings):
+    settings.BACKUP_KEEP_DELETED_DAYS = 30
+    mailbox = make_mailbox("anna")
+    now = timezone.now()
+    make_snapshot(mailbox, {"INBOX": [(message("one"), [])]}, taken_at=now - timedelta(days=40))
+    make_snapshot(mailbox, {"INBOX": [(message("one"), [])]}, taken_at=now - timedelta(days=10))
+    repository = Repository.objects.get(mailbox=mailbox)
+    mailbox_delete(mailbox=mailbox, actor="test")
+
+    services.prune(now)
+    assert Snapshot.objects.count() == 2  # still restorable, and downloadable
+    assert Repository.objects.get().address == repository.address
+
+    services.prune(now + timedelta(days=21))
+    assert not Repository.objects.exists()
+    assert not (get_store().root / str(repository.key)).exists()
+
+
+def test_prune_leaves_a_repository_in_use_alone(restore_side):
+    mailbox = make_mailbox("anna", plan=make_plan(keep_daily=1, keep_weekly=0, keep_monthly=0))
+    now = timezone.now()
+    make_snapshot(mailbox, {"INBOX": []}, taken_at=now - timedelta(days=1))
+    make_snapshot(mailbox, {"INBOX": []}, taken_at=now)
+    Repository.objects.update(lease_owner="someone", lease_until=now + timedelta(minutes=5))
+
+    assert services.prune(now).snapshots == 0
+    assert Snapshot.objects.count() == 2

@@ -1,0 +1,55 @@
+"""The local store: whole objects or none, durable, and nothing a crash leaves is listed."""
+
+from __future__ import annotations
+
+import pytest
+
+from backups.store import LocalStore, StoreError
+
+
+def test_objects_round_trip(tmp_path):
+    store = LocalStore(tmp_path)
+    store.put("repo/blobs/abc.eml.gz.age", b"data")
+    store.put("repo/snapshots/00000001.json.gz.age", b"manifest")
+    store.flush()
+
+    assert store.get("repo/blobs/abc.eml.gz.age") == b"data"
+    assert store.exists("repo/blobs/abc.eml.gz.age")
+    assert sorted(store.list("repo")) == [
+        "repo/blobs/abc.eml.gz.age",
+        "repo/snapshots/00000001.json.gz.age",
+    ]
+    store.delete("repo/blobs/abc.eml.gz.age")
+    assert not store.exists("repo/blobs/abc.eml.gz.age")
+    with pytest.raises(StoreError, match="missing"):
+        store.get("repo/blobs/abc.eml.gz.age")
+
+
+def test_files_are_private(tmp_path):
+    store = LocalStore(tmp_path)
+    store.put("repo/blobs/x", b"data")
+    assert (tmp_path / "repo" / "blobs" / "x").stat().st_mode & 0o077 == 0
+
+
+def test_what_an_interrupted_write_leaves_is_never_listed_and_is_discarded(tmp_path):
+    store = LocalStore(tmp_path)
+    store.put("repo/blobs/whole", b"complete")
+    (tmp_path / "repo" / "blobs" / "half.tmp-123456").write_bytes(b"trunc")
+
+    assert list(store.list("repo")) == ["repo/blobs/whole"]
+    assert not store.exists("repo/blobs/half")
+    assert store.discard_incomplete("repo") == 1
+    assert [p.name for p in (tmp_path / "repo" / "blobs").iterdir()] == ["whole"]
+
+
+def test_keys_cannot_escape_the_store(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    for key in ("../outside", "repo/../../x", "/abs", "repo//x", "repo/x.tmp-1"):
+        with pytest.raises(StoreError):
+            store.put(key, b"no")
+
+
+def test_a_write_error_is_a_store_error(tmp_path):
+    (tmp_path / "repo").write_text("a file where a directory should be")
+    with pytest.raises(StoreError, match="cannot write"):
+        LocalStore(tmp_path).put("repo/blobs/x", b"data")

@@ -1,0 +1,182 @@
+"""Backup pages: staff see everything, a customer's user only the customer's own mailboxes,
+anyone else a 404; every download and request is audited."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import AuditEntry, User
+from backups.models import BackupJob, JobStatus, RestoreJob
+from tests.backups.helpers import make_snapshot, message
+from tests.factories import make_customer, make_domain, make_mailbox, make_plan
+
+pytestmark = pytest.mark.django_db
+
+IP = "198.51.100.4"
+
+
+@pytest.fixture
+def mailbox():  # type: ignore[no-untyped-def]
+    return make_mailbox("anna", domain=make_domain(make_customer("Bäckerei Müller")))
+
+
+@pytest.fixture
+def snapshot(restore_side, mailbox):  # type: ignore[no-untyped-def]
+    return make_snapshot(
+        mailbox, {"INBOX": [(message("one"), ["\\Seen"])], "Archiv": [(message("two"), [])]}
+    )
+
+
+def login(client: Client, who: str, mailbox) -> User:  # type: ignore[no-untyped-def]
+    if who == "staff":
+        user = User.objects.create_user("hanna", password="x-Staff-2041", is_staff=True)
+    elif who == "owner":
+        user = User.objects.create_user("owner", customer=mailbox.customer)
+    else:
+        user = User.objects.create_user("stranger", customer=make_customer("Other"))
+    client.force_login(user)
+    return user
+
+
+@pytest.mark.parametrize("who, status", [("staff", 200), ("owner", 200), ("stranger", 404)])
+def test_the_backups_page(client, mailbox, snapshot, who, status):
+    login(client, who, mailbox)
+    response = client.get(reverse("backups:mailbox", args=[mailbox.pk]))
+    assert response.status_code == status
+    if status == 200:
+        assert reverse("backups:download", args=[snapshot.pk]) in response.content.decode()
+
+
+def test_anonymous_users_are_sent_to_the_login(client, mailbox, snapshot):
+    response = client.get(reverse("backups:download", args=[snapshot.pk]))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("who, status", [("staff", 200), ("owner", 200), ("stranger", 404)])
+def test_download_is_a_streamed_zip_for_staff_and_owner_only(
+    client, mailbox, snapshot, who, status
+):
+    user = login(client, who, mailbox)
+
+    response = client.get(reverse("backups:download", args=[snapshot.pk]), REMOTE_ADDR=IP)
+
+    assert response.status_code == status
+    if status != 200:
+        assert not AuditEntry.objects.filter(action="backup.download").exists()
+        return
+    assert response.streaming
+    assert response["Content-Type"] == "application/zip"
+    assert "attachment" in response["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert sorted(archive.namelist()) == ["Archiv.mbox", "INBOX.mbox"]
+    entry = AuditEntry.objects.get(action="backup.download")
+    assert (entry.actor, entry.ip_address, entry.target_id) == (user, IP, mailbox.pk)
+    assert entry.customer == mailbox.customer and entry.details["snapshot"] == snapshot.seq
+
+
+def test_download_without_the_identity_says_so(client, mailbox, snapshot, backup_settings):
+    backup_settings.BACKUP_IDENTITY_FILE = ""
+    login(client, "staff", mailbox)
+    response = client.get(reverse("backups:download", args=[snapshot.pk]))
+    assert response.status_code == 503
+    assert "backup key" in response.content.decode()
+
+
+def test_back_up_now_starts_one_job_and_is_audited(client, mailbox, backup_settings):
+    user = login(client, "owner", mailbox)
+    url = reverse("backups:backup_now", args=[mailbox.pk])
+
+    first = client.post(url, REMOTE_ADDR=IP)
+    client.post(url, REMOTE_ADDR=IP)
+
+    assert first.status_code == 302
+    job = BackupJob.objects.get()  # the second request found the first one still queued
+    assert job.status == JobStatus.QUEUED and job.requested_by == "owner"
+    entries = AuditEntry.objects.filter(action="backup.request")
+    assert entries.count() == 2 and {e.actor for e in entries} == {user}
+
+
+def test_back_up_now_is_refused_when_the_plan_has_no_backups(client, backup_settings):
+    mailbox = make_mailbox("bob", plan=make_plan(backup_enabled=False))
+    login(client, "staff", mailbox)
+    response = client.post(reverse("backups:backup_now", args=[mailbox.pk]), follow=True)
+    assert "does not include backups" in response.content.decode()
+    assert not BackupJob.objects.exists()
+
+
+def test_a_stranger_cannot_start_anything(client, mailbox, snapshot):
+    login(client, "stranger", mailbox)
+    assert client.post(reverse("backups:backup_now", args=[mailbox.pk])).status_code == 404
+    assert client.post(reverse("backups:restore", args=[snapshot.pk])).status_code == 404
+    assert not BackupJob.objects.exists() and not RestoreJob.objects.exists()
+
+
+def test_restore_of_one_folder_into_a_new_folder(client, mailbox, snapshot):
+    login(client, "staff", mailbox)
+    prefix = f"s{snapshot.pk}"
+
+    response = client.post(
+        reverse("backups:restore", args=[snapshot.pk]),
+        {
+            f"{prefix}-scope": "folder",
+            f"{prefix}-folder": "Archiv",
+            f"{prefix}-into_new_folder": "on",
+        },
+        REMOTE_ADDR=IP,
+    )
+
+    assert response.status_code == 302
+    job = RestoreJob.objects.get()
+    assert (job.scope, job.folder, job.snapshot) == ("folder", "Archiv", snapshot)
+    assert job.target_folder.startswith("Restored ")
+    entry = AuditEntry.objects.get(action="backup.restore")
+    assert entry.details["folder"] == "Archiv" and entry.ip_address == IP
+
+
+def test_restore_form_errors_keep_the_page(client, mailbox, snapshot):
+    login(client, "owner", mailbox)
+    prefix = f"s{snapshot.pk}"
+    response = client.post(
+        reverse("backups:restore", args=[snapshot.pk]), {f"{prefix}-scope": "folder"}
+    )
+    assert response.status_code == 400
+    assert "Choose the folder to restore." in response.content.decode()
+    assert not RestoreJob.objects.exists()
+
+
+def test_job_progress_page_partial_and_end_of_polling(client, mailbox, backup_settings):
+    login(client, "owner", mailbox)
+    from backups.services import repository_for
+
+    job = BackupJob.objects.create(
+        repository=repository_for(mailbox), requested_by="x", messages_total=10, messages_done=4
+    )
+    url = reverse("backups:backup_job", args=[job.pk])
+
+    page = client.get(url)
+    assert page.status_code == 200 and "<html" in page.content.decode()
+
+    partial = client.get(url, headers={"HX-Request": "true"})
+    assert partial.status_code == 200
+    text = partial.content.decode()
+    assert "<html" not in text and f'hx-get="{url}"' in text and 'value="40"' in text
+
+    BackupJob.objects.filter(pk=job.pk).update(status=JobStatus.DONE)
+    done = client.get(url, headers={"HX-Request": "true"})
+    assert done.status_code == 286  # htmx stops polling
+    assert "hx-get" not in done.content.decode()
+
+
+def test_a_stranger_cannot_see_a_job(client, mailbox, backup_settings):
+    from backups.services import repository_for
+
+    job = RestoreJob.objects.create(
+        repository=repository_for(mailbox), requested_by="x", scope="mailbox"
+    )
+    login(client, "stranger", mailbox)
+    assert client.get(reverse("backups:restore_job", args=[job.pk])).status_code == 404
