@@ -28,6 +28,7 @@ from accounts import services as account_services
 from accounts.decorators import customer_required
 from accounts.forms import NotificationSettingsForm
 from accounts.models import Customer, PlanChangeRequest
+from backups import selectors as backup_selectors
 
 from . import selectors, services
 from .charts import clean_days
@@ -105,6 +106,8 @@ def _render_mailbox(
         "plan_requests": selectors.portal_plan_requests(customer).filter(mailbox=mailbox)[:10],
         "trail": selectors.portal_mailbox_activity(customer, mailbox)
         .select_related("actor")[:20],
+        # The backups app's own reads; its pages (restore, download) check access themselves.
+        "backups": backup_selectors.mailbox_overview(mailbox),
     }
     return render(request, MAILBOX, context, status=status)
 
