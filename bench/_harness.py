@@ -15,6 +15,7 @@ os.environ.setdefault("SECRET_KEY", "bench-not-secret")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postamt_bench")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
 os.environ.setdefault("POSTAMT_MASTER_PASSWORD", "bench-master-password")
+os.environ.setdefault("POSTAMT_DOVEADM_API_KEY", "bench-doveadm-api-key")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provider.settings")
 
 
@@ -56,6 +57,8 @@ def start_dovecot():  # type: ignore[no-untyped-def]
         imap_port=free_port(),
         pop3_port=free_port(),
         lmtp_port=free_port(),
+        doveadm_port=free_port(),
+        doveadm_api_key=settings.POSTAMT_DOVEADM_API_KEY,
         master_password=settings.POSTAMT_MASTER_PASSWORD,
         auth_penalty=False,
     )

@@ -154,6 +154,9 @@ class DovecotInstance:
         _check_traversable(self.mail_root, mail_pw.pw_uid, mail_pw.pw_gid)
         self.mail_root.mkdir(parents=True, exist_ok=True)
         os.chown(self.mail_root, mail_pw.pw_uid, mail_pw.pw_gid)
+        running = self.running_pid()
+        if running:
+            raise DovecotError(f"Dovecot already runs from {self.root} (pid {running})")
         # A stale base_dir (sockets of a killed instance) costs a 5 s retry at start.
         shutil.rmtree(self.root / "run", ignore_errors=True)
         context = {
@@ -186,6 +189,15 @@ class DovecotInstance:
             f"{self.master_user}:{ssha512(self.master_password)}\n",
         )
         return self.config_file
+
+    def running_pid(self) -> int | None:
+        """The pid of a live master process of this instance, if any."""
+        try:
+            pid = int((self.root / "run" / "master.pid").read_text().split()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid
 
     @staticmethod
     def _write(path: Path, text: str) -> None:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient import IMAPClient, imap_utf7
+from imapclient.exceptions import IMAPClientError, LoginError, ProtocolError
+from imapclient.response_parser import parse_response
 
 from .models import MailServer
 
@@ -98,7 +99,12 @@ def read_usage(server: MailServer, address: str, *, folders: bool = True) -> Usa
 
 
 def _folder_usage(client: IMAPClient) -> list[Folder]:
-    has_status_size = b"STATUS=SIZE" in client.capabilities()
+    capabilities = client.capabilities()
+    if b"LIST-STATUS" in capabilities and b"STATUS=SIZE" in capabilities:
+        listed = _list_status(client)
+        if listed is not None:
+            return listed
+    has_status_size = b"STATUS=SIZE" in capabilities
     result = []
     for flags, _delimiter, name in client.list_folders():
         if b"\\Noselect" in flags or b"\\NonExistent" in flags:
@@ -114,6 +120,40 @@ def _folder_usage(client: IMAPClient) -> list[Folder]:
     return result
 
 
+def _list_status(client: IMAPClient) -> list[Folder] | None:
+    """Every folder's size in one round trip (RFC 5819 LIST-STATUS with RFC 8438 SIZE).
+
+    imapclient has no call for LIST ... RETURN (STATUS ...), so this goes through its imaplib
+    connection; None (use the portable path) if the answer is not what we can parse.
+    """
+    imap = client._imap
+    typ, _data = imap._simple_command(  # noqa: SLF001
+        "LIST", '""', '"*"', "RETURN", "(STATUS (MESSAGES SIZE))"
+    )
+    imap.untagged_responses.pop("LIST", None)
+    statuses = imap.untagged_responses.pop("STATUS", [])
+    if typ != "OK":
+        return None
+    result = []
+    for line in statuses:
+        if not isinstance(line, bytes):
+            return None  # a folder name sent as a literal: let the portable path handle it
+        try:
+            name, items = parse_response([line])
+            values = dict(zip(items[::2], items[1::2], strict=True))
+            folder = imap_utf7.decode(name if isinstance(name, bytes) else str(name).encode())
+            result.append(Folder(folder, int(values[b"MESSAGES"]), int(values[b"SIZE"])))
+        except (ValueError, KeyError, TypeError, ProtocolError):
+            return None
+    return result
+
+
+def master_imap_probe(server: MailServer, address: str) -> None:
+    """Log in as the master user and out again: proves the credentials workers rely on."""
+    with master_imap(server, address):
+        pass
+
+
 def append_message(
     server: MailServer, address: str, folder: str, raw: bytes, flags: tuple[bytes, ...] = ()
 ) -> None:
@@ -122,14 +162,45 @@ def append_message(
         client.append(folder, raw, flags=flags)
 
 
-def dovecot_users(server: MailServer, timeout: float = 300) -> dict[str, int]:
-    """Every login Dovecot's userdb iterates, with its quota usage in bytes (doveadm HTTP API).
+def doveadm_usage(server: MailServer, timeout: float = 600) -> tuple[set[str], dict[str, Usage]]:
+    """Dovecot's user list and every user's folders, in one doveadm HTTP API request.
 
-    One request for the whole server; it needs ``doveadm_port`` and the API key.
+    The batch path: no login per mailbox. Totals are the sums of the folders' virtual sizes,
+    which is exactly what Dovecot's ``count`` quota adds up. Users without any folder on disk
+    yet (never logged in, never received mail) are listed but have no folders.
     """
+    commands = [
+        ["user", {"userMask": ["*"]}, "users"],
+        ["mailboxStatus", {"allUsers": True, "field": ["messages", "vsize"], "mailboxMask": ["*"]},
+         "folders"],
+    ]
+    answers = {tag: (kind, payload) for kind, payload, tag in _doveadm(server, commands, timeout)}
+    for tag in ("users", "folders"):
+        kind, payload = answers[tag]
+        if kind != "doveadmResponse":
+            raise MailServerError(f"{server.name}: doveadm {tag} failed: {payload}")
+    users = set(answers["users"][1]["userList"])
+    folders: dict[str, list[Folder]] = {user: [] for user in users}
+    for row in answers["folders"][1]:
+        folders.setdefault(row["username"], []).append(
+            Folder(row["mailbox"], int(row["messages"]), int(row["vsize"]))
+        )
+    usage = {
+        user: Usage(
+            used_bytes=sum(f.size_bytes for f in listed),
+            message_count=sum(f.message_count for f in listed),
+            limit_bytes=None,
+            folders=tuple(listed),
+        )
+        for user, listed in folders.items()
+    }
+    return users, usage
+
+
+def _doveadm(server: MailServer, commands: list[list[object]], timeout: float) -> list[list]:
     request = urllib.request.Request(
         f"http://{server.hostname}:{server.doveadm_port}/doveadm/v1",
-        data=json.dumps([["quotaGet", {"allUsers": True}, "postamt"]]).encode(),
+        data=json.dumps(commands).encode(),
         headers={
             "Content-Type": "application/json",
             "Authorization": "X-Dovecot-API "
@@ -138,19 +209,11 @@ def dovecot_users(server: MailServer, timeout: float = 300) -> dict[str, int]:
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer = json.load(response)
+            return json.load(response)
     except urllib.error.HTTPError as exc:
-        raise MasterLoginRejected(f"{server.name}: doveadm API refused: {exc}") from exc
+        raise MailServerError(f"{server.name}: doveadm API refused the request: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise MailServerUnavailable(f"{server.name}: doveadm API: {exc}") from exc
-    kind, payload, _tag = answer[0]
-    if kind != "doveadmResponse":
-        raise MailServerError(f"{server.name}: doveadm quota get failed: {payload}")
-    return {
-        row["username"]: int(row["value"]) * KIB
-        for row in payload
-        if row.get("type") == "STORAGE"
-    }
 
 
 def purge_storage(server: MailServer, storage_path: str) -> bool:

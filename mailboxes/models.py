@@ -1,6 +1,6 @@
 """Plans, mail servers, domains and mailboxes.
 
-The ``dovecot_users`` view (see migration 0002) is the contract with Dovecot: it reads
+The ``dovecot_users`` view (see dovecot_view.py) is the contract with Dovecot: it reads
 passwords, protocols and quota limits from there on every login and delivery.
 """
 from __future__ import annotations

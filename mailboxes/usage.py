@@ -7,7 +7,8 @@ what is still missing, and a killed worker leaves whole chunks or nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +26,8 @@ from .mailserver import (
     MailServerUnavailable,
     MasterLoginRejected,
     Usage,
-    dovecot_users,
+    doveadm_usage,
+    master_imap_probe,
     read_usage,
 )
 from .models import FolderUsage, Health, Mailbox, MailServer, PollRun, UsageSample
@@ -69,46 +71,40 @@ def poll_server(run_id: int) -> PollRun | None:
         attempts=F("attempts") + 1,
         started_at=run.started_at or timezone.now(),
     )
-    pending = list(
-        Mailbox.objects.filter(mail_server=server, status=Mailbox.Status.ACTIVE)
-        .exclude(samples__run=run)
-        .values_list("pk", "address")
-    )
-    total = Mailbox.objects.filter(mail_server=server, status=Mailbox.Status.ACTIVE).count()
-    PollRun.objects.filter(pk=run.pk).update(mailboxes_total=total)
+    active = Mailbox.objects.filter(mail_server=server, status=Mailbox.Status.ACTIVE)
+    pending = list(active.exclude(samples__run=run).values_list("pk", "address"))
+    PollRun.objects.filter(pk=run.pk).update(mailboxes_total=active.count())
 
-    succeeded = failed = 0
-    if server.doveadm_port:
-        pending = _compare_with_dovecot(server, run, pending)
+    measured = refused = 0
+    failure: MailServerError | None = None
     chunk: list[Outcome] = []
-    server_error: MailServerUnavailable | None = None
-    for outcome in _measure_all(server, pending):
-        if isinstance(outcome.error, MailServerUnavailable):
-            server_error = outcome.error
-            break
-        chunk.append(outcome)
-        if len(chunk) >= settings.POSTAMT_POLL_CHUNK:
-            succeeded, failed = _tally(_store(run, chunk), succeeded, failed)
-            chunk = []
-    succeeded, failed = _tally(_store(run, chunk), succeeded, failed)
+    try:
+        for outcome in _outcomes(server, pending):
+            if isinstance(outcome.error, MailServerUnavailable):
+                failure = outcome.error
+                break
+            chunk.append(outcome)
+            if len(chunk) >= settings.POSTAMT_POLL_CHUNK:
+                measured += _store(run, chunk)
+                refused += _count_refused(chunk)
+                chunk = []
+    except MasterLoginRejected as exc:  # the batch path's probe: credentials, not a mailbox
+        failure = exc
+    measured += _store(run, chunk)
+    refused += _count_refused(chunk)
 
     now = timezone.now()
-    if server_error is not None:
-        _mark_stale(server, run, str(server_error))
-        _set_health(server, Health.FAILING, str(server_error), now)
-        PollRun.objects.filter(pk=run.pk).update(status=PollRun.Status.FAILED, error=str(server_error))
-        raise server_error
-    if failed and not succeeded:
+    if isinstance(failure, MailServerUnavailable):
+        _fail(server, run, Health.FAILING, str(failure), now)
+        raise failure
+    if failure is None and refused and not measured:
         # Every login refused: the master credentials are wrong, not every mailbox missing.
-        message = (
+        failure = MasterLoginRejected(
             f"{server.name} refused the master login for every mailbox: the master password "
             f"is wrong, or this Dovecot serves another server name than {server.name!r}"
         )
-        _mark_stale(server, run, message)
-        _set_health(server, Health.AUTH_FAILED, message, now)
-        PollRun.objects.filter(pk=run.pk).update(
-            status=PollRun.Status.FAILED, error=message, finished_at=now
-        )
+    if failure is not None:
+        _fail(server, run, Health.AUTH_FAILED, str(failure), now)
         return run
     _set_health(server, Health.OK, "", now)
     PollRun.objects.filter(pk=run.pk).update(status=PollRun.Status.DONE, finished_at=now)
@@ -116,27 +112,57 @@ def poll_server(run_id: int) -> PollRun | None:
     return run
 
 
-def _compare_with_dovecot(
-    server: MailServer, run: PollRun, pending: list[tuple[int, str]]
-) -> list[tuple[int, str]]:
-    """Flag drift both ways from Dovecot's own user list; returns what is left to measure."""
-    try:
-        known = dovecot_users(server)
-    except MailServerError as exc:
-        log.warning("drift check skipped: %s", exc)
-        return pending
-    ours = set(
-        Mailbox.objects.filter(mail_server=server).values_list("address", flat=True)
+def _outcomes(server: MailServer, pending: list[tuple[int, str]]) -> Iterator[Outcome]:
+    """The batch path where the server offers it, else one IMAP session per mailbox."""
+    if server.doveadm_port:
+        try:
+            yield from _measure_batch(server, pending)
+            return
+        except MailServerUnavailable as exc:
+            yield Outcome(0, error=exc)
+            return
+        except MasterLoginRejected:
+            raise
+        except MailServerError as exc:
+            log.warning("%s: doveadm batch path failed, polling over IMAP: %s", server.name, exc)
+    yield from _measure_all(server, pending)
+
+
+def _count_refused(outcomes: list[Outcome]) -> int:
+    return sum(isinstance(o.error, MasterLoginRejected) for o in outcomes)
+
+
+def _fail(server: MailServer, run: PollRun, health: str, reason: str, now: datetime) -> None:
+    _mark_stale(server, run, reason)
+    _set_health(server, health, reason, now)
+    PollRun.objects.filter(pk=run.pk).update(
+        status=PollRun.Status.FAILED, error=reason, finished_at=now
     )
-    MailServer.objects.filter(pk=server.pk).update(unknown_users=sorted(set(known) - ours)[:500])
-    missing = [(pk, address) for pk, address in pending if address not in known]
-    message = _("the mail server does not know this mailbox")
-    _store(run, [Outcome(pk, error=MailboxUnknown(str(message))) for pk, _a in missing])
-    return [(pk, address) for pk, address in pending if address in known]
 
 
-def _tally(result: tuple[int, int], succeeded: int, failed: int) -> tuple[int, int]:
-    return succeeded + result[0], failed + result[1]
+def _measure_batch(server: MailServer, pending: list[tuple[int, str]]) -> Iterator[Outcome]:
+    """The doveadm HTTP path: every mailbox from one request, drift both ways from Dovecot's
+    own user list. One master login is still tried, so a broken master password (which the
+    workers' backups depend on) is caught even when no mailbox needs IMAP."""
+    known, measured = doveadm_usage(server)
+    ours = set(Mailbox.objects.filter(mail_server=server).values_list("address", flat=True))
+    MailServer.objects.filter(pk=server.pk).update(unknown_users=sorted(known - ours)[:500])
+    unknown = MailboxUnknown(str(_("the mail server does not know this mailbox")))
+    probed = False
+    for pk, address in pending:
+        if address not in known:
+            yield Outcome(pk, error=unknown)
+            continue
+        if not probed:
+            probed = True
+            try:
+                master_imap_probe(server, address)
+            except MasterLoginRejected as exc:
+                raise MasterLoginRejected(
+                    f"{server.name} refused the master login for {address}, "
+                    f"a mailbox it lists: the master password is wrong"
+                ) from exc
+        yield Outcome(pk, usage=measured[address])
 
 
 def _measure_all(server: MailServer, mailboxes: list[tuple[int, str]]) -> Iterable[Outcome]:
@@ -158,72 +184,87 @@ def _measure_all(server: MailServer, mailboxes: list[tuple[int, str]]) -> Iterab
                 future.cancel()
 
 
-def _store(run: PollRun | None, outcomes: list[Outcome]) -> tuple[int, int]:
-    """Write one chunk in one transaction: samples, latest figures, folders and flags."""
+def _store(run: PollRun | None, outcomes: list[Outcome]) -> int:
+    """Write one chunk in one transaction: samples, latest figures, folders and flags.
+
+    Most mailboxes do not change between two polls, so only changed figures and folder lists
+    are rewritten; everything measured gets its sample and its check time. Returns how many
+    mailboxes were measured.
+    """
     if not outcomes:
-        return 0, 0
+        return 0
     now = timezone.now()
-    good = [o for o in outcomes if o.usage is not None]
-    bad = [o for o in outcomes if o.error is not None]
     with transaction.atomic():
         mailboxes = Mailbox.objects.in_bulk([o.mailbox_id for o in outcomes])
-        updated = []
-        for outcome in good:
-            mailbox = mailboxes.get(outcome.mailbox_id)
-            if mailbox is None:  # deleted while we measured
-                continue
-            assert outcome.usage is not None
-            mailbox.used_bytes = outcome.usage.used_bytes
-            mailbox.message_count = outcome.usage.message_count
-            mailbox.usage_checked_at = now
-            mailbox.usage_state = Mailbox.UsageState.OK
-            mailbox.usage_error = ""
-            updated.append(mailbox)
-        for outcome in bad:
-            mailbox = mailboxes.get(outcome.mailbox_id)
-            if mailbox is None or not mailbox.is_active:  # deleted or suspended meanwhile
-                continue
-            # A refused master login for one mailbox while others work: Dovecot lacks it.
-            mailbox.usage_state = (
-                Mailbox.UsageState.DRIFT
-                if isinstance(outcome.error, MasterLoginRejected | MailboxUnknown)
-                else Mailbox.UsageState.STALE
-            )
-            mailbox.usage_error = str(outcome.error)[:500]
-            updated.append(mailbox)
-        Mailbox.objects.bulk_update(
-            updated,
-            ["used_bytes", "message_count", "usage_checked_at", "usage_state", "usage_error"],
+        # Deleted while we measured, or suspended meanwhile: nothing to say about those.
+        current = [(o, mailboxes[o.mailbox_id]) for o in outcomes if o.mailbox_id in mailboxes]
+        measured = [(o.usage, m) for o, m in current if o.usage is not None]
+        failed = [(o.error, m) for o, m in current if o.error is not None and m.is_active]
+
+        changed = []
+        for usage, mailbox in measured:
+            if (mailbox.used_bytes, mailbox.message_count) != (
+                usage.used_bytes,
+                usage.message_count,
+            ):
+                mailbox.used_bytes, mailbox.message_count = usage.used_bytes, usage.message_count
+                changed.append(mailbox)
+        Mailbox.objects.bulk_update(changed, ["used_bytes", "message_count"])
+        Mailbox.objects.filter(pk__in=[m.pk for _u, m in measured]).update(
+            usage_checked_at=now, usage_state=Mailbox.UsageState.OK, usage_error=""
         )
-        measured = [m for m in updated if m.usage_state == Mailbox.UsageState.OK]
+        for state in (Mailbox.UsageState.DRIFT, Mailbox.UsageState.STALE):
+            for reason in {str(e)[:500] for e, _m in failed if _state_for(e) == state}:
+                Mailbox.objects.filter(
+                    pk__in=[m.pk for e, m in failed if str(e)[:500] == reason]
+                ).update(usage_state=state, usage_error=reason)
+
         UsageSample.objects.bulk_create(
             [
                 UsageSample(
-                    mailbox=m, run=run, taken_at=now, used_bytes=m.used_bytes,
-                    message_count=m.message_count,
+                    mailbox=m, run=run, taken_at=now, used_bytes=u.used_bytes,
+                    message_count=u.message_count,
                 )
-                for m in measured
+                for u, m in measured
             ],
             ignore_conflicts=True,
         )
-        FolderUsage.objects.filter(mailbox__in=measured).delete()
-        FolderUsage.objects.bulk_create(
-            [
-                FolderUsage(
-                    mailbox_id=o.mailbox_id, name=f.name, message_count=f.message_count,
-                    size_bytes=f.size_bytes, measured_at=now,
-                )
-                for o in good
-                if o.mailbox_id in {m.pk for m in measured}
-                for f in o.usage.folders  # type: ignore[union-attr]
-            ]
-        )
+        _replace_changed_folders(measured, now)
         if run is not None:
             PollRun.objects.filter(pk=run.pk).update(
                 mailboxes_done=F("mailboxes_done") + len(measured),
-                mailboxes_failed=F("mailboxes_failed") + len(bad),
+                mailboxes_failed=F("mailboxes_failed") + len(failed),
             )
-    return len(measured), len(bad)
+    return len(measured)
+
+
+def _state_for(error: MailServerError) -> str:
+    # A refused master login for one mailbox while others work: Dovecot lacks it.
+    if isinstance(error, MasterLoginRejected | MailboxUnknown):
+        return Mailbox.UsageState.DRIFT
+    return Mailbox.UsageState.STALE
+
+
+def _replace_changed_folders(measured: list[tuple[Usage, Mailbox]], now: datetime) -> None:
+    stored: dict[int, set[tuple[str, int, int]]] = defaultdict(set)
+    for row in FolderUsage.objects.filter(mailbox__in=[m for _u, m in measured]).values_list(
+        "mailbox_id", "name", "message_count", "size_bytes"
+    ):
+        stored[row[0]].add(row[1:])
+    replace = {
+        m.pk: u
+        for u, m in measured
+        if stored[m.pk] != {(f.name, f.message_count, f.size_bytes) for f in u.folders}
+    }
+    FolderUsage.objects.filter(mailbox_id__in=list(replace)).delete()
+    FolderUsage.objects.bulk_create(
+        FolderUsage(
+            mailbox_id=pk, name=f.name, message_count=f.message_count,
+            size_bytes=f.size_bytes, measured_at=now,
+        )
+        for pk, usage in replace.items()
+        for f in usage.folders
+    )
 
 
 def _mark_stale(server: MailServer, run: PollRun, reason: str) -> None:

@@ -48,7 +48,16 @@ def fill_folders(dovecot, address: str) -> None:
     client.logout()
 
 
-def test_poll_through_the_worker_matches_dovecot(dovecot, mail_server, celery_worker, deliver):
+def kib_up(n: int) -> int:
+    return -(-n // 1024) * 1024
+
+
+@pytest.mark.parametrize("path", ["doveadm", "imap"])
+def test_poll_through_the_worker_matches_dovecot(
+    dovecot, mail_server, celery_worker, deliver, path
+):
+    if path == "imap":  # the portable path: one master login per mailbox
+        MailServer.objects.filter(pk=mail_server.pk).update(doveadm_port=None)
     anna = make_mailbox("anna")
     bob = make_mailbox("bob", domain=anna.domain)
     deliver(anna.address, message("hello", 20_000))
@@ -68,16 +77,18 @@ def test_poll_through_the_worker_matches_dovecot(dovecot, mail_server, celery_wo
     assert (run.status, run.mailboxes_done, run.mailboxes_total) == ("done", 2, 2)
 
     anna.refresh_from_db()
-    assert anna.used_bytes == doveadm_quota(dovecot, anna.address)
+    # Dovecot's quota reports whole KiB; the batch path sums exact bytes.
+    assert kib_up(anna.used_bytes) == doveadm_quota(dovecot, anna.address) > 80_000
     assert anna.usage_state == Mailbox.UsageState.OK
     assert anna.message_count == 4
     folders = {f.name: f for f in FolderUsage.objects.filter(mailbox=anna)}
-    assert {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Projekte/Bäckerei"} <= set(folders)
+    # Both paths list every folder that exists on disk; IMAP also lists the special-use
+    # folders Dovecot shows before they are first used (empty, so they change no total).
+    assert {"INBOX", "Sent", "Projekte/Bäckerei"} <= set(folders)
     assert folders["Projekte/Bäckerei"].message_count == 2
     assert sum(f.message_count for f in folders.values()) == anna.message_count
-    # Dovecot's quota reports whole KiB (rounded up); the folders' exact byte sizes agree.
-    folder_bytes = sum(f.size_bytes for f in folders.values())
-    assert anna.used_bytes == -(-folder_bytes // 1024) * 1024
+    # The folders' exact byte sizes add up to the total.
+    assert kib_up(sum(f.size_bytes for f in folders.values())) == kib_up(anna.used_bytes)
     largest_first = [f.name for f in FolderUsage.objects.filter(mailbox=anna)]
     assert largest_first[0] == "Projekte/Bäckerei"
     assert UsageSample.objects.filter(mailbox=anna, run=run).count() == 1
@@ -131,7 +142,7 @@ def test_server_down_marks_usage_stale_and_recovers(dovecot, mail_server, delive
         anna.refresh_from_db()
         assert anna.used_bytes == measured  # kept, not zeroed or guessed
         assert anna.usage_state == Mailbox.UsageState.STALE
-        assert "cannot reach" in anna.usage_error
+        assert "refused" in anna.usage_error  # connection refused, kept as the reason
         server = MailServer.objects.get(pk=mail_server.pk)
         assert server.health == Health.FAILING
         assert not UsageSample.objects.filter(run=run).exists()
@@ -240,5 +251,26 @@ def test_suspended_mailboxes_are_not_polled(dovecot, mail_server):
 def test_refresh_task_stores_a_sample(dovecot, mail_server, celery_worker, deliver):
     anna = make_mailbox("anna")
     deliver(anna.address, message("hello", 10_000))
-    assert refresh_usage.delay(anna.pk).get(timeout=30) == doveadm_quota(dovecot, anna.address)
+    assert refresh_usage.delay(anna.pk).get(timeout=30) == doveadm_quota(dovecot, anna.address)  # IMAP
     assert UsageSample.objects.filter(mailbox=anna, run=None).count() == 1
+
+
+@pytest.mark.parametrize(
+    "capabilities",
+    [
+        pytest.param({b"STATUS=SIZE"}, id="STATUS per folder"),
+        pytest.param(set(), id="FETCH of sizes"),
+    ],
+)
+def test_every_folder_path_measures_the_same(dovecot, mail_server, capabilities, monkeypatch):
+    """Servers without LIST-STATUS or STATUS=SIZE get the same figures the slower way."""
+    from mailboxes.mailserver import _folder_usage, master_imap
+
+    anna = make_mailbox("anna")
+    fill_folders(dovecot, anna.address)
+    with master_imap(mail_server, anna.address) as client:
+        fast = sorted(_folder_usage(client), key=lambda f: f.name)
+        monkeypatch.setattr(client, "capabilities", lambda: capabilities)
+        portable = sorted(_folder_usage(client), key=lambda f: f.name)
+    assert portable == fast
+    assert ("Projekte/Bäckerei", 2) in [(f.name, f.message_count) for f in fast]

@@ -149,6 +149,6 @@ def test_email_is_in_the_customers_language(mailbox):
     assert message.to == [customer.contact_email]
     assert "91 %" in message.subject
     assert "Papierkorb" in message.body
-    assert "91,0 MB" in message.body or "91.0 MB" in message.body
+    assert "91,0\xa0MB von 100,0\xa0MB (91 %)" in message.body  # German number format
     html = message.alternatives[0][0]
     assert 'lang="de"' in html
