@@ -97,7 +97,11 @@ class _Restore:
             jobs.heartbeat(self.job, self.token, messages_total=sum(len(e) for _f, e in selected))
         with master_imap(mailbox.mail_server, mailbox.address, timeout=300) as client:
             tune(client)
-            existing = {name for _flags, _delimiter, name in client.list_folders()}
+            existing = {
+                name
+                for flags, _delimiter, name in client.list_folders()
+                if b"\\Noselect" not in flags and b"\\NonExistent" not in flags
+            }
             with ThreadPoolExecutor(1) as opener:
                 for folder, entries in selected:
                     self._restore_folder(client, existing, folder, entries, keys, opener)
@@ -137,19 +141,19 @@ class _Restore:
         opener: ThreadPoolExecutor,
     ) -> None:
         target = self._target(folder)
-        if target not in existing:
-            try:
+        try:
+            if target not in existing:
                 client.create_folder(target)
                 client.subscribe_folder(target)
-            except IMAPClientAbortError:
-                raise
-            except IMAPClientError as exc:
-                raise RestoreFailed(f"cannot create folder {target!r}: {exc}") from exc
-            existing.add(target)
-            present: Counter[str] = Counter()
-        else:
-            client.select_folder(target, readonly=True)
-            present = _present(client, entries)
+                existing.add(target)
+                present: Counter[str] = Counter()
+            else:
+                client.select_folder(target, readonly=True)
+                present = _present(client, entries)
+        except IMAPClientAbortError:
+            raise
+        except IMAPClientError as exc:
+            raise RestoreFailed(f"cannot open or create folder {target!r}: {exc}") from exc
         todo = []
         for entry in entries:
             if present[entry.sha256] > 0:

@@ -28,12 +28,15 @@ from .manifest import manifest_key
 from .models import (
     ACTIVE,
     BackupJob,
+    JobStatus,
     Repository,
     RestoreJob,
     Snapshot,
     StoredMessage,
 )
 from .store import get_store
+
+FAILED_RETRY_AFTER = timedelta(hours=1)
 
 
 def repository_for(mailbox: Mailbox) -> Repository:
@@ -73,9 +76,16 @@ def backup_request(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> 
 
 def schedule_due(now: datetime | None = None) -> list[int]:
     """For beat: a job for every backed-up mailbox whose last backup is older than its
-    plan's interval, and the jobs whose task was lost sent again. Returns the job ids."""
+    plan's interval, and the jobs whose task was lost sent again. Returns the job ids.
+
+    A mailbox whose last job failed waits ``FAILED_RETRY_AFTER`` before the next try, so a
+    broken one does not get a new failing job every quarter of an hour."""
+    from .tasks import backup_mailbox, restore
+
     now = now or timezone.now()
-    busy = BackupJob.objects.filter(repository__mailbox=OuterRef("pk"), status__in=ACTIVE)
+    busy = BackupJob.objects.filter(repository__mailbox=OuterRef("pk")).filter(
+        Q(status__in=ACTIVE) | Q(status=JobStatus.FAILED, finished_at__gt=now - FAILED_RETRY_AFTER)
+    )
     candidates = (
         policy.backed_up_mailboxes()
         .exclude(Exists(busy))
@@ -87,11 +97,11 @@ def schedule_due(now: datetime | None = None) -> list[int]:
         last = repository.last_backup_at if repository else None
         if policy.is_due(last, mailbox.plan, now):
             sent.append(_enqueue_backup(repository or repository_for(mailbox), "schedule").pk)
-    from .tasks import backup_mailbox
-
     for job in jobs.stale_jobs(BackupJob):
         backup_mailbox.delay(job.pk)
         sent.append(job.pk)
+    for restore_job in jobs.stale_jobs(RestoreJob):
+        restore.apply_async((restore_job.pk,), queue=settings.BACKUP_RESTORE_QUEUE)
     return sent
 
 

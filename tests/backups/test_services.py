@@ -166,3 +166,18 @@ def test_prune_leaves_a_repository_in_use_alone(restore_side):
 
     assert services.prune(now).snapshots == 0
     assert Snapshot.objects.count() == 2
+
+
+def test_a_mailbox_whose_backup_failed_waits_before_the_next_try(backup_settings, sent):
+    mailbox = make_mailbox("anna")
+    now = timezone.now()
+    BackupJob.objects.create(
+        repository=services.repository_for(mailbox),
+        requested_by="schedule",
+        status=JobStatus.FAILED,
+        finished_at=now - timedelta(minutes=10),
+        error="broken",
+    )
+
+    assert services.schedule_due(now) == []
+    assert len(services.schedule_due(now + timedelta(hours=2))) == 1

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
+from email.message import EmailMessage
+from pathlib import Path
 
+import pyrage
 import pytest
+from django.db import connection
+from imapclient import IMAPClient
 
-from backups import services
-from backups.models import BackupJob, JobStatus, RestoreJob
+from backups import crypto, engine, services
+from backups import restore as restore_engine
+from backups.archive import snapshot_archive
+from backups.manifest import Manifest, read_manifest
+from backups.models import BackupJob, JobStatus, RestoreJob, Snapshot, StoredMessage
+from backups.store import get_store
+from backups.tasks import backup_mailbox
+from mailboxes.models import MIB
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
 from tests.factories import make_mailbox
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # The fixtures the unit tests get from tests/backups/conftest.py.
 backup_keys = helpers.backup_keys
@@ -71,3 +87,309 @@ def test_round_trip_through_the_worker(
     assert restore.status == JobStatus.DONE, restore.error
     assert restore.messages_restored == 5
     assert mailbox_contents(dovecot, anna.address) == before
+
+
+# --- Direct runs: the same code the tasks call, without the broker in between ------------
+
+
+def backup_now(mailbox) -> BackupJob:  # type: ignore[no-untyped-def]
+    job = BackupJob.objects.create(repository=services.repository_for(mailbox), requested_by="test")
+    engine.run_backup(job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.DONE, job.error
+    return job
+
+
+def restore_now(snapshot, scope: str = "mailbox", *, into_new_folder: bool = False, **fields):  # type: ignore[no-untyped-def]
+    target = services.restored_folder_name(snapshot, "en") if into_new_folder else ""
+    job = RestoreJob.objects.create(
+        repository=snapshot.repository,
+        snapshot=snapshot,
+        scope=scope,
+        target_folder=target,
+        requested_by="test",
+        **fields,
+    )
+    restore_engine.run_restore(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def manifest_of(snapshot) -> Manifest:  # type: ignore[no-untyped-def]
+    return read_manifest(get_store(), snapshot.manifest_key, crypto.identities())
+
+
+def empty(dovecot, address: str) -> None:  # type: ignore[no-untyped-def]
+    with imap(dovecot, address) as client:
+        for flags, _delimiter, name in client.list_folders():
+            if b"\\Noselect" in flags:
+                continue
+            client.select_folder(name)
+            uids = client.search()
+            if uids:
+                client.delete_messages(uids)
+                client.expunge()
+
+
+def test_restoring_twice_adds_nothing_twice(dovecot, mail_server, restore_side):
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    before = mailbox_contents(dovecot, anna.address)
+    snapshot = backup_now(anna).snapshot
+
+    same = restore_now(snapshot)
+    assert (same.status, same.messages_restored, same.messages_skipped) == ("done", 0, 5)
+    assert mailbox_contents(dovecot, anna.address) == before
+
+    first = restore_now(snapshot, into_new_folder=True)
+    again = restore_now(snapshot, into_new_folder=True)
+
+    assert (first.messages_restored, first.messages_skipped) == (5, 0)
+    assert (again.messages_restored, again.messages_skipped) == (0, 5)
+    after = mailbox_contents(dovecot, anna.address)
+    root = services.restored_folder_name(snapshot, "en")
+    assert after[f"{root}/Projekte/Bäckerei"] == before["Projekte/Bäckerei"]
+    assert after[f"{root}/INBOX"] == before["INBOX"]
+    assert sum(len(m) for name, m in after.items() if name.startswith(root)) == 5
+
+
+def test_an_unchanged_mailbox_costs_almost_nothing(dovecot, mail_server, restore_side, monkeypatch):
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    first = backup_now(anna)
+    assert (first.messages_total, first.messages_done, first.blobs_written) == (5, 5, 5)
+
+    selected: list[str] = []
+    original = IMAPClient.select_folder
+    monkeypatch.setattr(
+        IMAPClient,
+        "select_folder",
+        lambda self, name, readonly=False: selected.append(name) or original(self, name, readonly),
+    )
+    second = backup_now(anna)
+
+    assert selected == []  # STATUS said nothing changed: no folder even opened
+    assert (second.messages_total, second.bytes_fetched, second.blobs_written) == (0, 0, 0)
+    assert second.snapshot.messages == 5 and second.snapshot.seq == 2
+
+    with imap(dovecot, anna.address) as client:
+        client.select_folder("Sent")
+        client.add_flags(client.search(), [b"$Done"])
+        append(client, "INBOX", message("new one"), (), DATE)
+    third = backup_now(anna)
+
+    assert set(selected) == {"INBOX", "Sent"}
+    assert (third.messages_total, third.blobs_written) == (1, 1)
+    sent = next(f for f in manifest_of(third.snapshot).folders if f.name == "Sent")
+    assert sent.messages[0].flags == ["$Done", "\\Answered", "\\Seen"]
+    old_sent = next(f for f in manifest_of(first.snapshot).folders if f.name == "Sent")
+    assert old_sent.messages[0].flags == ["\\Answered", "\\Seen"]  # snapshots do not change
+
+
+def test_deleted_mail_stays_in_older_snapshots(dovecot, mail_server, restore_side):
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    before = mailbox_contents(dovecot, anna.address)
+    first = backup_now(anna).snapshot
+    with imap(dovecot, anna.address) as client:
+        client.select_folder("INBOX")
+        uids = client.search()
+        client.delete_messages(uids[:1])
+        client.expunge()
+        uidvalidity = client.folder_status("INBOX", [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+
+    second = backup_now(anna).snapshot
+
+    assert (first.messages, second.messages) == (5, 4)
+    gone = StoredMessage.objects.get(uid=uids[0], folder="INBOX")
+    assert (gone.first_seq, gone.last_seq) == (1, 1)
+
+    job = restore_now(first, "messages", messages=[["INBOX", uidvalidity, uids[0]]])
+
+    assert (job.status, job.messages_restored) == ("done", 1)
+    assert mailbox_contents(dovecot, anna.address) == before
+
+
+def test_a_new_uidvalidity_means_a_full_resync_of_that_folder(dovecot, mail_server, restore_side):
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    first = backup_now(anna).snapshot
+    with imap(dovecot, anna.address) as client:
+        client.delete_folder("Projekte/Bäckerei")
+        client.create_folder("Projekte/Bäckerei")
+        append(client, "Projekte/Bäckerei", message("nested"), (), DATE)  # the same message
+        append(client, "Projekte/Bäckerei", message("nested 2"), (), DATE)
+
+    job = backup_now(anna)
+
+    assert (job.messages_total, job.blobs_written) == (2, 1)  # fetched again, stored once
+    old = next(f for f in manifest_of(first).folders if f.name == "Projekte/Bäckerei")
+    new = next(f for f in manifest_of(job.snapshot).folders if f.name == "Projekte/Bäckerei")
+    assert new.uidvalidity != old.uidvalidity
+    assert [m.uid for m in new.messages] == [1, 2] and len(old.messages) == 1
+    assert new.messages[0].sha256 == old.messages[0].sha256
+    assert job.snapshot.messages == 6
+
+    empty(dovecot, anna.address)
+    restore_now(job.snapshot, "folder", folder="Projekte/Bäckerei")
+    assert len(mailbox_contents(dovecot, anna.address)["Projekte/Bäckerei"]) == 2
+
+
+def test_messages_without_or_with_the_same_message_id(dovecot, mail_server, restore_side):
+    anna = make_mailbox("anna")
+    twin = message("twin", "first body", message_id="<same@example.org>")
+    latin1 = (
+        b"From: a@example.org\r\nSubject: 8bit\r\nContent-Type: text/plain; charset=latin-1\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\nGr\xfc\xdfe aus K\xf6ln\r\n"
+    )
+    with imap(dovecot, anna.address) as client:
+        append(client, "INBOX", message("no id", message_id=None), (), DATE)
+        append(client, "INBOX", twin, (b"\\Seen",), DATE)
+        append(client, "INBOX", twin, (), DATE)  # the very same message twice
+        append(client, "INBOX", message("other", "another body", message_id="<same@example.org>"))
+        append(client, "INBOX", latin1, (), DATE)
+    before = mailbox_contents(dovecot, anna.address)
+    snapshot = backup_now(anna).snapshot
+    assert snapshot.messages == 5
+    inbox = next(f for f in manifest_of(snapshot).folders if f.name == "INBOX")
+    assert len({m.sha256 for m in inbox.messages}) == 4
+    empty(dovecot, anna.address)
+
+    first = restore_now(snapshot)
+    again = restore_now(snapshot)
+
+    assert (first.messages_restored, again.messages_restored, again.messages_skipped) == (5, 0, 5)
+    assert mailbox_contents(dovecot, anna.address) == before
+
+
+def test_a_20_mb_attachment(dovecot, mail_server, restore_side):
+    anna = make_mailbox("anna", quota_bytes=200 * MIB)
+    big = EmailMessage()
+    big["From"], big["To"], big["Subject"] = "a@example.org", anna.address, "big"
+    big.set_content("See attachment.")
+    big.add_attachment(os.urandom(20 * MIB), maintype="application", subtype="octet-stream")
+    raw = big.as_bytes().replace(b"\n", b"\r\n")
+    with imap(dovecot, anna.address) as client:
+        append(client, "INBOX", raw, (b"\\Seen",), DATE)
+    before = mailbox_contents(dovecot, anna.address)
+
+    job = backup_now(anna)
+
+    assert job.bytes_fetched == len(raw) > 27_000_000
+    empty(dovecot, anna.address)
+    restored = restore_now(job.snapshot)
+    assert restored.bytes_restored == len(raw)
+    assert mailbox_contents(dovecot, anna.address) == before
+
+
+def test_the_worker_cannot_decrypt_what_it_wrote(
+    dovecot, mail_server, backup_settings, celery_worker
+):
+    anna = make_mailbox("anna")
+    with imap(dovecot, anna.address) as client:
+        client.create_folder("Geheim")
+        append(client, "Geheim", message("Quarterly figures", "confidential"), (), DATE)
+    assert backup_settings.BACKUP_IDENTITY_FILE == ""  # the worker has the public key only
+
+    job = wait(services.backup_request(mailbox=anna, actor="test"))
+
+    assert job.status == JobStatus.DONE, job.error
+    with pytest.raises(crypto.KeyMissing):
+        crypto.identities()
+    store = get_store()
+    objects = list(store.list(str(job.repository.key)))
+    assert len(objects) == 2  # one message, one manifest
+    stranger = pyrage.x25519.Identity.generate()
+    for key in objects:
+        data = store.get(key)
+        assert b"confidential" not in data and b"Geheim" not in data and b"Quarterly" not in data
+        with pytest.raises(pyrage.DecryptError):
+            pyrage.decrypt(data, [stranger])
+    # Restoring and downloading need the identity, which this side does not have.
+    with pytest.raises(crypto.KeyMissing):
+        list(snapshot_archive(job.snapshot))
+    failed = restore_now(job.snapshot)
+    assert failed.status == "failed" and "BACKUP_IDENTITY_FILE" in failed.error
+
+
+def start_worker_process(queue: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A real worker process (solo pool: the task runs in it, so SIGKILL kills the task)."""
+    return subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/celery"),
+            "-A",
+            "provider",
+            "worker",
+            "-Q",
+            queue,
+            "-P",
+            "solo",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
+            "--hostname",
+            f"{queue}-{time.monotonic_ns()}@test",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def test_a_worker_killed_mid_backup_leaves_a_run_the_next_worker_completes(
+    dovecot, mail_server, backup_settings, backup_keys, settings
+):
+    anna = make_mailbox("anna")
+    count = 600
+    with imap(dovecot, anna.address) as client:
+        for start in range(0, count, 100):
+            client.multiappend(
+                "INBOX", [message(f"m{i}", f"body {i}") for i in range(start, start + 100)]
+            )
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "BACKUP_ROOT": str(settings.BACKUP_ROOT),
+        "BACKUP_PUBLIC_KEY": backup_keys.public,
+        "BACKUP_IDENTITY_FILE": "",
+        "BACKUP_BATCH_MESSAGES": "3",  # slow enough to be killed in the middle
+        "BACKUP_STALE_SECONDS": "2",
+        "CELERY_VISIBILITY_TIMEOUT": "2",  # the broker gives the message to the next worker
+    }
+    queue = f"backup-kill-test-{os.getpid()}"
+    job = BackupJob.objects.create(repository=services.repository_for(anna), requested_by="test")
+    first = start_worker_process(queue, env)
+    second = None
+    try:
+        backup_mailbox.apply_async((job.pk,), queue=queue)
+        deadline = time.monotonic() + 60
+        while job.messages_done < 30:
+            assert time.monotonic() < deadline, "the backup did not start"
+            time.sleep(0.01)
+            job.refresh_from_db()
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        job.refresh_from_db()
+        assert job.status == JobStatus.RUNNING and 30 <= job.messages_done < count
+        assert not Snapshot.objects.exists()  # nothing half done is visible
+
+        time.sleep(2)  # past the visibility timeout
+        second = start_worker_process(queue, env)
+        job = wait(job, timeout=90)
+    finally:
+        for worker in (first, second):
+            if worker is not None and worker.poll() is None:
+                worker.terminate()
+                worker.wait(30)
+
+    assert job.status == JobStatus.DONE, job.error
+    assert job.attempts == 2
+    assert job.snapshot.messages == count
+    rows = StoredMessage.objects.filter(repository=job.repository)
+    assert rows.count() == count == len(set(rows.values_list("uid", flat=True)))
+    blobs = list(get_store().list(f"{job.repository.key}/blobs"))
+    assert len(blobs) == count  # each message stored exactly once
+    settings.BACKUP_IDENTITY_FILE = str(backup_keys.identity_file)
+    manifest_uids = [m.uid for f in manifest_of(job.snapshot).folders for m in f.messages]
+    assert sorted(manifest_uids) == sorted(rows.values_list("uid", flat=True))
