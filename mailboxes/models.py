@@ -381,3 +381,18 @@ class QuotaWarning(models.Model):
     @property
     def percent(self) -> int:
         return int(self.used_bytes * 100 // self.quota_bytes) if self.quota_bytes else 0
+
+
+class StoragePurge(models.Model):
+    """The mail of a deleted mailbox, waiting for a worker to remove it from its server."""
+
+    server = models.ForeignKey(MailServer, on_delete=models.CASCADE, related_name="+")
+    storage_path = models.CharField(max_length=400)
+    address = models.CharField(max_length=320)
+    created_at = models.DateTimeField(auto_now_add=True)
+    done_at = models.DateTimeField(null=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at"]

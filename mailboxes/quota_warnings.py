@@ -22,6 +22,7 @@ from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
+from kombu.exceptions import OperationalError
 
 from accounts.models import User
 
@@ -137,10 +138,14 @@ def _create_warnings(
 
 
 def _enqueue(warning_ids: list[int]) -> None:
+    """If the broker is down, the rows stay pending and the sweeper sends them later."""
     from .tasks import send_quota_warnings
 
-    for start in range(0, len(warning_ids), SEND_BATCH):
-        send_quota_warnings.delay(warning_ids[start : start + SEND_BATCH])
+    try:
+        for start in range(0, len(warning_ids), SEND_BATCH):
+            send_quota_warnings.delay(warning_ids[start : start + SEND_BATCH])
+    except OperationalError:
+        log.warning("broker unavailable: %d warnings left for the sweeper", len(warning_ids))
 
 
 def lease(warning_id: int, seconds: int = 300) -> QuotaWarning | None:

@@ -20,9 +20,10 @@ from django.utils.translation import gettext as _
 from accounts import audit
 from accounts.audit import Actor
 from accounts.models import Customer
+from provider.celery import enqueue_after_commit
 
 from .idn import domain_to_ascii
-from .models import Domain, Mailbox, MailServer, Plan, Protocol
+from .models import Domain, Mailbox, MailServer, Plan, Protocol, StoragePurge
 from .passwords import hash_password, validate_mailbox_password
 
 # Deliberately narrower than RFC 5322: these local parts work in every client, are safe as
@@ -232,10 +233,12 @@ def mailbox_change_plan(
 
 
 def _reevaluate_warnings(mailbox: Mailbox) -> None:
-    """A lower quota or another plan can cross a threshold without any new mail."""
+    """A lower quota or another plan can cross a threshold without any new mail.
+
+    If the broker is down, the next poll of the server evaluates it instead."""
     from .tasks import evaluate_warnings
 
-    transaction.on_commit(lambda: evaluate_warnings.delay(mailbox_ids=[mailbox.pk]))
+    enqueue_after_commit(evaluate_warnings, mailbox_ids=[mailbox.pk])
 
 
 def _set_status(mailbox: Mailbox, status: str, action: str, actor: Actor, ip: str | None) -> Mailbox:
@@ -264,14 +267,16 @@ def mailbox_reactivate(*, mailbox: Mailbox, actor: Actor, ip: str | None = None)
 @transaction.atomic
 def mailbox_delete(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> None:
     """Remove the mailbox: logins and deliveries stop at commit; a worker purges its mail."""
-    from .tasks import purge_mailbox_storage
+    from .tasks import purge_storage
 
-    server_id, storage_path = mailbox.mail_server_id, mailbox.storage_path
-    audit.record(
-        "mailbox.delete", mailbox, actor=actor, ip=ip, customer=mailbox.customer
+    audit.record("mailbox.delete", mailbox, actor=actor, ip=ip, customer=mailbox.customer)
+    purge = StoragePurge.objects.create(
+        server_id=mailbox.mail_server_id,
+        storage_path=mailbox.storage_path,
+        address=mailbox.address,
     )
     mailbox.delete()
-    transaction.on_commit(lambda: purge_mailbox_storage.delay(server_id, storage_path))
+    enqueue_after_commit(purge_storage, purge.pk)
 
 
 @transaction.atomic

@@ -10,8 +10,8 @@ import smtplib
 from celery import shared_task
 
 from . import quota_warnings, usage
-from .mailserver import MailServerUnavailable, purge_storage
-from .models import MailServer, PollRun
+from .mailserver import MailServerUnavailable
+from .models import PollRun
 
 MAX_POLL_ATTEMPTS = 8
 RETRY = {
@@ -71,9 +71,14 @@ def thin_usage_history() -> int:
 
 
 @shared_task(name="mailboxes.purge_storage", acks_late=True)
-def purge_mailbox_storage(server_id: int, storage_path: str) -> bool:
-    server = MailServer.objects.filter(pk=server_id).first()
-    return bool(server and purge_storage(server, storage_path))
+def purge_storage(purge_id: int) -> bool:
+    return usage.purge_deleted_mailbox(purge_id)
+
+
+@shared_task(name="mailboxes.purge_pending_storage", acks_late=True)
+def purge_pending_storage() -> int:
+    """The backstop for purges whose task was never queued or failed."""
+    return sum(usage.purge_deleted_mailbox(pk) for pk in usage.pending_purges())
 
 
 @shared_task(name="mailboxes.evaluate_warnings", acks_late=True)

@@ -20,6 +20,8 @@ from django.db.models.functions import RowNumber, TruncDay, TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from provider.celery import enqueue_after_commit
+
 from .mailserver import (
     MailboxUnknown,
     MailServerError,
@@ -28,9 +30,18 @@ from .mailserver import (
     Usage,
     doveadm_usage,
     master_imap_probe,
+    purge_storage,
     read_usage,
 )
-from .models import FolderUsage, Health, Mailbox, MailServer, PollRun, UsageSample
+from .models import (
+    FolderUsage,
+    Health,
+    Mailbox,
+    MailServer,
+    PollRun,
+    StoragePurge,
+    UsageSample,
+)
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +322,7 @@ def request_refresh(mailbox: Mailbox) -> bool:
     if claimed:
         from .tasks import refresh_usage
 
-        transaction.on_commit(lambda: refresh_usage.delay(mailbox.pk))
+        enqueue_after_commit(refresh_usage, mailbox.pk)
     return bool(claimed)
 
 
@@ -356,3 +367,33 @@ def forecast_days_until_full(mailbox: Mailbox, now: datetime | None = None) -> i
         return None
     remaining = mailbox.quota_bytes - mailbox.used_bytes
     return max(0, int(remaining / slope))
+
+
+def purge_deleted_mailbox(purge_id: int) -> bool:
+    """Remove a deleted mailbox's mail where this machine holds it; idempotent."""
+    purge = StoragePurge.objects.select_related("server").filter(
+        pk=purge_id, done_at__isnull=True
+    ).first()
+    if purge is None:
+        return False
+    StoragePurge.objects.filter(pk=purge.pk).update(attempts=F("attempts") + 1)
+    try:
+        removed = purge_storage(purge.server, purge.storage_path)
+    except MailServerError as exc:
+        StoragePurge.objects.filter(pk=purge.pk).update(error=str(exc))
+        return False
+    if not removed:
+        StoragePurge.objects.filter(pk=purge.pk).update(
+            error="the mail lives on another machine: remove it there"
+        )
+        return False
+    StoragePurge.objects.filter(pk=purge.pk).update(done_at=timezone.now(), error="")
+    return True
+
+
+def pending_purges() -> list[int]:
+    return list(
+        StoragePurge.objects.filter(done_at__isnull=True, attempts__lt=5).values_list(
+            "pk", flat=True
+        )[:500]
+    )

@@ -232,6 +232,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 10 * 60,
         "options": {"expires": 10 * 60},
     },
+    "purge-deleted-mailboxes": {
+        "task": "mailboxes.purge_pending_storage",
+        "schedule": 3600,
+        "options": {"expires": 3600},
+    },
     "thin-usage-history": {
         "task": "mailboxes.thin_usage_history",
         "schedule": 24 * 3600,

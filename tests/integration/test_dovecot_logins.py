@@ -144,3 +144,26 @@ def test_delivery_over_quota_is_refused(dovecot, mail_server: MailServer, delive
         deliver(mailbox.address, big)
     assert refused.value.smtp_code == 552
     assert b"Quota exceeded" in refused.value.smtp_error
+
+
+def test_deleted_mailbox_mail_is_purged_by_the_worker(
+    dovecot, mail_server: MailServer, deliver, celery_worker, settings
+) -> None:
+    import time
+
+    from mailboxes.models import StoragePurge
+
+    settings.DOVECOT = {**settings.DOVECOT, "SERVER_NAME": dovecot.server, "ROOT": dovecot.root}
+    mailbox = make_mailbox("anna")
+    deliver(mailbox.address, "Subject: keep me\r\n\r\nprivate\r\n")
+    maildir = dovecot.mail_root / mailbox.storage_path
+    assert maildir.exists()
+
+    mailbox_delete(mailbox=mailbox, actor="test")
+
+    for _ in range(100):
+        if StoragePurge.objects.filter(done_at__isnull=False).exists():
+            break
+        time.sleep(0.05)
+    assert not maildir.exists()
+    assert StoragePurge.objects.get().done_at is not None

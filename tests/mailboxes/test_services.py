@@ -5,7 +5,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from accounts.models import AuditEntry, User
-from mailboxes.models import GIB, MIB, Domain, Mailbox
+from mailboxes.models import GIB, MIB, Domain, Mailbox, StoragePurge
 from mailboxes.passwords import verify_password
 from mailboxes.services import (
     domain_create,
@@ -167,6 +167,8 @@ def test_delete_removes_the_row_and_keeps_the_audit(django_capture_on_commit_cal
     assert not Mailbox.objects.exists()
     assert AuditEntry.objects.filter(action="mailbox.delete", target_id=mailbox_id).exists()
     assert len(callbacks) == 1  # the storage purge, queued only after commit
+    purge = StoragePurge.objects.get()
+    assert (purge.storage_path, purge.done_at) == (mailbox.storage_path, None)
 
 
 def test_recreated_address_gets_fresh_storage() -> None:
