@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, SetPasswordForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
@@ -118,3 +118,12 @@ class NotificationSettingsForm(ServiceForm):
         required=False,
         help_text=_("So that whoever reads that mailbox sees it too, while it still has room."),
     )
+
+
+class ChoosePasswordForm(SetPasswordForm):
+    """Django's set-password form with our label style (no colon)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.fields["new_password1"].widget.attrs["autocomplete"] = "new-password"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from .forms import LoginForm, SetPasswordLinkForm
+from .forms import ChoosePasswordForm, LoginForm, SetPasswordLinkForm
 
 app_name = "accounts"
 urlpatterns = [
@@ -36,6 +36,7 @@ urlpatterns = [
     path(
         "password/reset/<uidb64>/<token>/",
         auth_views.PasswordResetConfirmView.as_view(
+            form_class=ChoosePasswordForm,
             template_name="accounts/password_reset_confirm.html",
             success_url=reverse_lazy("accounts:password_reset_complete"),
             # The link proved who they are: log them in, so the next click is their mailboxes.
