@@ -70,6 +70,13 @@ def _check_protocol(protocol: str, plan: Plan) -> None:
         )
 
 
+def _check_password(password: str, address: str) -> None:
+    try:
+        validate_mailbox_password(password, address)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from exc
+
+
 def default_mail_server() -> MailServer:
     """The active server with the fewest mailboxes: the simplest fair placement."""
     from django.db.models import Count
@@ -100,6 +107,13 @@ def domain_create(
         raise ValidationError({"name": exc.messages}) from exc
     if Domain.objects.filter(name=ascii_name).exists():
         raise ValidationError({"name": _("The domain “%(name)s” already exists.") % {"name": name}})
+    if mail_server is not None and not mail_server.active:
+        raise ValidationError(
+            {
+                "mail_server": _("The mail server %(server)s accepts no new domains.")
+                % {"server": mail_server.name}
+            }
+        )
     domain = Domain.objects.create(
         name=ascii_name, customer=customer, mail_server=mail_server or default_mail_server()
     )
@@ -118,21 +132,32 @@ def mailbox_create(
     actor: Actor,
     ip: str | None = None,
 ) -> Mailbox:
-    local_part = _clean_local_part(local_part)
-    address = f"{local_part}@{domain.name}"
     protocol = protocol or plan.protocols[0]
     quota_bytes = plan.default_quota_bytes if quota_bytes is None else quota_bytes
-    _check_protocol(protocol, plan)
-    _check_quota(quota_bytes, plan)
+    errors: dict[str, list[str]] = {}
+    # Every problem at once, so a form is fixed in one go rather than one error per submit.
     try:
-        validate_mailbox_password(password, address)
+        local_part = _clean_local_part(local_part)
     except ValidationError as exc:
-        raise ValidationError({"password": exc.messages}) from exc
+        errors.update(exc.message_dict)
+    address = f"{local_part.strip().lower()}@{domain.name}"
+    checks = (
+        lambda: _check_protocol(protocol, plan),
+        lambda: _check_quota(quota_bytes, plan),
+        lambda: _check_password(password, address),
+    )
+    for check in checks:
+        try:
+            check()
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
     duplicate = ValidationError(
         {"local_part": _("The mailbox %(address)s already exists.") % {"address": address}}
     )
-    if Mailbox.objects.filter(address=address).exists():
-        raise duplicate
+    if "local_part" not in errors and Mailbox.objects.filter(address=address).exists():
+        errors.update(duplicate.message_dict)
+    if errors:
+        raise ValidationError(errors)
     password_hash = hash_password(password)  # slow on purpose: keep it outside the transaction
     try:
         with transaction.atomic():
@@ -166,10 +191,7 @@ def mailbox_create(
 def mailbox_set_password(
     *, mailbox: Mailbox, password: str, actor: Actor, ip: str | None = None
 ) -> Mailbox:
-    try:
-        validate_mailbox_password(password, mailbox.address)
-    except ValidationError as exc:
-        raise ValidationError({"password": exc.messages}) from exc
+    _check_password(password, mailbox.address)
     password_hash = hash_password(password)
     with transaction.atomic():
         mailbox.password_hash = password_hash

@@ -178,3 +178,20 @@ def test_recreated_address_gets_fresh_storage() -> None:
     mailbox_delete(mailbox=first, actor="test")
     second = make_mailbox("anna", domain=domain)
     assert second.storage_path != old_path
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    plan = make_plan(protocol="pop3", max_quota_bytes=GIB)
+    with pytest.raises(ValidationError) as exc:
+        mailbox_create(
+            domain=make_domain(), local_part="an..na", password="short", plan=plan,
+            protocol="imap", quota_bytes=2 * GIB, actor="test",
+        )
+    assert set(exc.value.message_dict) == {"local_part", "protocol", "quota_bytes", "password"}
+
+
+def test_domain_on_a_closed_server_is_refused() -> None:
+    closed = make_server("closed", active=False)
+    with pytest.raises(ValidationError) as exc:
+        domain_create(customer=make_customer(), name="example.org", mail_server=closed, actor="t")
+    assert "accepts no new domains" in messages(exc)
