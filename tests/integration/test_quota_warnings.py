@@ -171,3 +171,36 @@ def test_staff_digest_lists_full_mailboxes(mail_server, smtp_server, settings):
     body = digest.get_body(("plain",)).get_content()
     assert "anna@bäckerei.example (Bäckerei Müller)" in body and "100 %" in body
     assert "bob@" not in body
+
+
+def test_a_copy_goes_into_the_mailbox_only_while_it_has_room(
+    dovecot, mail_server, celery_worker, deliver, smtp_server
+):
+    from imapclient import IMAPClient
+
+    from tests.factories import PASSWORD
+
+    customer = make_customer("Bäckerei Müller")
+    customer.copy_warnings_to_mailbox = True
+    customer.save()
+    roomy = make_mailbox("anna", domain=make_domain(customer), quota_bytes=10 * MIB)
+    full = make_mailbox("bob", domain=roomy.domain, quota_bytes=MIB)
+    Mailbox.objects.filter(pk=roomy.pk).update(used_bytes=int(8.1 * MIB), usage_state="ok")
+    Mailbox.objects.filter(pk=full.pk).update(used_bytes=MIB, usage_state="ok")
+
+    quota_warnings.evaluate()
+    wait_for(lambda: len(smtp_server.messages) == 2)
+    wait_for(lambda: QuotaWarning.objects.filter(mailbox=roomy, copied_to_mailbox=True).exists())
+
+    def inbox_subjects(address: str) -> list[bytes]:
+        client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False)
+        client.login(address, PASSWORD)
+        client.select_folder("INBOX", readonly=True)
+        uids = client.search()
+        found = [v[b"ENVELOPE"].subject for v in client.fetch(uids, ["ENVELOPE"]).values()]
+        client.logout()
+        return found
+
+    assert len(inbox_subjects(roomy.address)) == 1
+    assert inbox_subjects(full.address) == []  # no room: only the contact address is told
+    assert not QuotaWarning.objects.get(mailbox=full).copied_to_mailbox
