@@ -51,13 +51,16 @@ if [ ! -e ".venv/.installed-$hash-test" ] && [ ! -e ".venv/.installed-$hash-$mod
   touch ".venv/.installed-$hash-$mode"
 fi
 
-# Local secrets, made once and kept out of git. Production sets these in its environment.
-if [ ! -e .env ]; then
-  umask 077
-  cat > .env <<ENV
-DEBUG=true
-SECRET_KEY=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')
-POSTAMT_MASTER_PASSWORD=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))')
-ENV
-fi
+# Local secrets, made once and kept out of git (production sets these in its environment).
+# A key missing from an older .env is added; existing values are never changed.
+touch .env && chmod 600 .env
+add_setting() {
+  grep -q "^$1=" .env || echo "$1=$2" >> .env
+}
+token() { .venv/bin/python -c "import secrets; print(secrets.token_urlsafe($1))"; }
+add_setting DEBUG true
+add_setting SECRET_KEY "$(token 50)"
+add_setting POSTAMT_MASTER_PASSWORD "$(token 24)"
+add_setting POSTAMT_DOVEADM_API_KEY "$(token 24)"
+add_setting BACKUP_ROOT "$PWD/var/backups"
 SECRET_KEY=build .venv/bin/python manage.py compilemessages -v 0 --ignore=.venv
