@@ -34,6 +34,7 @@ def portal_routes() -> list[tuple[str, list[str]]]:
 
 
 ROUTES = portal_routes()
+ROUTES_WITH_IDS = [(name, kwargs) for name, kwargs in ROUTES if kwargs]
 
 # For each URL keyword: the owner's object and the other customer's, by fixture name.
 OBJECT_KWARGS: dict[str, tuple[str, str]] = {
@@ -76,7 +77,9 @@ def everything(
 
 
 @pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
-@pytest.mark.parametrize(("name", "kwargs"), ROUTES, ids=[name for name, _k in ROUTES])
+@pytest.mark.parametrize(
+    ("name", "kwargs"), ROUTES_WITH_IDS, ids=[name for name, _k in ROUTES_WITH_IDS]
+)
 def test_another_customers_objects_are_404(
     client: Client,
     stranger: User,
@@ -91,8 +94,6 @@ def test_another_customers_objects_are_404(
     A GET-only or POST-only route may answer the other method with 405 before looking at the
     id, which tells nothing; but then the method it does accept must be a 404.
     """
-    if not kwargs:
-        pytest.skip("no object in the URL; see test_pages_without_ids_show_only_own_data")
     client.force_login(stranger)
     url = build_url(name, kwargs, 0, request)
     statuses = {method: call(client, method, url, htmx).status_code for method in ("get", "post")}
