@@ -82,7 +82,10 @@ class MailboxCreateForm(ServiceForm):
     def __init__(self, *args: Any, customer: Customer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Only this customer's domains: another customer's domain is not a valid choice.
-        self.fields["domain"].queryset = customer.domains.all()
+        domains = customer.domains.all()
+        self.fields["domain"].queryset = domains
+        if len(domains) == 1:  # the usual case: nothing to choose
+            self.fields["domain"].initial = domains[0].pk
 
     @property
     def quota_bytes(self) -> int | None:

@@ -23,6 +23,7 @@ $py manage.py dovecot run &
   --schedule var/celerybeat-schedule &
 $py manage.py runserver 127.0.0.1:8000 &
 sleep 2
+$py manage.py poll_usage  # the first measurement now, not at the end of the first interval
 echo
 echo "Postamt runs on http://127.0.0.1:8000 (log in as admin with the password above). Ctrl-C stops it."
 wait -n

@@ -274,3 +274,16 @@ def test_every_folder_path_measures_the_same(dovecot, mail_server, capabilities,
         portable = sorted(_folder_usage(client), key=lambda f: f.name)
     assert portable == fast
     assert ("Projekte/Bäckerei", 2) in [(f.name, f.message_count) for f in fast]
+
+
+def test_poll_usage_command_measures_every_server_now(dovecot, mail_server, deliver):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    anna = make_mailbox("anna")
+    deliver(anna.address, message("hello", 3_000))
+    out = StringIO()
+    call_command("poll_usage", "--here", stdout=out)
+    assert out.getvalue() == "test: done, 1 of 1 mailboxes measured\n"
+    assert Mailbox.objects.get(pk=anna.pk).used_bytes > 3_000
