@@ -10,6 +10,7 @@ from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, Set
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from . import throttle
 from .models import User
 
 
@@ -58,7 +59,11 @@ class CustomerForm(ServiceForm):
 
 
 class LoginForm(AuthenticationForm):
-    """Django's login form; the name field says that an email address works."""
+    """Django's login form; the name field says that an email address works.
+
+    Repeated failures for one account from one address, or many from one address, lock
+    further tries out for a while, so passwords cannot be guessed at speed.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -67,6 +72,22 @@ class LoginForm(AuthenticationForm):
         self.fields["username"].widget.attrs.update(
             {"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"}
         )
+
+    def clean(self) -> dict[str, Any]:
+        ip = self.request.META.get("REMOTE_ADDR") if self.request else None
+        username = self.cleaned_data.get("username") or ""
+        if throttle.is_blocked(ip, username):
+            raise ValidationError(
+                _("Too many failed logins. Please wait %(minutes)d minutes and try again.")
+                % {"minutes": throttle.window_minutes()},
+                code="throttled",
+            )
+        try:
+            return super().clean()
+        except ValidationError as exc:
+            if exc.code == "invalid_login":
+                throttle.record_failure(ip, username)
+            raise
 
 
 class SetPasswordLinkForm(PasswordResetForm):

@@ -104,6 +104,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Failed logins per account and IP, and per IP, within the window (seconds) before a lockout.
+LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
+LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=30)
+LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -133,8 +137,16 @@ EMAIL_HOST_PASSWORD = secret("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Postamt <postamt@localhost>")
 
-# --- Celery -------------------------------------------------------------------------------
+# --- Celery and the cache -----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Shared by every web process (login throttling); a database of its own on the same Redis.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("CACHE_URL", default=REDIS_URL.rsplit("/", 1)[0] + "/1"),
+        "KEY_PREFIX": "postamt",
+    }
+}
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
 # Unacked tasks come back after the visibility timeout: it must outlast every countdown and ETA.
@@ -251,7 +263,7 @@ BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(VAR_DIR / "backups")))
 BACKUP_PUBLIC_KEY = env.str("BACKUP_PUBLIC_KEY", default="")
 BACKUP_IDENTITY_FILE = env.str("BACKUP_IDENTITY_FILE", default="")
 # Messages fetched per IMAP round trip and committed per database transaction.
-BACKUP_BATCH_MESSAGES = env.int("BACKUP_BATCH_MESSAGES", default=200)
+BACKUP_BATCH_MESSAGES = env.int("BACKUP_BATCH_MESSAGES", default=500)
 # A job whose heartbeat is older than this is taken to be dead; another run may take it over.
 BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", default=600)
 # Restores need the identity: route them to a worker that holds it (e.g. "restore").

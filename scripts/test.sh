@@ -9,6 +9,7 @@ export DEBUG=false
 export SECRET_KEY=test-secret-key-not-for-production
 export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postamt}
 export REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+export CACHE_URL=${TEST_CACHE_URL:-redis://127.0.0.1:6379/14}
 export POSTAMT_MASTER_PASSWORD=test-master-password
 export POSTAMT_DOVEADM_API_KEY=test-doveadm-api-key
 export EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend

@@ -131,6 +131,15 @@ def smtp_server(settings: object) -> Iterator[SMTPCollector]:
 
 
 @pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """Login-failure counters live in the cache (a Redis database of the tests' own)."""
+    from django.core.cache import cache
+
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _english_after_each_test() -> Iterator[None]:
     """A request in German leaves German active in this thread; don't let it leak."""
     from django.utils import translation

@@ -1,0 +1,52 @@
+"""Guessing passwords is slowed down: failures lock an account out for a while, per address."""
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff() -> User:
+    return User.objects.create_user("ops", email="ops@hoster.example", password="Right-Pass-2041")
+
+
+def login(client: Client, username: str, password: str, ip: str = "198.51.100.7"):  # type: ignore[no-untyped-def]
+    return client.post(
+        reverse("accounts:login"), {"username": username, "password": password}, REMOTE_ADDR=ip
+    )
+
+
+def test_five_failures_lock_the_account_out_from_that_address(client, staff, settings):
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 5
+    for _ in range(5):
+        assert login(client, "ops", "wrong").status_code == 200
+    response = login(client, "ops", "Right-Pass-2041")
+    assert response.status_code == 200  # the form again, not the redirect of a login
+    assert "Too many failed logins" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_same_account_still_works_from_another_address(client, staff, settings):
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 3
+    for _ in range(3):
+        login(client, "ops", "wrong")
+    assert login(client, "ops", "Right-Pass-2041", ip="203.0.113.9").status_code == 302
+
+
+def test_many_failures_from_one_address_block_it_for_every_account(client, staff, settings):
+    settings.LOGIN_FAILURES_PER_IP = 4
+    for name in ("a", "b", "c", "d"):
+        login(client, name, "wrong")
+    assert "Too many failed logins" in login(client, "ops", "Right-Pass-2041").content.decode()
+
+
+def test_successful_logins_are_not_counted(client, staff, settings):
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 2
+    for _ in range(3):
+        assert login(client, "ops", "Right-Pass-2041").status_code == 302
+        client.logout()
