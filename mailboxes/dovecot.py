@@ -77,6 +77,7 @@ class DovecotInstance:
     root: Path
     server: str = "local"
     listen: str = "127.0.0.1"
+    host: str = ""
     imap_port: int = 10143
     pop3_port: int = 10110
     lmtp_port: int = 10024
@@ -98,6 +99,7 @@ class DovecotInstance:
             "root": Path(conf["ROOT"]),
             "server": conf["SERVER_NAME"],
             "listen": conf["LISTEN"],
+            "host": conf["HOST"],
             "imap_port": conf["IMAP_PORT"],
             "pop3_port": conf["POP3_PORT"],
             "lmtp_port": conf["LMTP_PORT"],
@@ -128,7 +130,7 @@ class DovecotInstance:
         server, _created = MailServer.objects.update_or_create(
             name=self.server,
             defaults={
-                "hostname": self.listen,
+                "hostname": self.host or self.listen,
                 "imap_port": self.imap_port,
                 "pop3_port": self.pop3_port,
                 "lmtp_port": self.lmtp_port,

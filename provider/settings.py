@@ -179,6 +179,8 @@ DOVECOT = {
     "ROOT": Path(env.str("DOVECOT_ROOT", default="/var/lib/postamt/dovecot")),
     "BINARY": env.str("DOVECOT_BINARY", default="/usr/sbin/dovecot"),
     "LISTEN": env.str("DOVECOT_LISTEN", default="127.0.0.1"),
+    # Where workers reach it, when that is not the listen address (e.g. "*" in a container).
+    "HOST": env.str("DOVECOT_HOST", default=""),
     "IMAP_PORT": env.int("DOVECOT_IMAP_PORT", default=10143),
     "POP3_PORT": env.int("DOVECOT_POP3_PORT", default=10110),
     "LMTP_PORT": env.int("DOVECOT_LMTP_PORT", default=10024),
