@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from django.utils import timezone
 
 from .crypto import identities
-from .manifest import Entry, Folder, read_manifest, read_message
+from .manifest import Entry, Folder, read_manifest
 from .models import Snapshot
+from .packs import locate, read_blob
 from .store import get_store
 
 _FROM_LINE = re.compile(rb"^(>*From )", re.M)
@@ -55,15 +56,16 @@ def snapshot_archive(snapshot: Snapshot) -> Iterator[bytes]:
     keys = identities()
     store = get_store()
     manifest = read_manifest(store, snapshot.manifest_key, keys)
-    taken = timezone.localtime(manifest.taken_at)
+    taken = timezone.localtime(snapshot.taken_at)
     buffer = _Buffer()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for folder in manifest.folders:
             info = zipfile.ZipInfo(entry_name(folder), date_time=taken.timetuple()[:6])
             info.compress_type = zipfile.ZIP_DEFLATED
+            locations = locate(snapshot.repository_id, (m.sha256 for m in folder.messages))
             with zf.open(info, "w", force_zip64=True) as entry:
                 for message in folder.messages:
-                    raw = read_message(store, manifest.repository, message.sha256, keys)
+                    raw = read_blob(store, manifest.repository, message.sha256, locations, keys)
                     entry.write(mbox_message(raw, message))
                     yield from buffer.drain()
         yield from buffer.drain()

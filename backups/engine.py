@@ -15,6 +15,7 @@ already written, and fetches only what is missing.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ import pyrage
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -35,13 +36,23 @@ from mailboxes.mailserver import MailServerError, MailServerUnavailable, master_
 from . import jobs
 from .crypto import KeyMissing, recipients, seal
 from .imap import METADATA_CHUNK, MIB, batches, tune
-from .manifest import Entry, Folder, Manifest, blob_key, header_block, message_id, write_manifest
-from .models import BackupJob, FolderState, JobStatus, Repository, Snapshot, StoredMessage
+from .manifest import Entry, Folder, Manifest, header_block, message_id, write_manifest
+from .models import (
+    BackupJob,
+    Blob,
+    FolderState,
+    JobStatus,
+    Pack,
+    Repository,
+    Snapshot,
+    StoredMessage,
+)
+from .packs import NewPack, build_pack, pack_key
 from .store import Store, StoreError, get_store
 
 BATCH_BYTES = 32 * MIB  # a batch is also cut by size, so a few huge messages stay apart
-# Hashing, gzip and fsync release the GIL; parallel fsyncs share journal commits.
-STORE_THREADS = 16
+# gzip releases the GIL; more threads than cores would only queue for it.
+SEAL_THREADS = min(4, os.cpu_count() or 1)
 MAX_PASSES = 3  # a folder that keeps changing while we read it gets this many tries
 STATUS_ITEMS = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY", b"HIGHESTMODSEQ"]
 
@@ -61,8 +72,18 @@ class ServerFolder:
 
 
 @dataclass(frozen=True)
+class Planned:
+    """A message to fetch, with what the plan's metadata FETCH said about it."""
+
+    uid: int
+    size: int
+    flags: list[str]
+    internal_date: datetime
+
+
+@dataclass(frozen=True)
 class Stored:
-    """One fetched message, hashed and (if its blob was missing) written."""
+    """One fetched message as its row will record it."""
 
     uid: int
     sha256: str
@@ -70,7 +91,6 @@ class Stored:
     flags: list[str]
     internal_date: datetime
     message_id: str
-    written_bytes: int  # 0: the blob was already there
 
 
 def run_backup(job_id: int) -> BackupJob | None:
@@ -121,7 +141,7 @@ class _Run:
             tune(client)
             folders = _list_folders(client)
             changed = self._changed_folders(folders)
-            self._forget_missing_folders({f.name for f in folders})
+            forgot = self._forget_missing_folders({f.name for f in folders})
             plans = [(folder, self._plan(client, folder)) for folder in changed]
             with transaction.atomic():
                 jobs.heartbeat(
@@ -130,10 +150,16 @@ class _Run:
                     messages_total=sum(len(new) for _f, new in plans),
                     messages_on_server=sum(f.messages for f in folders),
                 )
-            with ThreadPoolExecutor(STORE_THREADS) as pool:
+            with ThreadPoolExecutor(SEAL_THREADS) as pool:
                 for folder, new in plans:
                     self._sync(client, folder, new, pool)
-        self._finish(folders)
+        previous = None if changed or forgot else self._unchanged_snapshot()
+        if previous is not None:
+            self._commit_snapshot(
+                previous.manifest_key, previous.folders, previous.messages, previous.size_bytes
+            )
+        else:
+            self._finish(folders)
 
     # --- what changed -------------------------------------------------------------------
 
@@ -166,17 +192,33 @@ class _Run:
         records.filter(first_seq=self.seq).delete()
         records.update(last_seq=self.seq - 1)
 
-    def _forget_missing_folders(self, present: set[str]) -> None:
+    def _forget_missing_folders(self, present: set[str]) -> bool:
+        """Close the rows of folders deleted on the server; True if there were any."""
         with transaction.atomic():
             gone = self._current().exclude(folder__in=present)
             self._close(gone)
-            FolderState.objects.filter(repository=self.repository).exclude(
-                name__in=present
-            ).delete()
+            deleted, _by_model = (
+                FolderState.objects.filter(repository=self.repository)
+                .exclude(name__in=present)
+                .delete()
+            )
+        return bool(deleted)
 
-    def _plan(self, client: IMAPClient, folder: ServerFolder) -> list[tuple[int, int]]:
+    def _unchanged_snapshot(self) -> Snapshot | None:
+        """The last snapshot, if the mailbox is still exactly as it recorded: no folder
+        changed (a flag change moves HIGHESTMODSEQ) and no row came or went since, not even
+        in an earlier attempt of this run. Its manifest can then serve this snapshot too."""
+        previous = Snapshot.objects.filter(repository=self.repository, seq=self.seq - 1).first()
+        moved = StoredMessage.objects.filter(repository=self.repository).filter(
+            Q(first_seq=self.seq) | Q(last_seq=self.seq - 1)
+        )
+        if previous is None or moved.exists():
+            return None
+        return previous
+
+    def _plan(self, client: IMAPClient, folder: ServerFolder) -> list[Planned]:
         """Bring the folder's rows in line with the server (UIDs gone, flags changed, a new
-        UIDVALIDITY) and return the (uid, size) of the messages still to fetch."""
+        UIDVALIDITY) and return the messages still to fetch."""
         info = _select(client, folder.name)
         uidvalidity = info[b"UIDVALIDITY"]
         uids = client.search()
@@ -201,7 +243,14 @@ class _Run:
                 self._close(folder_rows.filter(pk__in=gone[start : start + METADATA_CHUNK]))
             StoredMessage.objects.bulk_update(changed_flags, ["flags"], batch_size=1000)
         return [
-            (uid, metadata[uid][b"RFC822.SIZE"]) for uid in sorted(on_server) if uid not in known
+            Planned(
+                uid=uid,
+                size=metadata[uid][b"RFC822.SIZE"],  # type: ignore[arg-type]
+                flags=_flags(metadata[uid][b"FLAGS"]),
+                internal_date=metadata[uid][b"INTERNALDATE"],  # type: ignore[arg-type]
+            )
+            for uid in sorted(on_server)
+            if uid not in known
         ]
 
     # --- fetching -----------------------------------------------------------------------
@@ -210,7 +259,7 @@ class _Run:
         self,
         client: IMAPClient,
         folder: ServerFolder,
-        new: list[tuple[int, int]],
+        new: list[Planned],
         pool: ThreadPoolExecutor,
     ) -> None:
         """Fetch what is new, then check the folder against the server until they agree."""
@@ -233,67 +282,85 @@ class _Run:
         client: IMAPClient,
         folder: ServerFolder,
         uidvalidity: int,
-        new: list[tuple[int, int]],
+        new: list[Planned],
         pool: ThreadPoolExecutor,
     ) -> None:
-        """Fetch batch k+1 while the messages of batch k are hashed, sealed and written by
-        the pool; then commit batch k's rows."""
-        in_flight: deque[list[Future[Stored]]] = deque()
-        for batch in batches(
-            new, lambda item: item[1], count=settings.BACKUP_BATCH_MESSAGES, max_bytes=BATCH_BYTES
-        ):
-            response = client.fetch(
-                [uid for uid, _size in batch],
-                [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE"],
-            )
-            # A UID missing from the answer was expunged meanwhile: verification sees it.
-            in_flight.append(
-                [pool.submit(self._keep, uid, response[uid]) for uid, _ in batch if uid in response]
-            )
-            if len(in_flight) > 1:
-                self._commit(folder, uidvalidity, [f.result() for f in in_flight.popleft()])
-        while in_flight:
-            self._commit(folder, uidvalidity, [f.result() for f in in_flight.popleft()])
+        """Fetch batch k+1 while the new messages of batch k are sealed by the pool and
+        packed by the writer; then commit batch k. Only the bodies are fetched: flags, dates
+        and sizes came with the plan, and parsing them twice costs more than the network."""
+        in_flight: deque[tuple[list[Stored], Future[NewPack | None]]] = deque()
+        pending: set[str] = set()  # blobs in packs not committed yet
+        with ThreadPoolExecutor(1) as writer:
+            for batch in batches(
+                new, lambda m: m.size, count=settings.BACKUP_BATCH_MESSAGES, max_bytes=BATCH_BYTES
+            ):
+                response = client.fetch([m.uid for m in batch], [b"BODY.PEEK[]"])
+                # A UID missing from the answer was expunged meanwhile: verification sees it.
+                bodies = [(m, response[m.uid][b"BODY[]"]) for m in batch if m.uid in response]
+                stored = [_describe(m, raw) for m, raw in bodies]
+                known = pending | set(
+                    Blob.objects.filter(
+                        repository=self.repository, sha256__in={s.sha256 for s in stored}
+                    ).values_list("sha256", flat=True)
+                )
+                fresh = {}
+                for item, (_m, raw) in zip(stored, bodies, strict=True):
+                    if item.sha256 not in known:
+                        fresh.setdefault(item.sha256, raw)
+                pending.update(fresh)
+                sealing = [
+                    (sha256, len(raw), pool.submit(seal, raw, self.recipients))
+                    for sha256, raw in fresh.items()
+                ]
+                in_flight.append((stored, writer.submit(self._write_pack, sealing)))
+                if len(in_flight) > 1:
+                    self._commit(folder, uidvalidity, *self._done(in_flight.popleft()))
+            while in_flight:
+                self._commit(folder, uidvalidity, *self._done(in_flight.popleft()))
 
-    def _keep(self, uid: int, item: dict[bytes, object]) -> Stored:
-        """Hash one message and store its blob unless the repository has it already."""
-        raw = item[b"BODY[]"]
-        assert isinstance(raw, bytes)
-        if len(raw) != item[b"RFC822.SIZE"]:
-            raise BackupFailed(
-                f"UID {uid}: the server sent {len(raw)} bytes of a {item[b'RFC822.SIZE']}"
-                " byte message"
-            )
-        sha256 = hashlib.sha256(raw).hexdigest()
-        key = blob_key(str(self.repository.key), sha256)
-        # A blob written by an earlier run (even one that crashed before committing) is
-        # complete: objects appear only whole.
-        written = 0
-        if not self.store.exists(key):
-            data = seal(raw, self.recipients)
-            self.store.put(key, data)
-            written = len(data)
-        return Stored(
-            uid=uid,
-            sha256=sha256,
-            size=len(raw),
-            flags=_flags(item[b"FLAGS"]),
-            internal_date=item[b"INTERNALDATE"],  # type: ignore[arg-type]
-            message_id=message_id(header_block(raw)),
-            written_bytes=written,
-        )
+    @staticmethod
+    def _done(
+        item: tuple[list[Stored], Future[NewPack | None]],
+    ) -> tuple[list[Stored], NewPack | None]:
+        return item[0], item[1].result()
 
-    def _commit(self, folder: ServerFolder, uidvalidity: int, batch: list[Stored]) -> None:
-        self.store.flush()  # the blobs are durable before the rows that name them
+    def _write_pack(self, sealing: list[tuple[str, int, Future[bytes]]]) -> NewPack | None:
+        """Pack a batch's new blobs into one object (durable only with the next flush)."""
+        if not sealing:
+            return None
+        pack = build_pack([(sha, size, f.result()) for sha, size, f in sealing], self.recipients)
+        self.store.put(pack_key(str(self.repository.key), pack.name), pack.data)
+        return pack
+
+    def _commit(
+        self, folder: ServerFolder, uidvalidity: int, batch: list[Stored], pack: NewPack | None
+    ) -> None:
+        """Make the batch's pack durable, then commit the rows that point into it."""
+        self.store.flush()
         with transaction.atomic():
             jobs.heartbeat(
                 self.job,
                 self.token,
                 messages_done=F("messages_done") + len(batch),
                 bytes_fetched=F("bytes_fetched") + sum(s.size for s in batch),
-                blobs_written=F("blobs_written") + sum(1 for s in batch if s.written_bytes),
-                bytes_written=F("bytes_written") + sum(s.written_bytes for s in batch),
+                blobs_written=F("blobs_written") + (len(pack.blobs) if pack else 0),
+                bytes_written=F("bytes_written") + (len(pack.data) if pack else 0),
             )
+            if pack is not None:
+                row = Pack.objects.create(
+                    repository=self.repository, name=pack.name, size=len(pack.data)
+                )
+                Blob.objects.bulk_create(
+                    Blob(
+                        repository=self.repository,
+                        sha256=b.sha256,
+                        pack=row,
+                        offset=b.offset,
+                        length=b.length,
+                        size=b.size,
+                    )
+                    for b in pack.blobs
+                )
             StoredMessage.objects.bulk_create(
                 StoredMessage(
                     repository=self.repository,
@@ -341,30 +408,25 @@ class _Run:
         """Write the manifest, then commit the snapshot: the last step, all or nothing."""
         states = {s.name: s for s in FolderState.objects.filter(repository=self.repository)}
         entries: dict[str, list[Entry]] = {f.name: [] for f in folders}
-        for row in self._current().order_by("folder", "uid").iterator(chunk_size=5000):
-            if row.folder in entries:
-                entries[row.folder].append(
-                    Entry(
-                        uid=row.uid,
-                        sha256=row.sha256,
-                        size=row.size,
-                        flags=row.flags,
-                        internal_date=row.internal_date,
-                        message_id=row.message_id,
-                    )
-                )
+        rows = (
+            self._current()
+            .order_by("folder", "uid")
+            .values_list("folder", "uid", "sha256", "size", "flags", "internal_date", "message_id")
+        )
+        for folder_name, *fields in rows.iterator(chunk_size=5000):
+            if folder_name in entries:
+                entries[folder_name].append(Entry(*fields))
         for folder in folders:  # the count check, for skipped folders too
             if len(entries[folder.name]) != states[folder.name].messages:
                 raise BackupFailed(
                     f"folder {folder.name!r}: {len(entries[folder.name])} messages stored, "
                     f"the server has {states[folder.name].messages}"
                 )
-        taken_at = timezone.now()
         manifest = Manifest(
             repository=str(self.repository.key),
             mailbox=self.repository.address,
             seq=self.seq,
-            taken_at=taken_at,
+            taken_at=timezone.now(),
             folders=[
                 Folder(
                     name=f.name,
@@ -378,16 +440,19 @@ class _Run:
             ],
         )
         key = write_manifest(self.store, manifest, self.recipients)
+        self._commit_snapshot(key, len(folders), manifest.message_count, manifest.size_bytes)
+
+    def _commit_snapshot(self, manifest_key: str, folders: int, messages: int, size: int) -> None:
         with transaction.atomic():
             jobs.heartbeat(self.job, self.token)
             snapshot = Snapshot.objects.create(
                 repository=self.repository,
                 seq=self.seq,
-                taken_at=taken_at,
-                manifest_key=key,
-                folders=len(folders),
-                messages=manifest.message_count,
-                size_bytes=manifest.size_bytes,
+                taken_at=timezone.now(),
+                manifest_key=manifest_key,
+                folders=folders,
+                messages=messages,
+                size_bytes=size,
             )
             Repository.objects.filter(pk=self.repository.pk).update(
                 seq=self.seq, last_backup_at=self.job.created_at
@@ -396,6 +461,21 @@ class _Run:
 
 
 # --- IMAP helpers -----------------------------------------------------------------------
+
+
+def _describe(planned: Planned, raw: bytes) -> Stored:
+    if len(raw) != planned.size:
+        raise BackupFailed(
+            f"UID {planned.uid}: the server sent {len(raw)} bytes of a {planned.size} byte message"
+        )
+    return Stored(
+        uid=planned.uid,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        size=len(raw),
+        flags=planned.flags,
+        internal_date=planned.internal_date,
+        message_id=message_id(header_block(raw)),
+    )
 
 
 def _list_folders(client: IMAPClient) -> list[ServerFolder]:
@@ -428,7 +508,7 @@ def _fetch_metadata(client: IMAPClient, uids: Sequence[int]) -> dict[int, dict[b
     metadata: dict[int, dict[bytes, object]] = {}
     for start in range(0, len(uids), METADATA_CHUNK):
         chunk = uids[start : start + METADATA_CHUNK]
-        metadata.update(client.fetch(chunk, [b"FLAGS", b"RFC822.SIZE"]))
+        metadata.update(client.fetch(chunk, [b"FLAGS", b"RFC822.SIZE", b"INTERNALDATE"]))
     return metadata
 
 

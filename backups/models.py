@@ -96,11 +96,46 @@ class FolderState(models.Model):
         return self.name
 
 
+class Pack(models.Model):
+    """One pack file in the store (see ``packs``), named by the SHA-256 of its bytes."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="packs")
+    name = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "name"], name="pack_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Blob(models.Model):
+    """A message's content, stored once per repository and found by its SHA-256."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="blobs")
+    sha256 = models.CharField(max_length=64)
+    # RESTRICT: a pack is deleted only once no blob lives in it (or with its repository).
+    pack = models.ForeignKey(Pack, on_delete=models.RESTRICT, related_name="blobs")
+    offset = models.BigIntegerField()
+    length = models.BigIntegerField()  # sealed, in the pack
+    size = models.BigIntegerField()  # of the message
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "sha256"], name="blob_unique_sha256")
+        ]
+
+    def __str__(self) -> str:
+        return self.sha256
+
+
 class StoredMessage(models.Model):
     """One message of one folder as backed up, and the snapshots ``first_seq..last_seq``
     it belongs to (``last_seq`` is NULL while it is still on the server).
 
-    Prune keeps a row while a kept snapshot falls in its range, and a blob while a row
+    Prune keeps a row while a kept snapshot falls in its range, and a ``Blob`` while a row
     names it: that is how deleted mail stays restorable until retention drops it.
     """
 

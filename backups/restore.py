@@ -25,8 +25,9 @@ from mailboxes.mailserver import MailServerError, MailServerUnavailable, master_
 from . import jobs
 from .crypto import DecryptFailed, KeyMissing, identities
 from .imap import METADATA_CHUNK, MIB, batches, tune
-from .manifest import Entry, Folder, ManifestError, message_id, read_manifest, read_message
+from .manifest import Entry, Folder, ManifestError, message_id, read_manifest
 from .models import JobStatus, RestoreJob
+from .packs import Location, locate, read_blob
 from .store import Store, StoreError, get_store
 
 APPEND_MESSAGES = 100
@@ -169,17 +170,23 @@ class _Restore:
                 messages_skipped=F("messages_skipped") + skipped,
             )
         chunks = list(_append_batches(todo))
+        locations = locate(self.job.repository_id, (e.sha256 for e in todo))
         ahead: Future[list[tuple[Entry, bytes]]] | None = None
         for number, chunk in enumerate(chunks):
-            opened = ahead.result() if ahead else self._open(chunk, keys)
+            opened = ahead.result() if ahead else self._open(chunk, locations, keys)
             if number + 1 < len(chunks):  # decrypt the next chunk while this one uploads
-                ahead = opener.submit(self._open, chunks[number + 1], keys)
+                ahead = opener.submit(self._open, chunks[number + 1], locations, keys)
             self._append(client, target, opened)
 
     def _open(
-        self, batch: list[Entry], keys: list[pyrage.x25519.Identity]
+        self,
+        batch: list[Entry],
+        locations: dict[str, Location],
+        keys: list[pyrage.x25519.Identity],
     ) -> list[tuple[Entry, bytes]]:
-        return [(e, read_message(self.store, self.repository, e.sha256, keys)) for e in batch]
+        return [
+            (e, read_blob(self.store, self.repository, e.sha256, locations, keys)) for e in batch
+        ]
 
     def _append(self, client: IMAPClient, target: str, opened: list[tuple[Entry, bytes]]) -> None:
         try:

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -22,21 +23,27 @@ from accounts import audit
 from accounts.audit import Actor
 from mailboxes.models import Mailbox
 
-from . import jobs, policy
+from . import crypto, jobs, policy
 from .archive import snapshot_archive
-from .manifest import manifest_key
+from .imap import batches
 from .models import (
     ACTIVE,
     BackupJob,
+    Blob,
     JobStatus,
+    Pack,
     Repository,
     RestoreJob,
     Snapshot,
     StoredMessage,
 )
-from .store import get_store
+from .packs import build_pack, pack_key
+from .store import Store, get_store
 
 FAILED_RETRY_AFTER = timedelta(hours=1)
+# A pack less than half alive is rewritten by prune, in new packs of at most REPACK_BYTES.
+REPACK_BELOW = 0.5
+REPACK_BYTES = 64 * 1024 * 1024
 
 
 def repository_for(mailbox: Mailbox) -> Repository:
@@ -203,6 +210,7 @@ def snapshot_download(
 class PruneResult:
     snapshots: int = 0
     blobs: int = 0
+    packs: int = 0
     repositories: int = 0
 
 
@@ -236,6 +244,10 @@ def _snapshots_kept(
 
 
 def prune_repository(repository: Repository, result: PruneResult, now: datetime) -> None:
+    """Drop the snapshots retention does not keep, the messages only they had, and the
+    storage nothing needs any more. Database rows go first, objects after: a crash in
+    between leaves unused objects, which the next prune removes, never a row that names a
+    missing object."""
     owner = "prune-" + secrets.token_hex(8)
     if not jobs.acquire_lease(repository.pk, owner):
         return
@@ -255,30 +267,66 @@ def prune_repository(repository: Repository, result: PruneResult, now: datetime)
             Snapshot.objects.filter(pk__in=[s.pk for s in dropped]).delete()
             # A row that no kept snapshot covers and that is no longer on the server.
             covering = Snapshot.objects.filter(
-                repository=repository, seq__gte=OuterRef("first_seq"), seq__lte=OuterRef("last_seq")
+                repository=repository,
+                seq__gte=OuterRef("first_seq"),
+                seq__lte=OuterRef("last_seq"),
             )
             StoredMessage.objects.filter(repository=repository, last_seq__isnull=False).exclude(
                 Exists(covering)
             ).delete()
+            named = StoredMessage.objects.filter(repository=repository, sha256=OuterRef("sha256"))
+            result.blobs += (
+                Blob.objects.filter(repository=repository)
+                .exclude(Exists(named))
+                .delete()[1]
+                .get("backups.Blob", 0)
+            )
         result.snapshots += len(dropped)
         if repository.mailbox_id is None and not kept:
-            store.delete_prefix(prefix)
             repository.delete()
+            store.delete_prefix(prefix)
             result.repositories += 1
             return
-        # Rows first, objects after: a crash in between leaves unused objects, which the
-        # next prune removes, never a row that names a missing object.
-        manifests = {manifest_key(prefix, s.seq) for s in kept}
-        for key in store.list(f"{prefix}/snapshots"):
-            if key not in manifests:
+        result.packs += _repack(repository, store)
+        manifests = {s.manifest_key for s in kept}
+        packs = {pack_key(prefix, name) for name in repository.packs.values_list("name", flat=True)}
+        for key in [*store.list(f"{prefix}/snapshots"), *store.list(f"{prefix}/packs")]:
+            if key not in manifests and key not in packs:  # left by a crash, or dropped above
                 store.delete(key)
-        live = set(
-            StoredMessage.objects.filter(repository=repository).values_list("sha256", flat=True)
-        )
-        for key in store.list(f"{prefix}/blobs"):
-            if key.rsplit("/", 1)[1].split(".", 1)[0] not in live:
-                store.delete(key)
-                result.blobs += 1
         store.discard_incomplete(prefix)
     finally:
         jobs.release_lease(repository.pk, owner)
+
+
+def _repack(repository: Repository, store: Store) -> int:
+    """Remove the packs no blob lives in, and rewrite those that are mostly dead so that
+    deleted mail does not hold on to space: the live blobs are copied as they are (still
+    encrypted: this needs no private key) into new packs. Returns the packs removed."""
+    prefix = str(repository.key)
+    packs = list(
+        Pack.objects.filter(repository=repository).annotate(live=Coalesce(Sum("blobs__length"), 0))
+    )
+    sparse = [p for p in packs if 0 < p.live < REPACK_BELOW * p.size]
+    blobs = list(
+        Blob.objects.filter(pack__in=sparse).select_related("pack").order_by("pack_id", "offset")
+    )
+    to = crypto.recipients() if blobs else []
+    for group in batches(blobs, lambda b: b.length, count=100_000, max_bytes=REPACK_BYTES):
+        sealed = [
+            (b.sha256, b.size, store.get_range(pack_key(prefix, b.pack.name), b.offset, b.length))
+            for b in group
+        ]
+        new = build_pack(sealed, to)
+        store.put(pack_key(prefix, new.name), new.data)
+        store.flush()
+        where = {packed.sha256: packed.offset for packed in new.blobs}
+        with transaction.atomic():
+            row = Pack.objects.create(repository=repository, name=new.name, size=len(new.data))
+            for blob in group:
+                blob.pack, blob.offset = row, where[blob.sha256]
+            Blob.objects.bulk_update(group, ["pack", "offset"])
+    gone = [p for p in packs if p.live == 0 or p in sparse]
+    Pack.objects.filter(pk__in=[p.pk for p in gone]).delete()
+    for pack in gone:
+        store.delete(pack_key(prefix, pack.name))
+    return len(gone)

@@ -8,6 +8,7 @@ a second delivery from running the same job twice at once.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from celery import Task, shared_task
@@ -66,8 +67,4 @@ def restore(self: Task, job_id: int) -> int | None:
 @shared_task(name="backups.prune", acks_late=True, soft_time_limit=50 * 60, time_limit=55 * 60)
 def prune() -> dict[str, int]:
     result = services.prune()
-    return {
-        "snapshots": result.snapshots,
-        "blobs": result.blobs,
-        "repositories": result.repositories,
-    }
+    return dataclasses.asdict(result)

@@ -134,8 +134,9 @@ def make_snapshot(  # type: ignore[no-untyped-def]
     from django.utils import timezone
 
     from backups import crypto, services
-    from backups.manifest import Entry, Folder, Manifest, blob_key, message_id, write_manifest
-    from backups.models import Repository, Snapshot, StoredMessage
+    from backups.manifest import Entry, Folder, Manifest, message_id, write_manifest
+    from backups.models import Blob, Pack, Repository, Snapshot, StoredMessage
+    from backups.packs import build_pack, pack_key
     from backups.store import get_store
 
     repository = services.repository_for(mailbox)
@@ -146,12 +147,15 @@ def make_snapshot(  # type: ignore[no-untyped-def]
     StoredMessage.objects.filter(repository=repository, last_seq__isnull=True).update(
         last_seq=seq - 1
     )
+    known = set(Blob.objects.filter(repository=repository).values_list("sha256", flat=True))
+    new: dict[str, bytes] = {}
     manifest_folders = []
     for name, messages in folders.items():
         entries = []
         for uid, (raw, flags) in enumerate(messages, start=1):
             sha256 = hashlib.sha256(raw).hexdigest()
-            store.put(blob_key(str(repository.key), sha256), crypto.seal(raw, to))
+            if sha256 not in known:
+                new[sha256] = raw
             entry = Entry(uid, sha256, len(raw), flags, DATE, message_id(raw))
             entries.append(entry)
             StoredMessage.objects.create(
@@ -167,7 +171,22 @@ def make_snapshot(  # type: ignore[no-untyped-def]
                 first_seq=seq,
             )
         manifest_folders.append(Folder(name, "/", seq, len(messages) + 1, None, entries))
-    store.flush()
+    if new:
+        pack = build_pack([(sha, len(raw), crypto.seal(raw, to)) for sha, raw in new.items()], to)
+        store.put(pack_key(str(repository.key), pack.name), pack.data)
+        store.flush()
+        row = Pack.objects.create(repository=repository, name=pack.name, size=len(pack.data))
+        Blob.objects.bulk_create(
+            Blob(
+                repository=repository,
+                sha256=b.sha256,
+                pack=row,
+                offset=b.offset,
+                length=b.length,
+                size=b.size,
+            )
+            for b in pack.blobs
+        )
     manifest = Manifest(str(repository.key), mailbox.address, seq, taken_at, manifest_folders)
     key = write_manifest(store, manifest, to)
     snapshot = Snapshot.objects.create(

@@ -9,10 +9,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from backups import services
-from backups.manifest import blob_key
-from backups.models import BackupJob, JobStatus, Repository, Snapshot, StoredMessage
-from backups.store import get_store
+from backups import crypto, services
+from backups.models import BackupJob, Blob, JobStatus, Repository, Snapshot, StoredMessage
+from backups.packs import locate, read_blob
+from backups.store import StoreError, get_store
 from mailboxes.services import mailbox_delete
 from tests.backups.helpers import make_snapshot, message
 from tests.factories import make_domain, make_mailbox, make_plan
@@ -93,8 +93,17 @@ def test_the_restored_folder_is_named_after_the_snapshots_day(restore_side, sett
     assert services.restored_folder_name(snapshot, "en") == "Restored 2025-03-02"
 
 
-def blobs(repository: Repository) -> set[str]:
-    return {key.rsplit("/", 1)[1][:64] for key in get_store().list(f"{repository.key}/blobs")}
+def stored(repository: Repository) -> set[str]:
+    """The messages the store gives back, each read and checked; the pack files in the store
+    are exactly those the database knows."""
+    store = get_store()
+    hashes = Blob.objects.filter(repository=repository).values_list("sha256", flat=True)
+    locations = locate(repository.pk, hashes)
+    for sha256 in locations:
+        read_blob(store, str(repository.key), sha256, locations, crypto.identities())
+    files = {key.rsplit("/", 1)[1] for key in store.list(f"{repository.key}/packs")}
+    assert files == {f"{name}.pack" for name in repository.packs.values_list("name", flat=True)}
+    return set(locations)
 
 
 def test_prune_keeps_what_retention_keeps_and_deleted_mail_until_then(restore_side, settings):
@@ -111,16 +120,19 @@ def test_prune_keeps_what_retention_keeps_and_deleted_mail_until_then(restore_si
     make_snapshot(mailbox, {"INBOX": [(kept_mail, [])]}, taken_at=now)
     repository = Repository.objects.get(mailbox=mailbox)
     store = get_store()
-    (store.root / str(repository.key) / "blobs" / "leftover.tmp-123").write_bytes(b"x")
-    assert len(blobs(repository)) == 2
+    (store.root / str(repository.key) / "packs" / "leftover.tmp-123").write_bytes(b"x")
+    assert len(stored(repository)) == 2 and repository.packs.count() == 1
 
     result = services.prune(now)
 
     assert [s.taken_at for s in Snapshot.objects.all()] == [now, now - day]
-    assert result.snapshots == 2
-    assert blobs(repository) == {hashlib.sha256(kept_mail).hexdigest()}  # the deleted mail went
-    assert set(StoredMessage.objects.values_list("sha256", flat=True)) == blobs(repository)
-    assert not store.exists(old.manifest_key)
+    assert result.snapshots == 2 and result.blobs == 1
+    # The deleted mail went; its pack was mostly dead and was rewritten without it.
+    assert stored(repository) == {hashlib.sha256(kept_mail).hexdigest()}
+    assert result.packs == 1 and repository.packs.count() == 1
+    assert set(StoredMessage.objects.values_list("sha256", flat=True)) == stored(repository)
+    with pytest.raises(StoreError):
+        store.get(old.manifest_key)
     assert not any("tmp-" in p.name for p in (store.root / str(repository.key)).rglob("*"))
     assert services.prune(now).snapshots == 0  # idempotent
 
@@ -136,7 +148,7 @@ def test_prune_keeps_deleted_mail_while_a_kept_snapshot_has_it(restore_side):
     services.prune(now)
 
     assert Snapshot.objects.count() == 2
-    assert get_store().exists(blob_key(str(repository.key), StoredMessage.objects.get().sha256))
+    assert stored(repository) == {hashlib.sha256(deleted_mail).hexdigest()}
 
 
 def test_a_deleted_mailboxs_backups_stay_for_the_grace_period(restore_side, settings):

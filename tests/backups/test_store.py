@@ -14,30 +14,40 @@ def test_objects_round_trip(tmp_path):
     store.flush()
 
     assert store.get("repo/blobs/abc.eml.gz.age") == b"data"
-    assert store.exists("repo/blobs/abc.eml.gz.age")
+    assert store.get_range("repo/blobs/abc.eml.gz.age", 1, 2) == b"at"
     assert sorted(store.list("repo")) == [
         "repo/blobs/abc.eml.gz.age",
         "repo/snapshots/00000001.json.gz.age",
     ]
     store.delete("repo/blobs/abc.eml.gz.age")
-    assert not store.exists("repo/blobs/abc.eml.gz.age")
     with pytest.raises(StoreError, match="missing"):
         store.get("repo/blobs/abc.eml.gz.age")
+    with pytest.raises(StoreError, match="missing"):
+        store.get_range("repo/blobs/abc.eml.gz.age", 0, 1)
+
+
+def test_nothing_is_visible_before_flush(tmp_path):
+    store = LocalStore(tmp_path)
+    store.put("repo/packs/a.pack", b"data")
+    assert list(store.list("repo")) == []
+    store.flush()
+    assert list(store.list("repo")) == ["repo/packs/a.pack"]
 
 
 def test_files_are_private(tmp_path):
     store = LocalStore(tmp_path)
     store.put("repo/blobs/x", b"data")
+    store.flush()
     assert (tmp_path / "repo" / "blobs" / "x").stat().st_mode & 0o077 == 0
 
 
 def test_what_an_interrupted_write_leaves_is_never_listed_and_is_discarded(tmp_path):
     store = LocalStore(tmp_path)
     store.put("repo/blobs/whole", b"complete")
+    store.flush()
     (tmp_path / "repo" / "blobs" / "half.tmp-123456").write_bytes(b"trunc")
 
     assert list(store.list("repo")) == ["repo/blobs/whole"]
-    assert not store.exists("repo/blobs/half")
     assert store.discard_incomplete("repo") == 1
     assert [p.name for p in (tmp_path / "repo" / "blobs").iterdir()] == ["whole"]
 

@@ -18,7 +18,8 @@ from backups import crypto, engine, services
 from backups import restore as restore_engine
 from backups.archive import snapshot_archive
 from backups.manifest import Manifest, read_manifest
-from backups.models import BackupJob, JobStatus, RestoreJob, Snapshot, StoredMessage
+from backups.models import BackupJob, Blob, JobStatus, RestoreJob, Snapshot, StoredMessage
+from backups.packs import locate, read_blob, read_toc
 from backups.store import get_store
 from backups.tasks import backup_mailbox
 from mailboxes.models import MIB
@@ -171,6 +172,7 @@ def test_an_unchanged_mailbox_costs_almost_nothing(dovecot, mail_server, restore
     assert selected == []  # STATUS said nothing changed: no folder even opened
     assert (second.messages_total, second.bytes_fetched, second.blobs_written) == (0, 0, 0)
     assert second.snapshot.messages == 5 and second.snapshot.seq == 2
+    assert second.snapshot.manifest_key == first.snapshot.manifest_key  # the same contents
 
     with imap(dovecot, anna.address) as client:
         client.select_folder("Sent")
@@ -298,13 +300,19 @@ def test_the_worker_cannot_decrypt_what_it_wrote(
         crypto.identities()
     store = get_store()
     objects = list(store.list(str(job.repository.key)))
-    assert len(objects) == 2  # one message, one manifest
-    stranger = pyrage.x25519.Identity.generate()
+    assert len(objects) == 2  # one pack, one manifest
+    stranger = [pyrage.x25519.Identity.generate()]
     for key in objects:
         data = store.get(key)
         assert b"confidential" not in data and b"Geheim" not in data and b"Quarterly" not in data
-        with pytest.raises(pyrage.DecryptError):
-            pyrage.decrypt(data, [stranger])
+    manifest_key, pack = sorted(objects, key=lambda k: "/packs/" in k)
+    with pytest.raises(crypto.DecryptFailed):
+        crypto.unseal(store.get(manifest_key), stranger)
+    with pytest.raises(crypto.DecryptFailed):
+        read_toc(store.get(pack), stranger)
+    blob = Blob.objects.get()
+    with pytest.raises(crypto.DecryptFailed):
+        crypto.unseal(store.get_range(pack, blob.offset, blob.length), stranger)
     # Restoring and downloading need the identity, which this side does not have.
     with pytest.raises(crypto.KeyMissing):
         list(snapshot_archive(job.snapshot))
@@ -388,8 +396,11 @@ def test_a_worker_killed_mid_backup_leaves_a_run_the_next_worker_completes(
     assert job.snapshot.messages == count
     rows = StoredMessage.objects.filter(repository=job.repository)
     assert rows.count() == count == len(set(rows.values_list("uid", flat=True)))
-    blobs = list(get_store().list(f"{job.repository.key}/blobs"))
-    assert len(blobs) == count  # each message stored exactly once
+    blobs = Blob.objects.filter(repository=job.repository)
+    assert blobs.count() == count  # each message stored exactly once
     settings.BACKUP_IDENTITY_FILE = str(backup_keys.identity_file)
+    locations = locate(job.repository_id, blobs.values_list("sha256", flat=True))
+    for sha256 in locations:  # every one of them readable and intact
+        read_blob(get_store(), str(job.repository.key), sha256, locations, crypto.identities())
     manifest_uids = [m.uid for f in manifest_of(job.snapshot).folders for m in f.messages]
     assert sorted(manifest_uids) == sorted(rows.values_list("uid", flat=True))
