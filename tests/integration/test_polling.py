@@ -287,3 +287,73 @@ def test_poll_usage_command_measures_every_server_now(dovecot, mail_server, deli
     call_command("poll_usage", "--here", stdout=out)
     assert out.getvalue() == "test: done, 1 of 1 mailboxes measured\n"
     assert Mailbox.objects.get(pk=anna.pk).used_bytes > 3_000
+
+
+def test_a_worker_killed_mid_poll_leaves_whole_chunks_and_the_redelivery_completes(
+    dovecot, mail_server
+):
+    """kill -9 of a real worker process mid-run; the broker hands the run to the next one."""
+    import os
+    import signal
+    import time
+
+    from django.db import connection
+
+    from mailboxes.passwords import hash_password
+    from tests.integration.test_backups import start_worker_process
+
+    MailServer.objects.filter(pk=mail_server.pk).update(doveadm_port=None, poll_concurrency=1)
+    domain = make_domain()
+    plan = make_mailbox("first", domain=domain).plan
+    password_hash = hash_password(PASSWORD)
+    Mailbox.objects.bulk_create(
+        Mailbox(
+            domain=domain, local_part=f"u{i}", address=f"u{i}@{domain.name}", protocol="imap",
+            plan=plan, mail_server=mail_server, quota_bytes=plan.default_quota_bytes,
+            password_hash=password_hash, storage_path=f"{domain.name}/u{i}",
+        )
+        for i in range(399)
+    )
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "POSTAMT_POLL_CHUNK": "10",
+        "CELERY_VISIBILITY_TIMEOUT": "2",  # the broker gives the message to the next worker
+    }
+    queue = f"poll-kill-test-{os.getpid()}"
+    run = usage.schedule_polls()[0]
+    first = start_worker_process(queue, env)
+    second = None
+    try:
+        poll_server.apply_async((run.pk,), queue=queue)
+        deadline = time.monotonic() + 60
+        while run.mailboxes_done < 30:
+            assert time.monotonic() < deadline, "the poll did not start"
+            time.sleep(0.01)
+            run.refresh_from_db()
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        run.refresh_from_db()
+        assert run.status == PollRun.Status.RUNNING and 30 <= run.mailboxes_done < 400
+        # Whole chunks only: every sample written belongs to a mailbox marked measured.
+        assert UsageSample.objects.filter(run=run).count() == run.mailboxes_done
+        assert run.mailboxes_done % 10 == 0
+
+        time.sleep(2)  # past the visibility timeout
+        second = start_worker_process(queue, env)
+        deadline = time.monotonic() + 90
+        while run.status != PollRun.Status.DONE:
+            assert time.monotonic() < deadline, "the redelivered poll did not finish"
+            time.sleep(0.1)
+            run.refresh_from_db()
+    finally:
+        for worker in (first, second):
+            if worker is not None and worker.poll() is None:
+                worker.terminate()
+                worker.wait(30)
+
+    assert run.attempts == 2
+    assert run.mailboxes_done == 400
+    samples = UsageSample.objects.filter(run=run)
+    assert samples.count() == 400 == len(set(samples.values_list("mailbox_id", flat=True)))
