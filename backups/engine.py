@@ -1,15 +1,15 @@
 """The backup run: read a mailbox over IMAP as the master user, store what is new as
-encrypted blobs, and write the snapshot's manifest last.
+encrypted blobs in packs, and write the snapshot's manifest last.
 
 Incremental by (UIDVALIDITY, UID) per folder: a folder whose STATUS (UIDVALIDITY, UIDNEXT,
 HIGHESTMODSEQ, MESSAGES) matches the last run is not even selected; in a changed one only
 UIDs not yet stored are fetched. A new UIDVALIDITY drops the folder's old UIDs (older
 snapshots keep them) and fetches the folder again; identical content becomes no new blob.
 
-Crash safety: blobs are written before the rows that name them, each batch of rows commits
-in its own transaction, and the manifest and the snapshot row come last. A run that dies
-leaves earlier snapshots as they were; the next run finds the committed rows and the blobs
-already written, and fetches only what is missing.
+Crash safety: a batch's pack is durable before the rows that point into it, each batch
+commits in its own transaction, and the manifest and the snapshot row come last. A run that
+dies leaves earlier snapshots as they were; the next run finds the committed rows and blobs
+and fetches only what is missing.
 """
 
 from __future__ import annotations
@@ -206,13 +206,14 @@ class _Run:
 
     def _unchanged_snapshot(self) -> Snapshot | None:
         """The last snapshot, if the mailbox is still exactly as it recorded: no folder
-        changed (a flag change moves HIGHESTMODSEQ) and no row came or went since, not even
-        in an earlier attempt of this run. Its manifest can then serve this snapshot too."""
+        changed (a flag change moves HIGHESTMODSEQ), and neither did an earlier attempt of
+        this run change a folder or a row. Its manifest can then serve this snapshot too."""
         previous = Snapshot.objects.filter(repository=self.repository, seq=self.seq - 1).first()
         moved = StoredMessage.objects.filter(repository=self.repository).filter(
             Q(first_seq=self.seq) | Q(last_seq=self.seq - 1)
         )
-        if previous is None or moved.exists():
+        resynced = FolderState.objects.filter(repository=self.repository, seq=self.seq)
+        if previous is None or moved.exists() or resynced.exists():
             return None
         return previous
 
@@ -398,6 +399,7 @@ class _Run:
                 "uidnext": info[b"UIDNEXT"],
                 "highestmodseq": info.get(b"HIGHESTMODSEQ"),
                 "messages": len(uids),
+                "seq": self.seq,
             },
         )
         return True

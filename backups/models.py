@@ -86,6 +86,8 @@ class FolderState(models.Model):
     uidnext = models.BigIntegerField()
     highestmodseq = models.BigIntegerField(null=True)
     messages = models.BigIntegerField()
+    # The snapshot number of the run that saved this state (it may not have finished).
+    seq = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

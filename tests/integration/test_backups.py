@@ -20,7 +20,7 @@ from backups.archive import snapshot_archive
 from backups.manifest import Manifest, read_manifest
 from backups.models import BackupJob, Blob, JobStatus, RestoreJob, Snapshot, StoredMessage
 from backups.packs import locate, read_blob, read_toc
-from backups.store import get_store
+from backups.store import StoreError, get_store
 from backups.tasks import backup_mailbox
 from mailboxes.models import MIB
 from tests.backups import helpers
@@ -404,3 +404,33 @@ def test_a_worker_killed_mid_backup_leaves_a_run_the_next_worker_completes(
         read_blob(get_store(), str(job.repository.key), sha256, locations, crypto.identities())
     manifest_uids = [m.uid for f in manifest_of(job.snapshot).folders for m in f.messages]
     assert sorted(manifest_uids) == sorted(rows.values_list("uid", flat=True))
+
+
+def test_a_run_that_died_before_its_manifest_is_completed_by_the_next(
+    dovecot, mail_server, restore_side, monkeypatch
+):
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    first = backup_now(anna).snapshot
+    with imap(dovecot, anna.address) as client:
+        client.select_folder("INBOX")
+        client.add_flags(client.search(), [b"\\Answered"])  # only flags change
+
+    def die(self, folders):  # type: ignore[no-untyped-def]
+        raise StoreError("disk gone")
+
+    monkeypatch.setattr(engine._Run, "_finish", die)
+    dead = BackupJob.objects.create(repository=first.repository, requested_by="test")
+    engine.run_backup(dead.pk)
+    dead.refresh_from_db()
+    assert (dead.status, dead.error, dead.snapshot) == ("failed", "disk gone", None)
+    monkeypatch.undo()
+
+    job = backup_now(anna)  # everything is stored and verified: nothing left to fetch
+
+    assert (job.messages_total, job.snapshot.seq) == (0, 2)
+    assert job.snapshot.manifest_key != first.manifest_key
+    inbox = next(f for f in manifest_of(job.snapshot).folders if f.name == "INBOX")
+    assert all("\\Answered" in m.flags for m in inbox.messages)
+    old_inbox = next(f for f in manifest_of(first).folders if f.name == "INBOX")
+    assert not any("\\Answered" in m.flags for m in old_inbox.messages)  # as it was
