@@ -143,12 +143,16 @@ class _Run:
             changed = self._changed_folders(folders)
             forgot = self._forget_missing_folders({f.name for f in folders})
             plans = [(folder, self._plan(client, folder)) for folder in changed]
-            with transaction.atomic():
+            with transaction.atomic():  # counts of this attempt (a resumed run starts over)
                 jobs.heartbeat(
                     self.job,
                     self.token,
                     messages_total=sum(len(new) for _f, new in plans),
                     messages_on_server=sum(f.messages for f in folders),
+                    messages_done=0,
+                    bytes_fetched=0,
+                    blobs_written=0,
+                    bytes_written=0,
                 )
             with ThreadPoolExecutor(SEAL_THREADS) as pool:
                 for folder, new in plans:

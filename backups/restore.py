@@ -94,8 +94,16 @@ class _Restore:
         keys = identities()
         manifest = read_manifest(self.store, self.job.snapshot.manifest_key, keys)
         selected = self._select(manifest.folders)
-        with transaction.atomic():
-            jobs.heartbeat(self.job, self.token, messages_total=sum(len(e) for _f, e in selected))
+        with transaction.atomic():  # counts of this attempt (a resumed run starts over)
+            jobs.heartbeat(
+                self.job,
+                self.token,
+                messages_total=sum(len(e) for _f, e in selected),
+                messages_done=0,
+                messages_restored=0,
+                messages_skipped=0,
+                bytes_restored=0,
+            )
         with master_imap(mailbox.mail_server, mailbox.address, timeout=300) as client:
             tune(client)
             existing = {
@@ -189,22 +197,22 @@ class _Restore:
         ]
 
     def _append(self, client: IMAPClient, target: str, opened: list[tuple[Entry, bytes]]) -> None:
+        messages = [{"msg": raw, "flags": e.flags, "date": e.internal_date} for e, raw in opened]
         try:
-            client.multiappend(
-                target,
-                [{"msg": raw, "flags": e.flags, "date": e.internal_date} for e, raw in opened],
-            )
+            # imapclient's multiappend returns a refusal instead of raising it.
+            status, answer = client.multiappend(target, messages)
         except IMAPClientAbortError:
             raise
         except IMAPClientError as exc:
-            if "OVERQUOTA" in str(exc).upper():
+            status, answer = "NO", [str(exc).encode()]
+        if status != "OK":
+            reason = b" ".join(a for a in answer if isinstance(a, bytes)).decode(errors="replace")
+            if "OVERQUOTA" in reason.upper():
                 raise RestoreFailed(
                     "the mailbox is over its quota: raise the quota and run the restore again"
                     " (what was restored stays)"
-                ) from exc
-            raise RestoreFailed(
-                f"the server refused to store messages in {target!r}: {exc}"
-            ) from exc
+                )
+            raise RestoreFailed(f"the server refused to store messages in {target!r}: {reason}")
         with transaction.atomic():
             jobs.heartbeat(
                 self.job,

@@ -434,3 +434,27 @@ def test_a_run_that_died_before_its_manifest_is_completed_by_the_next(
     assert all("\\Answered" in m.flags for m in inbox.messages)
     old_inbox = next(f for f in manifest_of(first).folders if f.name == "INBOX")
     assert not any("\\Answered" in m.flags for m in old_inbox.messages)  # as it was
+
+
+def test_a_full_mailbox_stops_the_restore_and_the_rest_comes_with_more_quota(
+    dovecot, mail_server, restore_side
+):
+    anna = make_mailbox("anna", quota_bytes=10 * MIB)
+    with imap(dovecot, anna.address) as client:
+        client.multiappend("INBOX", [message(f"m{i}", size=300_000) for i in range(20)])
+    before = mailbox_contents(dovecot, anna.address)
+    snapshot = backup_now(anna).snapshot
+    empty(dovecot, anna.address)
+    anna.quota_bytes = 2 * MIB
+    anna.save(update_fields=["quota_bytes"])  # Dovecot reads it on the next login
+
+    failed = restore_now(snapshot)
+
+    assert failed.status == "failed" and "over its quota" in failed.error
+    # MULTIAPPEND stores a chunk whole or not at all: the counts say what is there.
+    assert len(mailbox_contents(dovecot, anna.address)["INBOX"]) == failed.messages_restored
+    anna.quota_bytes = 10 * MIB
+    anna.save(update_fields=["quota_bytes"])
+    done = restore_now(snapshot)
+    assert done.status == "done"
+    assert mailbox_contents(dovecot, anna.address) == before
