@@ -6,6 +6,8 @@ Staff see every backup; a customer's user sees those of the customer's own mailb
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from django.db.models import Count, Q, QuerySet
 
 from accounts.models import User
@@ -58,20 +60,28 @@ def restore_jobs_for(user: User) -> QuerySet[RestoreJob]:
     ).select_related("snapshot")
 
 
-def mailbox_overview(mailbox: Mailbox) -> dict[str, object]:
+@dataclass
+class MailboxBackups:
+    repository: Repository | None
+    snapshots: list[Snapshot] = field(default_factory=list)
+    backup_jobs: list[BackupJob] = field(default_factory=list)
+    restore_jobs: list[RestoreJob] = field(default_factory=list)
+
+
+def mailbox_overview(mailbox: Mailbox) -> MailboxBackups:
     repository = Repository.objects.filter(mailbox=mailbox).first()
     if repository is None:
-        return {"repository": None, "snapshots": [], "backup_jobs": [], "restore_jobs": []}
-    return {
-        "repository": repository,
-        "snapshots": list(repository.snapshots.all()),
-        "backup_jobs": list(BackupJob.objects.filter(repository=repository)[:RECENT_JOBS]),
-        "restore_jobs": list(
+        return MailboxBackups(None)
+    return MailboxBackups(
+        repository,
+        list(repository.snapshots.all()),
+        list(BackupJob.objects.filter(repository=repository)[:RECENT_JOBS]),
+        list(
             RestoreJob.objects.filter(repository=repository).select_related("snapshot")[
                 :RECENT_JOBS
             ]
         ),
-    }
+    )
 
 
 def snapshot_folders(snapshot: Snapshot) -> list[tuple[str, int]]:

@@ -39,16 +39,14 @@ def _render_mailbox(
 ) -> HttpResponse:
     mailbox = get_object_or_404(selectors.mailboxes_for(request.user), pk=mailbox_id)
     overview = selectors.mailbox_overview(mailbox)
-    snapshots = overview["snapshots"]
-    assert isinstance(snapshots, list)
     restore_forms = []
-    for snapshot in snapshots:
+    for snapshot in overview.snapshots:
         if restore_form is not None and form_snapshot is not None and snapshot == form_snapshot:
             restore_forms.append((snapshot, restore_form))
         else:
             folders = selectors.snapshot_folders(snapshot)
             restore_forms.append((snapshot, RestoreForm(folders=folders, prefix=f"s{snapshot.pk}")))
-    context = {"mailbox": mailbox, **overview, "restore_forms": restore_forms}
+    context = {"mailbox": mailbox, "backups": overview, "restore_forms": restore_forms}
     return render(request, "backups/mailbox.html", context, status=status)
 
 
