@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
@@ -112,7 +113,7 @@ def run_backup(job_id: int) -> BackupJob | None:
             job,
             token,
             JobStatus.FAILED,
-            "time limit reached; what was stored is kept and the next run continues",
+            gettext_noop("time limit reached; what was stored is kept and the next run continues"),
         )
         raise
     except (BackupFailed, MailServerError, StoreError, KeyMissing) as exc:
@@ -136,7 +137,7 @@ class _Run:
     def run(self) -> None:
         mailbox = self.repository.mailbox
         if mailbox is None:
-            raise BackupFailed("the mailbox was deleted")
+            raise BackupFailed(gettext_noop("the mailbox was deleted"))
         with master_imap(mailbox.mail_server, mailbox.address, timeout=300) as client:
             tune(client)
             folders = _list_folders(client)

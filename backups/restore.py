@@ -17,6 +17,7 @@ import pyrage
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 from django.db.models import F
+from django.utils.translation import gettext_noop
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
@@ -59,7 +60,7 @@ def run_restore(job_id: int) -> RestoreJob | None:
             job,
             token,
             JobStatus.FAILED,
-            "time limit reached; run the restore again to add the rest",
+            gettext_noop("time limit reached; run the restore again to add the rest"),
         )
         raise
     except (
@@ -88,9 +89,9 @@ class _Restore:
     def run(self) -> None:
         mailbox = self.job.repository.mailbox
         if mailbox is None:
-            raise RestoreFailed("the mailbox was deleted")
+            raise RestoreFailed(gettext_noop("the mailbox was deleted"))
         if self.job.snapshot is None:
-            raise RestoreFailed("the snapshot was deleted by retention")
+            raise RestoreFailed(gettext_noop("the snapshot was deleted by retention"))
         keys = identities()
         manifest = read_manifest(self.store, self.job.snapshot.manifest_key, keys)
         selected = self._select(manifest.folders)
@@ -132,7 +133,7 @@ class _Restore:
         ]
         selected = [(f, entries) for f, entries in selected if entries]
         if sum(len(entries) for _f, entries in selected) != len(wanted):
-            raise RestoreFailed("some of the chosen messages are not in the snapshot")
+            raise RestoreFailed(gettext_noop("some of the chosen messages are not in the snapshot"))
         return selected
 
     def _target(self, folder: Folder) -> str:
@@ -209,8 +210,10 @@ class _Restore:
             reason = b" ".join(a for a in answer if isinstance(a, bytes)).decode(errors="replace")
             if "OVERQUOTA" in reason.upper():
                 raise RestoreFailed(
-                    "the mailbox is over its quota: raise the quota and run the restore again"
-                    " (what was restored stays)"
+                    gettext_noop(
+                        "the mailbox is over its quota: raise the quota and run the restore"
+                        " again (what was restored stays)"
+                    )
                 )
             raise RestoreFailed(f"the server refused to store messages in {target!r}: {reason}")
         with transaction.atomic():
