@@ -74,6 +74,8 @@ def backup_request(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> 
     """Back a mailbox up now, whatever its schedule says."""
     if not policy.covers(mailbox.plan, mailbox.protocol):
         raise ValidationError(_("The plan of this mailbox does not include backups."))
+    if not mailbox.is_active:
+        raise ValidationError(_("A suspended mailbox cannot be backed up."))
     job = _enqueue_backup(repository_for(mailbox), audit.actor_label(actor))
     audit.record(
         "backup.request", mailbox, actor=actor, ip=ip, customer=mailbox.customer, job=job.pk
@@ -147,6 +149,8 @@ def restore_request(
     mailbox = snapshot.repository.mailbox
     if mailbox is None:
         raise ValidationError(_("The mailbox of this backup no longer exists."))
+    if not mailbox.is_active:
+        raise ValidationError(_("Reactivate the mailbox before restoring into it."))
     chosen = [[name, int(validity), int(uid)] for name, validity, uid in messages]
     contents = snapshot_messages(snapshot)
     if scope == RestoreJob.Scope.FOLDER and not contents.filter(folder=folder).exists():

@@ -13,7 +13,7 @@ from backups import crypto, services
 from backups.models import BackupJob, Blob, JobStatus, Repository, Snapshot, StoredMessage
 from backups.packs import locate, read_blob
 from backups.store import StoreError, get_store
-from mailboxes.services import mailbox_delete
+from mailboxes.services import mailbox_delete, mailbox_suspend
 from tests.backups.helpers import make_snapshot, message
 from tests.factories import make_domain, make_mailbox, make_plan
 
@@ -193,3 +193,14 @@ def test_a_mailbox_whose_backup_failed_waits_before_the_next_try(backup_settings
 
     assert services.schedule_due(now) == []
     assert len(services.schedule_due(now + timedelta(hours=2))) == 1
+
+
+def test_suspended_mailboxes_are_neither_backed_up_nor_restored_into(restore_side):
+    mailbox = make_mailbox("anna")
+    snapshot = make_snapshot(mailbox, {"INBOX": [(message("one"), [])]})
+    mailbox_suspend(mailbox=mailbox, actor="test")
+
+    with pytest.raises(ValidationError, match="suspended"):
+        services.backup_request(mailbox=mailbox, actor="test")
+    with pytest.raises(ValidationError, match="Reactivate"):
+        services.restore_request(snapshot=snapshot, scope="mailbox", actor="test")

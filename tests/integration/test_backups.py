@@ -25,7 +25,7 @@ from backups.tasks import backup_mailbox
 from mailboxes.models import MIB
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
-from tests.factories import make_mailbox
+from tests.factories import make_mailbox, make_plan
 
 pytestmark = pytest.mark.integration
 
@@ -458,3 +458,15 @@ def test_a_full_mailbox_stops_the_restore_and_the_rest_comes_with_more_quota(
     done = restore_now(snapshot)
     assert done.status == "done"
     assert mailbox_contents(dovecot, anna.address) == before
+
+
+def test_a_pop3_mailbox_is_backed_up_when_the_plan_includes_it(
+    dovecot, mail_server, restore_side, deliver
+):
+    plan = make_plan(protocol="pop3", backup_enabled=True, backup_include_pop3=True)
+    bob = make_mailbox("bob", protocol="pop3", plan=plan)
+    deliver(bob.address, message("not downloaded yet"))
+
+    job = backup_now(bob)  # over IMAP, as the master user: POP3-only boxes allow that
+
+    assert job.snapshot.messages == 1
