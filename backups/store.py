@@ -49,10 +49,9 @@ class Store(Protocol):
 
 class LocalStore:
     """A directory. ``put`` writes a temporary file; ``flush`` makes every file written so
-    far durable with one ``syncfs`` (instead of an fsync per file: 2,000 messages are 2,000
-    journal commits one way and one the other), renames them into place and fsyncs their
-    directories. A key therefore holds its whole object or does not exist, even after a
-    crash, and nothing is visible before it is durable."""
+    far durable with one ``syncfs`` (one journal commit instead of one per file), renames
+    them into place and fsyncs their directories. A key therefore holds its whole object or
+    does not exist, even after a crash, and nothing is visible before it is durable."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
