@@ -63,4 +63,12 @@ add_setting SECRET_KEY "$(token 50)"
 add_setting POSTAMT_MASTER_PASSWORD "$(token 24)"
 add_setting POSTAMT_DOVEADM_API_KEY "$(token 24)"
 add_setting BACKUP_ROOT "$PWD/var/backups"
+# A demo key pair for backups. In production only restore/download processes hold the identity
+# (docs/backups.md); here one worker does everything.
+if ! grep -q '^BACKUP_PUBLIC_KEY=' .env; then
+  rm -f var/backup-identity.txt
+  public=$(SECRET_KEY=build .venv/bin/python manage.py backup_keygen var/backup-identity.txt | tail -n1)
+  add_setting BACKUP_PUBLIC_KEY "$public"
+  add_setting BACKUP_IDENTITY_FILE "$PWD/var/backup-identity.txt"
+fi
 SECRET_KEY=build .venv/bin/python manage.py compilemessages -v 0 --ignore=.venv
