@@ -1,0 +1,71 @@
+"""A customer restores a backup in a real Chromium and watches it progress, then finds the
+mail back over IMAP. The backup and the restore run on the real Celery worker."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from accounts.models import User
+from backups import services
+from backups.models import JobStatus
+from provider.celery import app
+from tests.backups import helpers
+from tests.backups.helpers import imap, mailbox_contents, message
+from tests.e2e.test_portal import USER_PASSWORD, log_in
+from tests.factories import make_customer, make_domain, make_mailbox
+from tests.integration.test_backups import wait
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+backup_keys = helpers.backup_keys
+backup_settings = helpers.backup_settings
+restore_side = helpers.restore_side
+MESSAGES = 1000
+
+
+def test_customer_restores_a_backup_with_live_progress(
+    page: Page, live_server, dovecot, mail_server, celery_worker, restore_side, shot  # type: ignore[no-untyped-def]
+) -> None:
+    customer = make_customer("Bäckerei Müller")
+    mailbox = make_mailbox("anna", domain=make_domain(customer, "baeckerei-restore.example"))
+    User.objects.create_user(
+        "inhaber@example.org", email="inhaber@example.org", password=USER_PASSWORD,
+        customer=customer,
+    )
+    with imap(dovecot, mailbox.address) as client:
+        for start in range(0, MESSAGES, 500):
+            batch = [message(f"Rechnung {i}", f"Betrag {i}") for i in range(start, start + 500)]
+            client.multiappend("INBOX", batch)
+    before = mailbox_contents(dovecot, mailbox.address)
+    backup = wait(services.backup_request(mailbox=mailbox, actor="test"))
+    assert backup.status == JobStatus.DONE, backup.error
+    with imap(dovecot, mailbox.address) as client:  # the customer deletes everything
+        client.select_folder("INBOX")
+        client.delete_messages(client.search())
+        client.expunge()
+
+    log_in(page, live_server.url, "inhaber@example.org", USER_PASSWORD)
+    page.goto(f"{live_server.url}/backups/mailboxes/{mailbox.pk}/")
+    row = page.locator(f"#snapshot-{backup.snapshot.pk}")
+    expect(row).to_contain_text(str(MESSAGES))  # its message count
+    row.get_by_text("Restore…").click()
+    row.get_by_label("Into a new folder").uncheck()  # back where the mail was
+    # The worker stops taking backup work for a moment, so the job is seen waiting first.
+    app.control.cancel_consumer("backup", reply=True)
+    try:
+        row.get_by_role("button", name="Restore", exact=True).click()
+        expect(page.get_by_text("The restore has been started.")).to_be_visible()
+        progress = page.locator("[id^=restore-job-]")
+        expect(progress).to_contain_text(re.compile("queued", re.I))
+        shot(page, "restore-queued")
+        page.evaluate("window.notReloaded = true")
+    finally:
+        app.control.add_consumer("backup", reply=True)
+    expect(progress).to_contain_text(re.compile(r"\bdone\b", re.I), timeout=60_000)
+    expect(progress).to_contain_text(f"{MESSAGES} restored")
+    assert page.evaluate("window.notReloaded") is True  # htmx updated it in place
+    shot(page, "restore-done")
+
+    assert mailbox_contents(dovecot, mailbox.address) == before
