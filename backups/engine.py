@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyrage
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
@@ -32,7 +31,7 @@ from django.utils.translation import gettext_noop
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from mailboxes.mailserver import MailServerError, MailServerUnavailable, master_imap
+from mailboxes.mailserver import MailServerError, master_imap
 
 from . import jobs
 from .crypto import KeyMissing, recipients, seal
@@ -95,34 +94,16 @@ class Stored:
 
 
 def run_backup(job_id: int) -> BackupJob | None:
-    """Run (or resume) one backup job. Raises ``jobs.Busy`` while someone else holds it and
-    ``MailServerUnavailable`` for a retry; other failures end the job as failed."""
-    claimed = jobs.claim(BackupJob, job_id)
-    if claimed is None:
-        return None
-    job, token = claimed
-    try:
-        _Run(job, token).run()
-    except jobs.Superseded:
-        return None
-    except MailServerUnavailable as exc:
-        jobs.requeue(job, token, str(exc))
-        raise
-    except SoftTimeLimitExceeded:
-        jobs.finish(
-            job,
-            token,
-            JobStatus.FAILED,
-            gettext_noop("time limit reached; what was stored is kept and the next run continues"),
-        )
-        raise
-    except (BackupFailed, MailServerError, StoreError, KeyMissing) as exc:
-        jobs.finish(job, token, JobStatus.FAILED, str(exc))
-    except Exception as exc:
-        jobs.finish(job, token, JobStatus.FAILED, f"unexpected error: {exc!r}")
-        raise
-    job.refresh_from_db()
-    return job
+    """Run (or resume) one backup job (see ``jobs.run`` for what each failure does)."""
+    return jobs.run(
+        BackupJob,
+        job_id,
+        lambda job, token: _Run(job, token).run(),
+        expected=(BackupFailed, MailServerError, StoreError, KeyMissing),
+        timed_out=gettext_noop(
+            "time limit reached; what was stored is kept and the next run continues"
+        ),
+    )
 
 
 class _Run:

@@ -10,14 +10,18 @@ after ``BACKUP_STALE_SECONDS``, another run may take over where it stopped.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+from mailboxes.mailserver import MailServerUnavailable
 
 from .models import BackupJob, Job, JobStatus, Repository, RestoreJob
 
@@ -138,3 +142,40 @@ def stale_jobs(model: type[J]) -> list[J]:
         .filter(Q(heartbeat_at__lt=_stale_before()) | Q(heartbeat_at__isnull=True))
         .filter(created_at__lt=_stale_before())
     )
+
+
+def run(
+    model: type[J],
+    job_id: int,
+    work: Callable[[J, str], None],
+    *,
+    expected: tuple[type[Exception], ...],
+    timed_out: str,
+) -> J | None:
+    """Claim a job and do its work, leaving the row in a state the user can read.
+
+    Raises ``Busy`` while someone else holds it and ``MailServerUnavailable`` for a retry;
+    the ``expected`` failures end the job as failed with their message; anything else too,
+    and is raised so it reaches the logs.
+    """
+    claimed = claim(model, job_id)
+    if claimed is None:
+        return None
+    job, token = claimed
+    try:
+        work(job, token)
+    except Superseded:
+        return None
+    except MailServerUnavailable as exc:
+        requeue(job, token, str(exc))
+        raise
+    except SoftTimeLimitExceeded:
+        finish(job, token, JobStatus.FAILED, timed_out)
+        raise
+    except expected as exc:
+        finish(job, token, JobStatus.FAILED, str(exc))
+    except Exception as exc:
+        finish(job, token, JobStatus.FAILED, f"unexpected error: {exc!r}")
+        raise
+    job.refresh_from_db()
+    return job

@@ -14,14 +14,13 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyrage
-from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 from django.db.models import F
 from django.utils.translation import gettext_noop
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
-from mailboxes.mailserver import MailServerError, MailServerUnavailable, master_imap
+from mailboxes.mailserver import MailServerError, master_imap
 
 from . import jobs
 from .crypto import DecryptFailed, KeyMissing, identities
@@ -42,41 +41,16 @@ class RestoreFailed(Exception):
 
 
 def run_restore(job_id: int) -> RestoreJob | None:
-    """Run (or resume) one restore job; failures end the job as failed, except an
-    unreachable server (``MailServerUnavailable``), which the task retries."""
-    claimed = jobs.claim(RestoreJob, job_id)
-    if claimed is None:
-        return None
-    job, token = claimed
-    try:
-        _Restore(job, token).run()
-    except jobs.Superseded:
-        return None
-    except MailServerUnavailable as exc:
-        jobs.requeue(job, token, str(exc))
-        raise
-    except SoftTimeLimitExceeded:
-        jobs.finish(
-            job,
-            token,
-            JobStatus.FAILED,
-            gettext_noop("time limit reached; run the restore again to add the rest"),
-        )
-        raise
-    except (
-        RestoreFailed,
-        MailServerError,
-        StoreError,
-        KeyMissing,
-        DecryptFailed,
-        ManifestError,
-    ) as exc:
-        jobs.finish(job, token, JobStatus.FAILED, str(exc))
-    except Exception as exc:
-        jobs.finish(job, token, JobStatus.FAILED, f"unexpected error: {exc!r}")
-        raise
-    job.refresh_from_db()
-    return job
+    """Run (or resume) one restore job (see ``jobs.run`` for what each failure does)."""
+    return jobs.run(
+        RestoreJob,
+        job_id,
+        lambda job, token: _Restore(job, token).run(),
+        expected=(
+            RestoreFailed, MailServerError, StoreError, KeyMissing, DecryptFailed, ManifestError
+        ),
+        timed_out=gettext_noop("time limit reached; run the restore again to add the rest"),
+    )
 
 
 class _Restore:
