@@ -88,7 +88,8 @@ class AuditEntry(models.Model):
         indexes = [models.Index(fields=["target_type", "target_id"])]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.target_repr}"
+        when = f"{self.created_at:%Y-%m-%d %H:%M}"
+        return f"{when} {self.actor_name} {self.action} {self.target_repr}"
 
 
 class PlanChangeRequest(models.Model):

@@ -7,8 +7,9 @@ IMAP as master user -> PostgreSQL). The first poll after provisioning is timed b
 Dovecot creates each mailbox's folders and indexes on its first login. The second poll is the
 steady state every interval sees, timed on both of Postamt's paths: the doveadm HTTP API batch
 (used where the server offers it) and the portable IMAP path (a master login per mailbox).
-``doveadm -f json quota get -A`` is timed on the same server in the same state. Postamt measures more than doveadm does (every folder's size and message count,
-not only the quota totals) and stores it all. Last line: ``poll ratio=X.XX (target >= 0.50)``.
+``doveadm -f json quota get -A`` is timed on the same server in the same state. Postamt
+measures more than doveadm does (every folder's size and message count, not only the quota
+totals) and stores it all. Last line: ``poll ratio=X.XX (target >= 0.50)``.
 
     .venv/bin/python bench/poll.py [--mailboxes N] [--concurrency C]
 """
@@ -46,7 +47,8 @@ def main() -> None:
         )
         customer = Customer.objects.create(name="bench", contact_email="bench@example.org")
         domain = Domain.objects.create(name="bench.example", customer=customer, mail_server=server)
-        password_hash = hash_password("Bench-Password-1")  # one hash: argon2 for 10k would take minutes
+        # One hash for all: argon2 for each of 10,000 mailboxes would take minutes.
+        password_hash = hash_password("Bench-Password-1")
         Mailbox.objects.bulk_create(
             [
                 Mailbox(

@@ -223,7 +223,7 @@ class Mailbox(models.Model):
         STALE = "stale", _("stale")
         DRIFT = "drift", _("unknown to the mail server")
 
-    # Measured by workers from the mail server; kept apart from the limit above. None: never measured.
+    # Measured by workers from the mail server, kept apart from the limit above (None: never).
     used_bytes = models.BigIntegerField(_("used (bytes)"), null=True, editable=False)
     message_count = models.BigIntegerField(_("messages"), null=True, editable=False)
     usage_checked_at = models.DateTimeField(_("usage checked"), null=True, editable=False)
@@ -320,6 +320,9 @@ class UsageSample(models.Model):
         ]
         indexes = [models.Index(fields=["mailbox", "taken_at"])]
 
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} @ {self.taken_at:%Y-%m-%d %H:%M}: {self.used_bytes}"
+
 
 class FolderUsage(models.Model):
     """The latest size of one folder of a mailbox, replaced by every successful check."""
@@ -335,6 +338,9 @@ class FolderUsage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["mailbox", "name"], name="folder_unique_name")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.size_bytes}"
 
 
 class QuotaWarning(models.Model):
@@ -396,3 +402,6 @@ class StoragePurge(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.storage_path})"

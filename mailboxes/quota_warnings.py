@@ -158,9 +158,9 @@ def lease(warning_id: int, seconds: int = 300) -> QuotaWarning | None:
     ).update(lease_until=now + timedelta(seconds=seconds), attempts=F("attempts") + 1)
     if not taken:
         return None
-    return QuotaWarning.objects.select_related("mailbox__domain__customer", "mailbox__mail_server").get(
-        pk=warning_id
-    )
+    return QuotaWarning.objects.select_related(
+        "mailbox__domain__customer", "mailbox__mail_server"
+    ).get(pk=warning_id)
 
 
 def pending_warning_ids(older_than: timedelta = timedelta(minutes=5)) -> list[int]:
@@ -257,7 +257,9 @@ def full_mailboxes() -> list[Mailbox]:
         if not thresholds:
             continue
         result.extend(
-            Mailbox.objects.filter(plan=plan, status=Mailbox.Status.ACTIVE, used_bytes__isnull=False)
+            Mailbox.objects.filter(
+                plan=plan, status=Mailbox.Status.ACTIVE, used_bytes__isnull=False
+            )
             .annotate(used_x100=F("used_bytes") * 100)
             .filter(used_x100__gte=F("quota_bytes") * thresholds[-1])
             .select_related("domain__customer")

@@ -263,7 +263,9 @@ def _reevaluate_warnings(mailbox: Mailbox) -> None:
     enqueue_after_commit(evaluate_warnings, mailbox_ids=[mailbox.pk])
 
 
-def _set_status(mailbox: Mailbox, status: str, action: str, actor: Actor, ip: str | None) -> Mailbox:
+def _set_status(
+    mailbox: Mailbox, status: str, action: str, actor: Actor, ip: str | None
+) -> Mailbox:
     if mailbox.status == status:
         raise ValidationError(
             _("The mailbox %(address)s is already %(status)s.")

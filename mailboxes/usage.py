@@ -335,7 +335,9 @@ def thin_history(now: datetime | None = None) -> int:
         (now - timedelta(days=settings.POSTAMT_HISTORY_HOURLY_DAYS), TruncDay("taken_at")),
     ):
         ranked = UsageSample.objects.filter(taken_at__lt=older_than).annotate(
-            rank=Window(RowNumber(), partition_by=[F("mailbox_id"), bucket], order_by=F("taken_at").asc())
+            rank=Window(
+                RowNumber(), partition_by=[F("mailbox_id"), bucket], order_by=F("taken_at").asc()
+            )
         )
         surplus = list(ranked.filter(rank__gt=1).values_list("pk", flat=True))
         for start in range(0, len(surplus), 5000):

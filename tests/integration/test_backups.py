@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from email.message import EmailMessage
-from pathlib import Path
 
 import pyrage
 import pytest
@@ -26,10 +24,10 @@ from mailboxes.models import MIB
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
 from tests.factories import make_mailbox, make_plan
+from tests.workers import start_worker_process
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 
 # The fixtures the unit tests get from tests/backups/conftest.py.
 backup_keys = helpers.backup_keys
@@ -318,30 +316,6 @@ def test_the_worker_cannot_decrypt_what_it_wrote(
         list(snapshot_archive(job.snapshot))
     failed = restore_now(job.snapshot)
     assert failed.status == "failed" and "BACKUP_IDENTITY_FILE" in failed.error
-
-
-def start_worker_process(queue: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A real worker process (solo pool: the task runs in it, so SIGKILL kills the task)."""
-    return subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/celery"),
-            "-A",
-            "provider",
-            "worker",
-            "-Q",
-            queue,
-            "-P",
-            "solo",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "WARNING",
-            "--hostname",
-            f"{queue}-{time.monotonic_ns()}@test",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
 
 
 def test_a_worker_killed_mid_backup_leaves_a_run_the_next_worker_completes(

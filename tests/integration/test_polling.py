@@ -15,7 +15,7 @@ from mailboxes.mailserver import MailServerUnavailable
 from mailboxes.models import FolderUsage, Health, Mailbox, MailServer, PollRun, UsageSample
 from mailboxes.services import mailbox_suspend
 from mailboxes.tasks import poll_all, poll_server, refresh_usage
-from tests.factories import PASSWORD, make_domain, make_mailbox, make_server
+from tests.factories import PASSWORD, make_domain, make_mailbox
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,10 @@ def test_an_interrupted_run_resumes_where_it_stopped(dovecot, mail_server, deliv
     boxes = [make_mailbox(f"user{i}", domain=domain) for i in range(4)]
     run = usage.schedule_polls()[0]
     # As if a worker died after its first chunk: two samples written, run left running.
-    usage._store(run, [usage.Outcome(b.pk, usage=usage.read_usage(mail_server, b.address)) for b in boxes[:2]])
+    measured = [
+        usage.Outcome(b.pk, usage=usage.read_usage(mail_server, b.address)) for b in boxes[:2]
+    ]
+    usage._store(run, measured)
     PollRun.objects.filter(pk=run.pk).update(status=PollRun.Status.RUNNING)
     deliver(boxes[0].address, message("after", 10_000))
 
@@ -251,7 +254,8 @@ def test_suspended_mailboxes_are_not_polled(dovecot, mail_server):
 def test_refresh_task_stores_a_sample(dovecot, mail_server, celery_worker, deliver):
     anna = make_mailbox("anna")
     deliver(anna.address, message("hello", 10_000))
-    assert refresh_usage.delay(anna.pk).get(timeout=30) == doveadm_quota(dovecot, anna.address)  # IMAP
+    # The refresh measures over IMAP, in whole KiB like Dovecot's own figure.
+    assert refresh_usage.delay(anna.pk).get(timeout=30) == doveadm_quota(dovecot, anna.address)
     assert UsageSample.objects.filter(mailbox=anna, run=None).count() == 1
 
 
@@ -300,7 +304,7 @@ def test_a_worker_killed_mid_poll_leaves_whole_chunks_and_the_redelivery_complet
     from django.db import connection
 
     from mailboxes.passwords import hash_password
-    from tests.integration.test_backups import start_worker_process
+    from tests.workers import start_worker_process
 
     MailServer.objects.filter(pk=mail_server.pk).update(doveadm_port=None, poll_concurrency=1)
     domain = make_domain()

@@ -4,9 +4,8 @@ from __future__ import annotations
 import smtplib
 import threading
 import time
-from email.message import EmailMessage
-
 from datetime import timedelta
+from email.message import EmailMessage
 
 import pytest
 from django.conf import settings

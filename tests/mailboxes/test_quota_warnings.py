@@ -29,7 +29,8 @@ def use(mailbox: Mailbox, percent: float, state: str = Mailbox.UsageState.OK) ->
 
 
 def warnings_sent(mailbox: Mailbox) -> list[tuple[str, int]]:
-    return [(w.kind, w.threshold) for w in QuotaWarning.objects.filter(mailbox=mailbox).order_by("pk")]
+    warnings = QuotaWarning.objects.filter(mailbox=mailbox).order_by("pk")
+    return [(w.kind, w.threshold) for w in warnings]
 
 
 def test_crossing_sends_one_warning_and_no_more(mailbox):

@@ -17,7 +17,14 @@ from mailboxes.services import (
     mailbox_set_quota,
     mailbox_suspend,
 )
-from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox, make_plan, make_server
+from tests.factories import (
+    PASSWORD,
+    make_customer,
+    make_domain,
+    make_mailbox,
+    make_plan,
+    make_server,
+)
 
 pytestmark = pytest.mark.django_db
 
