@@ -1,0 +1,81 @@
+"""Every backups route, read from the URL patterns: another customer's user gets 404 for the
+owner's objects (page, htmx partial, download and form posts alike), and changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import URLResolver, get_resolver, reverse
+
+from accounts.models import User
+from backups.models import BackupJob, RestoreJob
+from backups.services import repository_for
+from tests.backups.helpers import make_snapshot, message
+from tests.factories import make_customer, make_domain, make_mailbox
+
+pytestmark = pytest.mark.django_db
+
+
+def backup_routes() -> list[tuple[str, list[str]]]:
+    namespace = next(
+        p
+        for p in get_resolver().url_patterns
+        if isinstance(p, URLResolver) and p.namespace == "backups"
+    )
+    return [(p.name, sorted(p.pattern.converters)) for p in namespace.url_patterns]
+
+
+ROUTES = backup_routes()
+
+
+@pytest.fixture
+def objects(restore_side) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    mailbox = make_mailbox("anna", domain=make_domain(make_customer("Bäckerei Müller")))
+    snapshot = make_snapshot(mailbox, {"INBOX": [(message("one"), ["\\Seen"])]})
+    repository = repository_for(mailbox)
+    backup = BackupJob.objects.create(repository=repository, requested_by="x")
+    restore = RestoreJob.objects.create(repository=repository, requested_by="x", scope="mailbox")
+    return {
+        "mailbox_id": mailbox.pk,
+        "snapshot_id": snapshot.pk,
+        "job_id": {"backup_job": backup.pk, "restore_job": restore.pk},  # type: ignore[dict-item]
+        "customer": mailbox.customer,  # type: ignore[dict-item]
+    }
+
+
+def url(name: str, kwargs: list[str], objects: dict) -> str:  # type: ignore[type-arg]
+    values = {k: objects[k][name] if isinstance(objects[k], dict) else objects[k] for k in kwargs}
+    return reverse(f"backups:{name}", kwargs=values)
+
+
+def test_every_route_takes_an_object_this_test_knows() -> None:
+    assert ROUTES
+    for name, kwargs in ROUTES:
+        assert kwargs and set(kwargs) <= {"mailbox_id", "snapshot_id", "job_id"}, name
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
+@pytest.mark.parametrize(("name", "kwargs"), ROUTES, ids=[n for n, _k in ROUTES])
+def test_another_customers_user_gets_404_everywhere(client: Client, objects, name, kwargs, htmx):
+    client.force_login(User.objects.create_user("stranger", customer=make_customer("Other")))
+    target = url(name, kwargs, objects)
+    headers = {"HX-Request": "true"} if htmx else {}
+    statuses = {
+        client.get(target, headers=headers).status_code,
+        client.post(target, headers=headers).status_code,
+    }
+    assert statuses <= {404, 405} and 404 in statuses, (target, statuses)
+    assert BackupJob.objects.count() == 1 and RestoreJob.objects.count() == 1
+
+
+@pytest.mark.parametrize("who", ["owner", "staff"])
+@pytest.mark.parametrize(("name", "kwargs"), ROUTES, ids=[n for n, _k in ROUTES])
+def test_the_owner_and_staff_get_through(client: Client, objects, name, kwargs, who):
+    if who == "owner":
+        user = User.objects.create_user("owner", customer=objects["customer"])
+    else:
+        user = User.objects.create_user("hanna", is_staff=True)
+    client.force_login(user)
+    target = url(name, kwargs, objects)
+    statuses = {client.get(target).status_code, client.post(target).status_code}
+    assert 404 not in statuses and statuses & {200, 302, 400}, (target, statuses)
