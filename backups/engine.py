@@ -251,7 +251,9 @@ class _Run:
     ) -> None:
         """Fetch what is new, then check the folder against the server until they agree."""
         for attempt in range(MAX_PASSES):
-            if attempt:
+            if attempt and _unchanged_since_listed(client, folder):
+                new = []  # the plan saw the folder as listed: nothing arrived or changed
+            elif attempt:
                 new = self._plan(client, folder)
                 if new:
                     with transaction.atomic():
@@ -483,6 +485,21 @@ def _list_folders(client: IMAPClient) -> list[ServerFolder]:
             )
         )
     return result
+
+
+def _unchanged_since_listed(client: IMAPClient, folder: ServerFolder) -> bool:
+    """With CONDSTORE, any expunge, flag change or new message moves HIGHESTMODSEQ or
+    UIDNEXT; equal STATUS means the folder is as it was before it was planned, so a second
+    metadata FETCH of every message would only repeat what the plan read."""
+    if folder.highestmodseq is None:
+        return False
+    status = client.folder_status(folder.name, STATUS_ITEMS)
+    return (
+        status[b"MESSAGES"],
+        status[b"UIDNEXT"],
+        status[b"UIDVALIDITY"],
+        status.get(b"HIGHESTMODSEQ"),
+    ) == (folder.messages, folder.uidnext, folder.uidvalidity, folder.highestmodseq)
 
 
 def _select(client: IMAPClient, name: str) -> dict[bytes, int]:
