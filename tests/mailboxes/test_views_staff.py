@@ -577,6 +577,17 @@ def test_audit_log_lists_recent_entries(client: Client, staff: User, mailbox: Ma
     assert "Bäckerei Müller" in html
 
 
+def test_audit_log_pages_through_older_entries(client: Client, staff: User) -> None:
+    from accounts.audit import record
+
+    for i in range(55):
+        record("customer.note", staff, actor="test", note=i)
+    first = client.get(reverse("staff:audit_log")).content.decode()
+    assert "Page 1 of 2" in first and 'href="?page=2"' in first
+    second = client.get(reverse("staff:audit_log"), {"page": 2}).content.decode()
+    assert "Page 2 of 2" in second and 'href="?page=1"' in second
+
+
 # --- Languages ------------------------------------------------------------------------------
 
 
