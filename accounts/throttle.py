@@ -10,31 +10,25 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 
-def _limits() -> tuple[int, int, int]:
-    return (
-        settings.LOGIN_FAILURES_PER_ACCOUNT,
-        settings.LOGIN_FAILURES_PER_IP,
-        settings.LOGIN_FAILURE_WINDOW,
-    )
-
-
 def _keys(ip: str | None, username: str) -> tuple[str, str]:
     return f"login-fail:{ip}:{username.strip().lower()}", f"login-fail-ip:{ip}"
 
 
 def is_blocked(ip: str | None, username: str) -> bool:
-    per_account, per_ip, _window = _limits()
     account_key, ip_key = _keys(ip, username)
     try:
         counts = cache.get_many([account_key, ip_key])
     except RedisError as exc:  # no cache: let people log in rather than lock everyone out
         log.warning("login throttling unavailable: %s", exc)
         return False
-    return counts.get(account_key, 0) >= per_account or counts.get(ip_key, 0) >= per_ip
+    return (
+        counts.get(account_key, 0) >= settings.LOGIN_FAILURES_PER_ACCOUNT
+        or counts.get(ip_key, 0) >= settings.LOGIN_FAILURES_PER_IP
+    )
 
 
 def record_failure(ip: str | None, username: str) -> None:
-    *_limits_, window = _limits()
+    window = settings.LOGIN_FAILURE_WINDOW
     try:
         for key in _keys(ip, username):
             # add() starts the window once; incr() keeps its expiry.

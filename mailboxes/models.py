@@ -5,7 +5,6 @@ passwords, protocols and quota limits from there on every login and delivery.
 """
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 
 from django.conf import settings
@@ -14,6 +13,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
+from provider.secrets import secret
 
 from .idn import domain_to_unicode
 
@@ -79,15 +79,9 @@ class Plan(models.Model):
 
 
 def _secret_from_env(name: str, settings_name: str) -> str:
-    """A secret from ``name`` (or ``name_FILE``); the settings' value only for the default name,
-    so a typo in a per-server variable shows up as a failed login, not as another secret."""
-    path = os.environ.get(f"{name}_FILE")
-    if path:
-        with open(path) as handle:
-            return handle.read().strip()
-    if name in os.environ:
-        return os.environ[name]
-    return getattr(settings, name, "") if name == settings_name else ""
+    """A secret by variable name; the settings' value only for the default name, so a typo
+    in a per-server variable shows up as a failed login, not as another server's secret."""
+    return secret(name, getattr(settings, name, "") if name == settings_name else "")
 
 
 class Health(models.TextChoices):

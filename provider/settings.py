@@ -10,19 +10,13 @@ from pathlib import Path
 import environ
 from django.utils.translation import gettext_lazy as _
 
+from provider.secrets import secret
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("POSTAMT_VAR_DIR", BASE_DIR / "var"))
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
-
-
-def secret(name: str, default: str = "") -> str:
-    """Read a secret from ``NAME`` or from the file named by ``NAME_FILE``."""
-    path = os.environ.get(f"{name}_FILE")
-    if path:
-        return Path(path).read_text().strip()
-    return os.environ.get(name, default)
 
 
 DEBUG = env.bool("DEBUG", default=False)

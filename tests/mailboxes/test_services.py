@@ -202,3 +202,15 @@ def test_domain_on_a_closed_server_is_refused() -> None:
     with pytest.raises(ValidationError) as exc:
         domain_create(customer=make_customer(), name="example.org", mail_server=closed, actor="t")
     assert "accepts no new domains" in messages(exc)
+
+
+def test_master_password_comes_from_the_named_variable_or_its_file(monkeypatch, tmp_path) -> None:
+    server = make_server("mx2", master_password_env="MX2_MASTER")
+    monkeypatch.setenv("MX2_MASTER", "from-variable")
+    assert server.master_password() == "from-variable"
+    (tmp_path / "pw").write_text("from-file\n")
+    monkeypatch.setenv("MX2_MASTER_FILE", str(tmp_path / "pw"))
+    assert server.master_password() == "from-file"
+    # A misspelt per-server variable is not quietly replaced by the default password.
+    server.master_password_env = "MX2_MASTR"
+    assert server.master_password() == ""
