@@ -32,6 +32,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from mailboxes.mailserver import MailServerError, master_imap
+from provider.db import copy_rows
 
 from . import jobs
 from .crypto import KeyMissing, recipients, seal
@@ -55,6 +56,18 @@ BATCH_BYTES = 32 * MIB  # a batch is also cut by size, so a few huge messages st
 SEAL_THREADS = min(4, os.cpu_count() or 1)
 MAX_PASSES = 3  # a folder that keeps changing while we read it gets this many tries
 STATUS_ITEMS = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY", b"HIGHESTMODSEQ"]
+STORED_MESSAGE_FIELDS = [
+    "repository",
+    "folder",
+    "uidvalidity",
+    "uid",
+    "sha256",
+    "size",
+    "flags",
+    "internal_date",
+    "message_id",
+    "first_seq",
+]
 
 
 class BackupFailed(Exception):
@@ -339,31 +352,32 @@ class _Run:
                 row = Pack.objects.create(
                     repository=self.repository, name=pack.name, size=len(pack.data)
                 )
-                Blob.objects.bulk_create(
-                    Blob(
-                        repository=self.repository,
-                        sha256=b.sha256,
-                        pack=row,
-                        offset=b.offset,
-                        length=b.length,
-                        size=b.size,
+                copy_rows(
+                    Blob,
+                    ["repository", "sha256", "pack", "offset", "length", "size"],
+                    (
+                        (self.repository.pk, b.sha256, row.pk, b.offset, b.length, b.size)
+                        for b in pack.blobs
+                    ),
+                )
+            copy_rows(
+                StoredMessage,
+                STORED_MESSAGE_FIELDS,
+                (
+                    (
+                        self.repository.pk,
+                        folder.name,
+                        uidvalidity,
+                        s.uid,
+                        s.sha256,
+                        s.size,
+                        s.flags,
+                        s.internal_date,
+                        s.message_id,
+                        self.seq,
                     )
-                    for b in pack.blobs
-                )
-            StoredMessage.objects.bulk_create(
-                StoredMessage(
-                    repository=self.repository,
-                    folder=folder.name,
-                    uidvalidity=uidvalidity,
-                    uid=s.uid,
-                    sha256=s.sha256,
-                    size=s.size,
-                    flags=s.flags,
-                    internal_date=s.internal_date,
-                    message_id=s.message_id,
-                    first_seq=self.seq,
-                )
-                for s in batch
+                    for s in batch
+                ),
             )
 
     def _verify(self, client: IMAPClient, folder: ServerFolder) -> bool:

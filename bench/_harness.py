@@ -11,6 +11,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# Measured as production runs: a checkout's .env (from `make run`) turns DEBUG on, and with
+# it Django's query log and cursor wrappers.
+os.environ["DEBUG"] = "false"
 os.environ.setdefault("SECRET_KEY", "bench-not-secret")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postamt_bench")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
