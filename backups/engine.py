@@ -52,7 +52,7 @@ from .packs import NewPack, build_pack, pack_key
 from .store import Store, StoreError, get_store
 
 BATCH_BYTES = 32 * MIB  # a batch is also cut by size, so a few huge messages stay apart
-# gzip releases the GIL; more threads than cores would only queue for it.
+# zstd releases the GIL; more threads than cores would only queue for it.
 SEAL_THREADS = min(4, os.cpu_count() or 1)
 MAX_PASSES = 3  # a folder that keeps changing while we read it gets this many tries
 STATUS_ITEMS = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY", b"HIGHESTMODSEQ"]

@@ -1,6 +1,6 @@
 """The storage format: object keys and the snapshot manifest (docs/backups.md describes both).
 
-A manifest is ``age(gzip(json))`` and lists, per folder, every message of one snapshot by
+A manifest is ``age(zstd(json))`` and lists, per folder, every message of one snapshot by
 the SHA-256 of its raw bytes; the messages themselves are blobs in packs (``packs``).
 """
 
@@ -29,7 +29,7 @@ class ManifestError(Exception):
 
 def manifest_key(repository: str, seq: int) -> str:
     # Named by number, not time: a rerun of a crashed backup rewrites the same object.
-    return f"{repository}/snapshots/{seq:08d}.json.gz.age"
+    return f"{repository}/snapshots/{seq:08d}.json.zst.age"
 
 
 def header_block(raw: bytes) -> bytes:

@@ -5,8 +5,8 @@ request each); a backup batch becomes one pack instead. Blobs stay content-addre
 blob is found by the SHA-256 of its message through the ``Blob`` table, or, without the
 database, through the table of contents at the end of every pack (docs/backups.md).
 
-Layout: ``blob ... blob toc len(toc):8 MAGIC`` where every blob is ``age(gzip(message))``,
-``toc`` is ``age(gzip(json))`` listing each blob's sha256, offset, length and message size,
+Layout: ``blob ... blob toc len(toc):8 MAGIC`` where every blob is ``age(zstd(message))``,
+``toc`` is ``age(zstd(json))`` listing each blob's sha256, offset, length and message size,
 ``len(toc)`` is big-endian and ``MAGIC`` marks the format version.
 """
 

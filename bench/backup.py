@@ -5,7 +5,7 @@ Starts a private Dovecot and a Celery worker process, fills one mailbox with N m
 (default 2,000 of ~20 KB, ~40 MB, text as mail mostly is), then in the same run times:
 
 - Postamt's full backup and its no-change incremental, through the real path (service ->
-  Redis -> worker -> IMAP as master user -> gzip + age -> fsynced files + PostgreSQL),
+  Redis -> worker -> IMAP as master user -> zstd + age -> fsynced files + PostgreSQL),
   against ``mbsync`` pulling the same mailbox as the master user into a Maildir with its
   default ``FSync yes``, and mbsync's no-op resync;
 - Postamt's restore of the snapshot into a new folder (decrypt, check, dedupe, APPEND with
@@ -48,7 +48,7 @@ def _vocabulary(size: int = 5000) -> list[str]:
 
 WORDS = _vocabulary()
 # Word frequencies fall off with rank as in natural language (Zipf), so the text compresses
-# about as well as real mail does (gzip -1: about 45 %).
+# about as well as real mail does (zstd: about 40 %).
 WEIGHTS = [1 / rank for rank in range(1, len(WORDS) + 1)]
 
 
@@ -243,7 +243,7 @@ def main() -> None:
         report("bare APPEND loop", append_loop)
         repository_dir = work / "store" / str(snapshot.repository.key)
         stored = sum(f.stat().st_size for f in repository_dir.rglob("*") if f.is_file())
-        print(f"stored: {stored / 1e6:.1f} MB for {total_mb:.1f} MB of mail (gzip + age)")
+        print(f"stored: {stored / 1e6:.1f} MB for {total_mb:.1f} MB of mail (zstd + age)")
         median = statistics.median
         full = median(postamt_full) / median(mbsync_full)
         incr = median(postamt_incr) / median(mbsync_noop)

@@ -8,19 +8,39 @@ import stat
 
 import pyrage
 import pytest
+import zstandard
 from django.core.management import CommandError, call_command
 
 from backups import crypto
 
 
-def test_sealed_data_is_gzip_inside_age(backup_settings, backup_keys):
+def test_sealed_data_is_zstd_inside_age(backup_settings, backup_keys):
     sealed = crypto.seal(b"Subject: hello\r\n\r\nsecret body\r\n", crypto.recipients())
 
     assert b"secret body" not in sealed
     assert sealed.startswith(b"age-encryption.org/v1")
-    # What a hoster can do by hand: age -d -i identity | gunzip
+    # What a hoster can do by hand: age -d -i identity | zstd -d
     inner = pyrage.decrypt(sealed, [backup_keys.identity])
-    assert gzip.decompress(inner) == b"Subject: hello\r\n\r\nsecret body\r\n"
+    assert zstandard.ZstdDecompressor().decompress(inner) == (
+        b"Subject: hello\r\n\r\nsecret body\r\n"
+    )
+
+
+def test_objects_written_with_gzip_before_zstd_still_open(restore_side, backup_keys):
+    old = pyrage.encrypt(
+        gzip.compress(b"from an older Postamt", mtime=0), [backup_keys.identity.to_public()]
+    )
+
+    assert crypto.unseal(old, crypto.identities()) == b"from an older Postamt"
+
+
+def test_damaged_compressed_data_is_a_clear_failure(restore_side, backup_keys):
+    damaged = pyrage.encrypt(
+        b"\x28\xb5\x2f\xfd not really zstd", [backup_keys.identity.to_public()]
+    )
+
+    with pytest.raises(crypto.DecryptFailed):
+        crypto.unseal(damaged, crypto.identities())
 
 
 def test_the_worker_has_no_identity_and_a_wrong_one_cannot_open(backup_settings):

@@ -9,21 +9,21 @@ from backups.store import LocalStore, StoreError
 
 def test_objects_round_trip(tmp_path):
     store = LocalStore(tmp_path)
-    store.put("repo/blobs/abc.eml.gz.age", b"data")
-    store.put("repo/snapshots/00000001.json.gz.age", b"manifest")
+    store.put("repo/blobs/abc.eml.zst.age", b"data")
+    store.put("repo/snapshots/00000001.json.zst.age", b"manifest")
     store.flush()
 
-    assert store.get("repo/blobs/abc.eml.gz.age") == b"data"
-    assert store.get_range("repo/blobs/abc.eml.gz.age", 1, 2) == b"at"
+    assert store.get("repo/blobs/abc.eml.zst.age") == b"data"
+    assert store.get_range("repo/blobs/abc.eml.zst.age", 1, 2) == b"at"
     assert sorted(store.list("repo")) == [
-        "repo/blobs/abc.eml.gz.age",
-        "repo/snapshots/00000001.json.gz.age",
+        "repo/blobs/abc.eml.zst.age",
+        "repo/snapshots/00000001.json.zst.age",
     ]
-    store.delete("repo/blobs/abc.eml.gz.age")
+    store.delete("repo/blobs/abc.eml.zst.age")
     with pytest.raises(StoreError, match="missing"):
-        store.get("repo/blobs/abc.eml.gz.age")
+        store.get("repo/blobs/abc.eml.zst.age")
     with pytest.raises(StoreError, match="missing"):
-        store.get_range("repo/blobs/abc.eml.gz.age", 0, 1)
+        store.get_range("repo/blobs/abc.eml.zst.age", 0, 1)
 
 
 def test_nothing_is_visible_before_flush(tmp_path):
