@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +35,15 @@ from provider.db import copy_rows
 
 from . import jobs
 from .crypto import KeyMissing, recipients, seal
-from .imap import METADATA_CHUNK, MIB, batches, tune
+from .imap import (
+    METADATA_CHUNK,
+    MIB,
+    MessageInfo,
+    UnexpectedAnswer,
+    batches,
+    folder_metadata,
+    tune,
+)
 from .manifest import Entry, Folder, Manifest, header_block, message_id, write_manifest
 from .models import (
     BackupJob,
@@ -82,16 +89,6 @@ class ServerFolder:
     uidnext: int
     uidvalidity: int
     highestmodseq: int | None
-
-
-@dataclass(frozen=True)
-class Planned:
-    """A message to fetch, with what the plan's metadata FETCH said about it."""
-
-    uid: int
-    size: int
-    flags: list[str]
-    internal_date: datetime
 
 
 @dataclass(frozen=True)
@@ -216,13 +213,15 @@ class _Run:
             return None
         return previous
 
-    def _plan(self, client: IMAPClient, folder: ServerFolder) -> list[Planned]:
+    def _plan(self, client: IMAPClient, folder: ServerFolder) -> list[MessageInfo]:
         """Bring the folder's rows in line with the server (UIDs gone, flags changed, a new
         UIDVALIDITY) and return the messages still to fetch."""
         info = _select(client, folder.name)
         uidvalidity = info[b"UIDVALIDITY"]
-        uids = client.search()
-        metadata = _fetch_metadata(client, uids)
+        try:
+            metadata = folder_metadata(client)
+        except UnexpectedAnswer as exc:
+            raise BackupFailed(f"folder {folder.name!r}: {exc}") from exc
         known = {
             uid: (pk, flags)
             for pk, uid, flags in self._current()
@@ -231,9 +230,9 @@ class _Run:
         }
         on_server = set(metadata)
         changed_flags = [
-            StoredMessage(pk=pk, flags=_flags(metadata[uid][b"FLAGS"]))
+            StoredMessage(pk=pk, flags=metadata[uid].flags)
             for uid, (pk, flags) in known.items()
-            if uid in on_server and _flags(metadata[uid][b"FLAGS"]) != flags
+            if uid in on_server and metadata[uid].flags != flags
         ]
         gone = [pk for uid, (pk, _flags) in known.items() if uid not in on_server]
         with transaction.atomic():
@@ -242,16 +241,7 @@ class _Run:
             for start in range(0, len(gone), METADATA_CHUNK):
                 self._close(folder_rows.filter(pk__in=gone[start : start + METADATA_CHUNK]))
             StoredMessage.objects.bulk_update(changed_flags, ["flags"], batch_size=1000)
-        return [
-            Planned(
-                uid=uid,
-                size=metadata[uid][b"RFC822.SIZE"],  # type: ignore[arg-type]
-                flags=_flags(metadata[uid][b"FLAGS"]),
-                internal_date=metadata[uid][b"INTERNALDATE"],  # type: ignore[arg-type]
-            )
-            for uid in sorted(on_server)
-            if uid not in known
-        ]
+        return [metadata[uid] for uid in sorted(on_server) if uid not in known]
 
     # --- fetching -----------------------------------------------------------------------
 
@@ -259,7 +249,7 @@ class _Run:
         self,
         client: IMAPClient,
         folder: ServerFolder,
-        new: list[Planned],
+        new: list[MessageInfo],
         pool: ThreadPoolExecutor,
     ) -> None:
         """Fetch what is new, then check the folder against the server until they agree."""
@@ -284,7 +274,7 @@ class _Run:
         client: IMAPClient,
         folder: ServerFolder,
         uidvalidity: int,
-        new: list[Planned],
+        new: list[MessageInfo],
         pool: ThreadPoolExecutor,
     ) -> None:
         """Fetch batch k+1 while the new messages of batch k are sealed by the pool and
@@ -467,7 +457,7 @@ class _Run:
 # --- IMAP helpers -----------------------------------------------------------------------
 
 
-def _describe(planned: Planned, raw: bytes) -> Stored:
+def _describe(planned: MessageInfo, raw: bytes) -> Stored:
     if len(raw) != planned.size:
         raise BackupFailed(
             f"UID {planned.uid}: the server sent {len(raw)} bytes of a {planned.size} byte message"
@@ -521,18 +511,3 @@ def _select(client: IMAPClient, name: str) -> dict[bytes, int]:
         return client.select_folder(name, readonly=True)
     except IMAPClientError as exc:  # deleted since it was listed: the next run sees it gone
         raise BackupFailed(f"cannot open folder {name!r}: {exc}") from exc
-
-
-def _fetch_metadata(client: IMAPClient, uids: Sequence[int]) -> dict[int, dict[bytes, object]]:
-    metadata: dict[int, dict[bytes, object]] = {}
-    for start in range(0, len(uids), METADATA_CHUNK):
-        chunk = uids[start : start + METADATA_CHUNK]
-        metadata.update(client.fetch(chunk, [b"FLAGS", b"RFC822.SIZE", b"INTERNALDATE"]))
-    return metadata
-
-
-def _flags(flags: object) -> list[str]:
-    """Flags as text, without \\Recent (a session flag no client can set)."""
-    assert isinstance(flags, tuple)
-    names = (f.decode() if isinstance(f, bytes) else str(f) for f in flags)
-    return sorted(name for name in names if name.lower() != "\\recent")

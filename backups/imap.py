@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from imapclient import IMAPClient
+from imapclient.datetime_util import parse_to_datetime
 
 T = TypeVar("T")
 
@@ -13,6 +17,20 @@ T = TypeVar("T")
 # Dovecot refuses command lines over 64 KiB.
 METADATA_CHUNK = 4000
 MIB = 1024 * 1024
+
+_METADATA_ITEM = re.compile(rb'(UID|RFC822\.SIZE) (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE "([^"]*)"')
+
+
+class UnexpectedAnswer(Exception):
+    """The server answered in a form this module does not read."""
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    uid: int
+    size: int
+    flags: list[str]  # without \Recent, a session flag no client can set
+    internal_date: datetime
 
 
 def tune(client: IMAPClient) -> None:
@@ -38,3 +56,50 @@ def batches(
         total += size(item)
     if batch:
         yield batch
+
+
+def folder_metadata(client: IMAPClient) -> dict[int, MessageInfo]:
+    """UID, size, flags and internal date of every message in the selected folder, with one
+    ``UID FETCH 1:*``.
+
+    Read with a regular expression instead of imapclient's parser, whose lexer goes through
+    the answer a character at a time: for 2,000 messages it took 57 ms where Dovecot took
+    8 ms to answer. None of these four items can be a literal, so each message's answer is
+    one line. Lines without a size are unsolicited flag updates and are skipped; the
+    solicited line of the same message carries its flags too.
+    """
+    status, lines = client._imap.uid("FETCH", "1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE)")
+    if status != "OK":
+        raise UnexpectedAnswer(f"UID FETCH failed: {lines!r}")
+    found: dict[int, MessageInfo] = {}
+    for line in lines:
+        if line is None:  # imaplib's way of saying the folder is empty
+            continue
+        if not isinstance(line, bytes):  # a literal: not an answer to what was asked
+            raise UnexpectedAnswer(f"FETCH answer with a literal: {line!r:.200}")
+        items: dict[bytes, bytes] = {}
+        for number_name, number, flags, date in _METADATA_ITEM.findall(line):
+            if number_name:
+                items[number_name] = number
+            elif date:
+                items[b"INTERNALDATE"] = date
+            else:
+                items[b"FLAGS"] = flags
+        if b"RFC822.SIZE" not in items:
+            continue
+        if len(items) != 4:
+            raise UnexpectedAnswer(f"incomplete FETCH answer: {line!r:.200}")
+        uid = int(items[b"UID"])
+        found[uid] = MessageInfo(
+            uid=uid,
+            size=int(items[b"RFC822.SIZE"]),
+            flags=flag_names(items[b"FLAGS"].split()),
+            internal_date=parse_to_datetime(items[b"INTERNALDATE"], normalise=False),
+        )
+    return found
+
+
+def flag_names(flags: Iterable[bytes | str]) -> list[str]:
+    """Flags as sorted text, without \\Recent."""
+    names = (flag.decode() if isinstance(flag, bytes) else flag for flag in flags)
+    return sorted(name for name in names if name.lower() != "\\recent")

@@ -47,7 +47,12 @@ def run_restore(job_id: int) -> RestoreJob | None:
         job_id,
         lambda job, token: _Restore(job, token).run(),
         expected=(
-            RestoreFailed, MailServerError, StoreError, KeyMissing, DecryptFailed, ManifestError
+            RestoreFailed,
+            MailServerError,
+            StoreError,
+            KeyMissing,
+            DecryptFailed,
+            ManifestError,
         ),
         timed_out=gettext_noop("time limit reached; run the restore again to add the rest"),
     )
