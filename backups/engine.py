@@ -41,6 +41,7 @@ from .imap import (
     MessageInfo,
     UnexpectedAnswer,
     batches,
+    fetch_bodies,
     folder_metadata,
     tune,
 )
@@ -286,9 +287,12 @@ class _Run:
             for batch in batches(
                 new, lambda m: m.size, count=settings.BACKUP_BATCH_MESSAGES, max_bytes=BATCH_BYTES
             ):
-                response = client.fetch([m.uid for m in batch], [b"BODY.PEEK[]"])
+                try:
+                    response = fetch_bodies(client, (m.uid for m in batch))
+                except UnexpectedAnswer as exc:
+                    raise BackupFailed(f"folder {folder.name!r}: {exc}") from exc
                 # A UID missing from the answer was expunged meanwhile: verification sees it.
-                bodies = [(m, response[m.uid][b"BODY[]"]) for m in batch if m.uid in response]
+                bodies = [(m, response[m.uid]) for m in batch if m.uid in response]
                 stored = [_describe(m, raw) for m, raw in bodies]
                 known = pending | set(
                     Blob.objects.filter(

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from backups.imap import MessageInfo, UnexpectedAnswer, folder_metadata
+from backups.imap import MessageInfo, UnexpectedAnswer, fetch_bodies, folder_metadata, uid_set
 
 
 def _client(status: str, lines: list[object]) -> SimpleNamespace:
@@ -57,3 +57,25 @@ def test_an_unsolicited_flag_update_does_not_hide_the_message():
 def test_an_answer_it_cannot_read_is_an_error_not_a_guess(status, lines):
     with pytest.raises(UnexpectedAnswer):
         folder_metadata(_client(status, lines))
+
+
+def test_bodies_by_uid_wherever_the_server_puts_the_uid():
+    parts = [
+        (b"1 (UID 7 BODY[] {5}", b"hello"),
+        b")",
+        (b"2 (BODY[] {3}", b"bye"),  # the UID may also follow the literal
+        b" UID 9)",
+        b"2 (FLAGS (\\Seen))",  # an update from another session on the way
+    ]
+
+    assert fetch_bodies(_client("OK", parts), [7, 9]) == {7: b"hello", 9: b"bye"}
+
+
+def test_a_body_without_uid_is_an_error():
+    with pytest.raises(UnexpectedAnswer):
+        fetch_bodies(_client("OK", [(b"1 (BODY[] {5}", b"hello"), b")"]), [7])
+
+
+def test_uid_sets_are_written_as_ranges():
+    assert uid_set([5, 1, 2, 3, 9, 10, 12]) == "1:3,5,9:10,12"
+    assert uid_set([4]) == "4"
