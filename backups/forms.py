@@ -1,15 +1,22 @@
-"""The restore form: what to restore and where to."""
+"""The restore forms: what to restore and where to."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import ServiceForm
 
 from .models import RestoreJob
+
+INTO_NEW_FOLDER_LABEL = _("Into a new folder “Restored <date>”")
+INTO_NEW_FOLDER_HELP = _(
+    "Leaves the current folders as they are. Otherwise messages go back into their "
+    "original folders. Messages already there are never added twice."
+)
 
 
 class RestoreForm(ServiceForm):
@@ -24,13 +31,7 @@ class RestoreForm(ServiceForm):
     )
     folder = forms.ChoiceField(label=_("Folder"), required=False)
     into_new_folder = forms.BooleanField(
-        label=_("Into a new folder “Restored <date>”"),
-        required=False,
-        initial=True,
-        help_text=_(
-            "Leaves the current folders as they are. Otherwise messages go back into their "
-            "original folders. Messages already there are never added twice."
-        ),
+        label=INTO_NEW_FOLDER_LABEL, required=False, initial=True, help_text=INTO_NEW_FOLDER_HELP
     )
 
     def __init__(self, *args: Any, folders: list[tuple[str, int]], **kwargs: Any) -> None:
@@ -44,3 +45,33 @@ class RestoreForm(ServiceForm):
         if data.get("scope") == RestoreJob.Scope.FOLDER and not data.get("folder"):
             self.add_error("folder", _("Choose the folder to restore."))
         return data
+
+
+class MessageKeysField(forms.Field):
+    """The ticked messages of one folder, each ``uidvalidity:uid`` (``MessageSummary.key``)."""
+
+    widget = forms.CheckboxSelectMultiple
+    default_error_messages = {
+        "required": _("Choose at least one message."),
+        "invalid": _("The choice of messages was not understood. Please choose again."),
+    }
+
+    def to_python(self, value: Any) -> list[tuple[int, int]]:
+        if not value:
+            return []
+        try:
+            pairs = [str(item).split(":") for item in value]
+            return [(int(validity), int(uid)) for validity, uid in pairs]
+        except ValueError as exc:  # also a part too many or too few
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from exc
+
+
+class MessagesRestoreForm(ServiceForm):
+    """Restore the messages ticked on one page of a snapshot's folder."""
+
+    folder = forms.CharField(widget=forms.HiddenInput)
+    page = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    messages = MessageKeysField(label=_("Messages"))
+    into_new_folder = forms.BooleanField(
+        label=INTO_NEW_FOLDER_LABEL, required=False, initial=True, help_text=INTO_NEW_FOLDER_HELP
+    )

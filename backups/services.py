@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.paginator import Page, Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
@@ -23,7 +24,7 @@ from accounts import audit
 from accounts.audit import Actor
 from mailboxes.models import Mailbox
 
-from . import crypto, jobs, policy
+from . import browse, crypto, jobs, policy
 from .archive import snapshot_archive
 from .imap import batches
 from .models import (
@@ -41,6 +42,7 @@ from .packs import build_pack, pack_key
 from .store import Store, get_store
 
 FAILED_RETRY_AFTER = timedelta(hours=1)
+BROWSE_PAGE_SIZE = 50
 # A pack less than half alive is rewritten by prune, in new packs of at most REPACK_BYTES.
 REPACK_BELOW = 0.5
 REPACK_BYTES = 64 * 1024 * 1024
@@ -205,6 +207,36 @@ def snapshot_download(
         taken_at=snapshot.taken_at.isoformat(),
     )
     return snapshot_archive(snapshot)
+
+
+def browse_snapshot(
+    *, snapshot: Snapshot, folder: str, page: object, actor: Actor, ip: str | None = None
+) -> Page:
+    """One page of a snapshot folder's messages (``browse.MessageSummary``), newest first,
+    with sender and subject where the identity is installed.
+
+    Staff reading the senders and subjects of a customer's mail is audited, so the customer
+    sees it in their activity; customers looking at their own mail are not."""
+    rows = snapshot_messages(snapshot).filter(folder=folder).order_by("-internal_date", "-uid")
+    found = Paginator(rows, BROWSE_PAGE_SIZE).get_page(page)
+    try:
+        keys = crypto.identities()
+    except crypto.KeyMissing:
+        keys = None
+    found.object_list = browse.summaries(snapshot.repository, list(found.object_list), keys)
+    repository = snapshot.repository
+    if getattr(actor, "is_staff", False) and keys is not None:
+        audit.record(
+            "backup.browse",
+            repository.mailbox or repository,
+            actor=actor,
+            ip=ip,
+            customer=repository.customer,
+            snapshot=snapshot.seq,
+            folder=folder,
+            page=found.number,
+        )
+    return found
 
 
 # --- Retention ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.http import content_disposition_header
+from django.utils.http import content_disposition_header, urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
@@ -18,8 +18,8 @@ from django_htmx.http import HttpResponseStopPolling
 from . import selectors, services
 from .archive import archive_name
 from .crypto import KeyMissing, identities
-from .forms import RestoreForm
-from .models import Job, Snapshot
+from .forms import MessagesRestoreForm, RestoreForm
+from .models import Job, RestoreJob, Snapshot
 
 
 def _by(request: HttpRequest) -> dict[str, Any]:
@@ -96,6 +96,70 @@ def restore(request: HttpRequest, snapshot_id: int) -> HttpResponse:
             messages.success(request, _("The restore has been started."))
             return redirect("backups:mailbox", mailbox.pk)
     return _render_mailbox(request, mailbox.pk, form, snapshot, status=400)
+
+
+def _render_browse(
+    request: HttpRequest,
+    snapshot: Snapshot,
+    folder: str | None,
+    page: object,
+    form: MessagesRestoreForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    folders = selectors.snapshot_folders(snapshot)
+    names = [name for name, _count in folders]
+    if folder not in names:
+        folder = "INBOX" if "INBOX" in names else next(iter(names), "")
+    found = services.browse_snapshot(snapshot=snapshot, folder=folder, page=page, **_by(request))
+    if form is None:
+        form = MessagesRestoreForm(initial={"folder": folder, "page": found.number})
+    context = {
+        "snapshot": snapshot,
+        "mailbox": snapshot.repository.mailbox,
+        "folders": folders,
+        "folder": folder,
+        "page": found,
+        "page_query": urlencode({"folder": folder}),
+        "form": form,
+        "chosen": set(form["messages"].value() or []) if form.is_bound else set(),
+        "headers_hidden": any(not message.readable for message in found),
+    }
+    return render(request, "backups/browse.html", context, status=status)
+
+
+@login_required
+@require_GET
+def browse(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = _snapshot(request, snapshot_id)
+    return _render_browse(request, snapshot, request.GET.get("folder"), request.GET.get("page"))
+
+
+@login_required
+@require_POST
+def restore_messages(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = _snapshot(request, snapshot_id)
+    mailbox = snapshot.repository.mailbox
+    if mailbox is None:
+        raise Http404
+    form = MessagesRestoreForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.restore_request(
+                snapshot=snapshot,
+                scope=RestoreJob.Scope.MESSAGES,
+                messages=[(data["folder"], validity, uid) for validity, uid in data["messages"]],
+                into_new_folder=data["into_new_folder"],
+                **_by(request),
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(request, _("The restore has been started."))
+            return redirect("backups:mailbox", mailbox.pk)
+    return _render_browse(
+        request, snapshot, request.POST.get("folder"), request.POST.get("page"), form, status=400
+    )
 
 
 @login_required

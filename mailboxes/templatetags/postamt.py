@@ -5,7 +5,7 @@ from django import template
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from accounts.models import AuditEntry
 from mailboxes import selectors
@@ -34,6 +34,10 @@ ACTION_LABELS = {
     "plan_request.approve": gettext_lazy("plan change approved"),
     "plan_request.decline": gettext_lazy("plan change declined"),
     "plan_request.cancel": gettext_lazy("plan change request withdrawn"),
+    "backup.request": gettext_lazy("backup started on request"),
+    "backup.restore": gettext_lazy("restore from a backup started"),
+    "backup.download": gettext_lazy("backup downloaded"),
+    "backup.browse": gettext_lazy("senders and subjects in a backup viewed"),
 }
 
 # Words for the usage levels of selectors.UsageSummary, shown next to the bar's icon.
@@ -80,6 +84,14 @@ def audit_summary(entry: AuditEntry) -> str:
             return str(details["reason"])
         if entry.action == "user.create":
             return str(details["email"])
+        if entry.action == "backup.browse":
+            return str(details["folder"])
+        if entry.action == "backup.restore":
+            if details.get("messages"):
+                return ngettext(
+                    "%(count)d message", "%(count)d messages", details["messages"]
+                ) % {"count": details["messages"]}
+            return str(details.get("folder") or "")
         if entry.action == "mailbox.plan":
             old, new = details["old"], details["new"]
             return (

@@ -180,3 +180,106 @@ def test_a_stranger_cannot_see_a_job(client, mailbox, backup_settings):
     )
     login(client, "stranger", mailbox)
     assert client.get(reverse("backups:restore_job", args=[job.pk])).status_code == 404
+
+
+# --- Choosing messages to restore ----------------------------------------------------------
+
+
+@pytest.fixture
+def inbox_snapshot(restore_side, mailbox):  # type: ignore[no-untyped-def]
+    inbox = [(message(f"Rechnung {n}"), ["\\Seen"] if n % 2 else []) for n in range(60)]
+    return make_snapshot(mailbox, {"INBOX": inbox, "Archiv": [(message("Alt"), [])]})
+
+
+def browse(client: Client, snapshot, **query):  # type: ignore[no-untyped-def]
+    return client.get(reverse("backups:browse", args=[snapshot.pk]), query, REMOTE_ADDR=IP)
+
+
+def test_the_owner_sees_sender_and_subject_page_by_page(client, mailbox, inbox_snapshot):
+    login(client, "owner", mailbox)
+
+    first = browse(client, inbox_snapshot).content.decode()
+    second = browse(client, inbox_snapshot, folder="INBOX", page=2).content.decode()
+
+    assert first.count('name="messages"') == 50 and second.count('name="messages"') == 10
+    assert "sender@example.org" in first and "Rechnung 59" in first + second
+    assert "Page 1 of 2" in first and "folder=INBOX&amp;page=2" in first
+    # A customer looking at their own mail leaves no entry in the audit log.
+    assert not AuditEntry.objects.filter(action="backup.browse").exists()
+
+
+def test_another_folder_is_chosen_from_the_list(client, mailbox, inbox_snapshot):
+    login(client, "owner", mailbox)
+
+    page = browse(client, inbox_snapshot, folder="Archiv").content.decode()
+
+    assert page.count('name="messages"') == 1 and "Alt" in page and "Rechnung" not in page
+
+
+def test_staff_looking_into_a_customers_mail_is_audited(client, mailbox, inbox_snapshot):
+    staff = login(client, "staff", mailbox)
+
+    assert browse(client, inbox_snapshot, folder="Archiv").status_code == 200
+
+    entry = AuditEntry.objects.get(action="backup.browse")
+    assert (entry.actor, entry.customer, entry.ip_address) == (staff, mailbox.customer, IP)
+    assert entry.details["folder"] == "Archiv"
+
+
+def test_without_the_identity_dates_and_sizes_are_still_listed(
+    client, mailbox, inbox_snapshot, settings
+):
+    settings.BACKUP_IDENTITY_FILE = ""
+    login(client, "staff", mailbox)
+
+    page = browse(client, inbox_snapshot).content.decode()
+
+    assert page.count('name="messages"') == 50 and "Rechnung" not in page
+    assert "backup key is installed" in page
+    assert not AuditEntry.objects.filter(action="backup.browse").exists()  # nothing was read
+
+
+def test_restore_of_chosen_messages(
+    client, mailbox, inbox_snapshot, django_capture_on_commit_callbacks
+):
+    user = login(client, "owner", mailbox)
+    page = browse(client, inbox_snapshot, folder="Archiv").content.decode()
+    key = page.split('name="messages" value="', 1)[1].split('"', 1)[0]
+
+    with django_capture_on_commit_callbacks():
+        response = client.post(
+            reverse("backups:restore_messages", args=[inbox_snapshot.pk]),
+            {"folder": "Archiv", "page": "1", "messages": [key], "into_new_folder": "on"},
+        )
+
+    assert response.status_code == 302
+    job = RestoreJob.objects.get()
+    validity, uid = key.split(":")
+    assert job.scope == RestoreJob.Scope.MESSAGES
+    assert job.messages == [["Archiv", int(validity), int(uid)]]
+    assert job.target_folder.startswith("Restored ")
+    assert AuditEntry.objects.get(action="backup.restore").actor == user
+
+
+@pytest.mark.parametrize(
+    ("chosen", "error"),
+    [
+        ([], "Choose at least one message."),
+        (["nonsense"], "The choice of messages was not understood."),
+        (["1:999999"], "Some of the chosen messages are not in this backup."),
+    ],
+)
+def test_a_bad_choice_keeps_the_page_and_starts_nothing(
+    client, mailbox, inbox_snapshot, chosen, error
+):
+    login(client, "owner", mailbox)
+
+    response = client.post(
+        reverse("backups:restore_messages", args=[inbox_snapshot.pk]),
+        {"folder": "INBOX", "page": "2", "messages": chosen},
+    )
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert error in page and "Page 2 of 2" in page
+    assert not RestoreJob.objects.exists()

@@ -2,6 +2,7 @@
 mail back over IMAP. The backup and the restore run on the real Celery worker."""
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
@@ -69,3 +70,37 @@ def test_customer_restores_a_backup_with_live_progress(
     shot(page, "restore-done")
 
     assert mailbox_contents(dovecot, mailbox.address) == before
+
+
+def test_customer_picks_two_messages_from_a_backup_and_gets_them_back(
+    page: Page, live_server, dovecot, mail_server, celery_worker, restore_side, shot  # type: ignore[no-untyped-def]
+) -> None:
+    customer = make_customer("Café Zucker")
+    mailbox = make_mailbox("ben", domain=make_domain(customer, "cafe-restore.example"))
+    User.objects.create_user(
+        "ben@example.org", email="ben@example.org", password=USER_PASSWORD, customer=customer
+    )
+    wanted = [message("Angebot Hochzeitstorte"), message("Lieferschein März")]
+    with imap(dovecot, mailbox.address) as client:
+        client.multiappend("INBOX", [message("Newsletter"), *wanted, message("Werbung")])
+    backup = wait(services.backup_request(mailbox=mailbox, actor="test"))
+    assert backup.status == JobStatus.DONE, backup.error
+
+    log_in(page, live_server.url, "ben@example.org", USER_PASSWORD)
+    page.goto(f"{live_server.url}/backups/mailboxes/{mailbox.pk}/")
+    page.locator(f"#snapshot-{backup.snapshot.pk}").get_by_role("link", name="Messages…").click()
+    expect(page.get_by_role("row")).to_have_count(5)  # the heading and four messages
+    page.get_by_role("row", name="Angebot Hochzeitstorte").get_by_role("checkbox").check()
+    page.get_by_role("row", name="Lieferschein März").get_by_role("checkbox").check()
+    shot(page, "messages-chosen")
+    page.get_by_role("button", name="Restore the chosen messages").click()
+
+    expect(page.get_by_text("The restore has been started.")).to_be_visible()
+    progress = page.locator("[id^=restore-job-]")
+    expect(progress).to_contain_text(re.compile(r"\bdone\b", re.I), timeout=60_000)
+    expect(progress).to_contain_text("2 restored")
+    restored = {name: items for name, items in mailbox_contents(dovecot, mailbox.address).items()
+                if name.startswith("Restored ")}  # fmt: skip
+    assert [len(items) for items in restored.values()] == [2]
+    hashes = {sha for sha, _flags, _date in next(iter(restored.values()))}
+    assert hashes == {hashlib.sha256(raw).hexdigest() for raw in wanted}
