@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
 from .forms import ChoosePasswordForm, LoginForm, SetPasswordLinkForm
+from .views import PasswordResetView
 
 app_name = "accounts"
 urlpatterns = [
@@ -18,7 +19,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "password/reset/",
-        auth_views.PasswordResetView.as_view(
+        PasswordResetView.as_view(
             form_class=SetPasswordLinkForm,
             template_name="accounts/password_reset_form.html",
             subject_template_name="emails/password_reset_subject.txt",

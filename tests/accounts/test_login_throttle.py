@@ -50,3 +50,40 @@ def test_successful_logins_are_not_counted(client, staff, settings):
     for _ in range(3):
         assert login(client, "ops", "Right-Pass-2041").status_code == 302
         client.logout()
+
+
+# --- Password-reset emails -------------------------------------------------------------------
+
+
+def ask_for_link(client: Client, email: str, ip: str = "198.51.100.7"):  # type: ignore[no-untyped-def]
+    return client.post(reverse("accounts:password_reset"), {"email": email}, REMOTE_ADDR=ip)
+
+
+def test_reset_links_for_one_address_are_limited(client, staff, settings, mailoutbox):
+    settings.PASSWORD_RESETS_PER_ADDRESS = 3
+    for _ in range(3):
+        assert ask_for_link(client, "ops@hoster.example").status_code == 302
+
+    refused = ask_for_link(client, "OPS@hoster.example", ip="203.0.113.9")
+
+    assert refused.status_code == 429
+    assert "Too many links were asked for. Please wait 60 minutes" in refused.content.decode()
+    assert len(mailoutbox) == 3
+
+
+def test_an_unknown_address_is_refused_alike(client, settings, mailoutbox):
+    """The limit counts addresses, not accounts: a refusal tells nothing about an account."""
+    settings.PASSWORD_RESETS_PER_ADDRESS = 1
+    assert ask_for_link(client, "nobody@example.org").status_code == 302
+    assert ask_for_link(client, "nobody@example.org").status_code == 429
+    assert mailoutbox == []
+
+
+def test_one_client_cannot_mail_many_addresses(client, staff, settings, mailoutbox):
+    settings.PASSWORD_RESETS_PER_IP = 2
+    ask_for_link(client, "a@example.org")
+    ask_for_link(client, "b@example.org")
+
+    assert ask_for_link(client, "ops@hoster.example").status_code == 429
+    assert ask_for_link(client, "ops@hoster.example", ip="203.0.113.9").status_code == 302
+    assert len(mailoutbox) == 1
