@@ -54,7 +54,7 @@ class CustomerForm(ServiceForm):
     language = forms.ChoiceField(
         label=_("Language"),
         choices=settings.LANGUAGES,
-        help_text=_("The language of the emails this customer receives."),
+        help_text=_("The language of this customer's emails and portal pages."),
     )
 
 
@@ -124,8 +124,12 @@ class NotificationSettingsForm(ServiceForm):
         help_text=_("Where warnings about full mailboxes go; use an address at another provider."),
     )
     language = forms.ChoiceField(
-        label=_("Language of emails"),
+        label=_("Language"),
         choices=settings.LANGUAGES,
+        help_text=_(
+            "Of the emails and of these pages. The switcher at the top changes the pages in "
+            "this browser only."
+        ),
     )
     only_full_warnings = forms.BooleanField(
         label=_("Only tell me when a mailbox is full"),

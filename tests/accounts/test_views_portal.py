@@ -496,9 +496,9 @@ def test_overview_in_german(owner_client: Client, mailbox: Mailbox) -> None:
 
 
 def test_mailbox_page_in_german(owner_client: Client, mailbox: Mailbox) -> None:
-    html = owner_client.get(
-        reverse("portal:mailbox_detail", args=[mailbox.pk]), HTTP_ACCEPT_LANGUAGE="de"
-    ).content.decode()
+    mailbox.customer.language = "de"
+    mailbox.customer.save()
+    html = owner_client.get(reverse("portal:mailbox_detail", args=[mailbox.pk])).content.decode()
     assert "POP3 oder IMAP" in html
     assert "Passwort des Postfachs ändern" in html
     assert "Not measured" not in html
@@ -510,3 +510,25 @@ def test_second_mailbox_of_the_same_customer_is_listed(
     second = make_mailbox("bert", domain=mailbox.domain, plan=mailbox.plan)
     html = owner_client.get(reverse("portal:overview")).content.decode()
     assert second.display_address in html and mailbox.display_address in html
+
+
+def test_pages_follow_the_customers_language_not_the_browser(
+    owner_client: Client, mailbox: Mailbox
+) -> None:
+    mailbox.customer.language = "de"
+    mailbox.customer.save()
+
+    html = owner_client.get(reverse("portal:overview"), HTTP_ACCEPT_LANGUAGE="en").content
+    assert '<html lang="de">' in html.decode()
+
+    owner_client.post(reverse("set_language"), {"language": "en", "next": "/"})
+    html = owner_client.get(reverse("portal:overview"), HTTP_ACCEPT_LANGUAGE="de").content
+    assert '<html lang="en">' in html.decode()  # the switcher's choice wins
+
+
+def test_staff_pages_follow_the_browser(client: Client) -> None:
+    client.force_login(User.objects.create_user("ops", password="x-Staff-2041", is_staff=True))
+
+    html = client.get(reverse("staff:dashboard"), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+
+    assert '<html lang="de">' in html
