@@ -45,6 +45,8 @@ from .models import (
 
 log = logging.getLogger(__name__)
 
+THIN_MAILBOXES_PER_STATEMENT = 500
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -327,21 +329,30 @@ def request_refresh(mailbox: Mailbox) -> bool:
 
 
 def thin_history(now: datetime | None = None) -> int:
-    """Keep every sample for a week, the first of each hour for 90 days, then one a day."""
+    """Keep every sample for a week, the first of each hour for 90 days, then one a day.
+
+    A few hundred mailboxes per statement: a run after a long pause deletes a lot, and this
+    keeps each transaction short and the surplus in the database instead of in memory."""
     now = now or timezone.now()
     deleted = 0
+    mailbox_ids = list(Mailbox.objects.order_by("pk").values_list("pk", flat=True))
     for older_than, bucket in (
         (now - timedelta(days=settings.POSTAMT_HISTORY_FULL_DAYS), TruncHour("taken_at")),
         (now - timedelta(days=settings.POSTAMT_HISTORY_HOURLY_DAYS), TruncDay("taken_at")),
     ):
-        ranked = UsageSample.objects.filter(taken_at__lt=older_than).annotate(
-            rank=Window(
-                RowNumber(), partition_by=[F("mailbox_id"), bucket], order_by=F("taken_at").asc()
+        for start in range(0, len(mailbox_ids), THIN_MAILBOXES_PER_STATEMENT):
+            chunk = mailbox_ids[start : start + THIN_MAILBOXES_PER_STATEMENT]
+            ranked = UsageSample.objects.filter(
+                mailbox_id__in=chunk, taken_at__lt=older_than
+            ).annotate(
+                rank=Window(
+                    RowNumber(),
+                    partition_by=[F("mailbox_id"), bucket],
+                    order_by=F("taken_at").asc(),
+                )
             )
-        )
-        surplus = list(ranked.filter(rank__gt=1).values_list("pk", flat=True))
-        for start in range(0, len(surplus), 5000):
-            deleted += UsageSample.objects.filter(pk__in=surplus[start : start + 5000]).delete()[0]
+            surplus = ranked.filter(rank__gt=1).values("pk")
+            deleted += UsageSample.objects.filter(pk__in=surplus).delete()[0]
     return deleted
 
 

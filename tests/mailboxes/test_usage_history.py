@@ -43,6 +43,20 @@ def test_thinning_keeps_recent_samples_hourly_then_daily(mailbox):
     assert thin_history(now) == 0  # a second pass finds nothing more to thin
 
 
+def test_thinning_goes_mailbox_by_mailbox_and_keeps_each_ones_samples(mailbox, monkeypatch):
+    monkeypatch.setattr("mailboxes.usage.THIN_MAILBOXES_PER_STATEMENT", 1)
+    other = make_mailbox("bert", domain=mailbox.domain, plan=mailbox.plan)
+    now = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    hour = (now - timedelta(days=20)).replace(minute=0)
+    for box in (mailbox, other):
+        add_samples(box, hour, 4, timedelta(minutes=15))  # one hour each
+
+    assert thin_history(now) == 2 * (4 - 1)
+    assert sorted(UsageSample.objects.values_list("mailbox_id", "taken_at")) == sorted(
+        [(mailbox.pk, hour), (other.pk, hour)]
+    )
+
+
 def test_forecast_extrapolates_the_recent_growth(mailbox):
     now = timezone.now()
     # 1 MiB a day for ten days, ending at 40 MiB of 100 MiB: 60 days left.
