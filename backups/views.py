@@ -15,6 +15,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from accounts.forms import ServiceForm
+
 from . import selectors, services
 from .archive import archive_name
 from .crypto import KeyMissing, identities
@@ -70,6 +72,25 @@ def backup_now(request: HttpRequest, mailbox_id: int) -> HttpResponse:
     return redirect("backups:mailbox", mailbox.pk)
 
 
+def _start_restore(
+    request: HttpRequest, snapshot: Snapshot, form: ServiceForm, **what: Any
+) -> HttpResponse | None:
+    """Start the restore a valid form asks for and go to the job's progress; None, with the
+    service's objections on the form, when it refuses."""
+    try:
+        services.restore_request(
+            snapshot=snapshot,
+            into_new_folder=form.cleaned_data["into_new_folder"],
+            **what,
+            **_by(request),
+        )
+    except ValidationError as exc:
+        form.add_service_error(exc)
+        return None
+    messages.success(request, _("The restore has been started."))
+    return redirect("backups:mailbox", snapshot.repository.mailbox_id)
+
+
 @login_required
 @require_POST
 def restore(request: HttpRequest, snapshot_id: int) -> HttpResponse:
@@ -82,19 +103,11 @@ def restore(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     )
     if form.is_valid():
         data = form.cleaned_data
-        try:
-            services.restore_request(
-                snapshot=snapshot,
-                scope=data["scope"],
-                folder=data["folder"],
-                into_new_folder=data["into_new_folder"],
-                **_by(request),
-            )
-        except ValidationError as exc:
-            form.add_service_error(exc)
-        else:
-            messages.success(request, _("The restore has been started."))
-            return redirect("backups:mailbox", mailbox.pk)
+        started = _start_restore(
+            request, snapshot, form, scope=data["scope"], folder=data["folder"]
+        )
+        if started is not None:
+            return started
     return _render_mailbox(request, mailbox.pk, form, snapshot, status=400)
 
 
@@ -144,19 +157,15 @@ def restore_messages(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     form = MessagesRestoreForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
-        try:
-            services.restore_request(
-                snapshot=snapshot,
-                scope=RestoreJob.Scope.MESSAGES,
-                messages=[(data["folder"], validity, uid) for validity, uid in data["messages"]],
-                into_new_folder=data["into_new_folder"],
-                **_by(request),
-            )
-        except ValidationError as exc:
-            form.add_service_error(exc)
-        else:
-            messages.success(request, _("The restore has been started."))
-            return redirect("backups:mailbox", mailbox.pk)
+        started = _start_restore(
+            request,
+            snapshot,
+            form,
+            scope=RestoreJob.Scope.MESSAGES,
+            messages=[(data["folder"], validity, uid) for validity, uid in data["messages"]],
+        )
+        if started is not None:
+            return started
     return _render_browse(
         request, snapshot, request.POST.get("folder"), request.POST.get("page"), form, status=400
     )
