@@ -36,6 +36,9 @@ class Store(Protocol):
 
     def get_range(self, key: str, offset: int, length: int) -> bytes: ...
 
+    def size(self, key: str) -> int | None:
+        """The size of a complete object, or None when there is none under ``key``."""
+
     def delete(self, key: str) -> None: ...
 
     def list(self, prefix: str) -> Iterator[str]:
@@ -121,6 +124,14 @@ class LocalStore:
         if len(data) != length:
             raise StoreError(f"{key} is shorter than the index says")
         return data
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key}: {exc}") from exc
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import time
@@ -9,6 +10,7 @@ from email.message import EmailMessage
 
 import pyrage
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from imapclient import IMAPClient
 
@@ -378,6 +380,11 @@ def test_a_worker_killed_mid_backup_leaves_a_run_the_next_worker_completes(
         read_blob(get_store(), str(job.repository.key), sha256, locations, crypto.identities())
     manifest_uids = [m.uid for f in manifest_of(job.snapshot).folders for m in f.messages]
     assert sorted(manifest_uids) == sorted(rows.values_list("uid", flat=True))
+    # And what the operator's check says of it, reading every byte:
+    report = io.StringIO()
+    call_command("backup_check", anna.address, "--read-data", stdout=report)
+    assert f"{count} stored messages in" in report.getvalue()
+    assert report.getvalue().rstrip().endswith(": OK")
 
 
 def test_a_run_that_died_before_its_manifest_is_completed_by_the_next(

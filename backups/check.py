@@ -1,0 +1,156 @@
+"""Checking that backups can be restored, without restoring them (``manage.py backup_check``).
+
+Three depths, each adding to the one before:
+
+- always: the database agrees with itself and with the store: every stored message has its
+  blob, and every pack and manifest the store should hold is there, at its recorded size;
+- ``read_data``: every pack is read back and hashed; packs are named by their SHA-256, so
+  this needs no key and finds any bit the disk changed;
+- with the identity: every manifest is opened and must list what the database says, and
+  with ``read_data`` every blob is opened and must hash to its name: all that a restore
+  does except the APPEND.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyrage
+from django.utils.translation import gettext as _
+
+from .crypto import DecryptFailed
+from .manifest import ManifestError, read_manifest
+from .models import Blob, Repository, StoredMessage
+from .packs import Location, pack_key, read_blob
+from .services import snapshot_messages
+from .store import Store, StoreError, get_store
+
+HASH_CHUNK = 8 * 1024 * 1024
+MAX_LISTED = 10  # problems of one kind named one by one; beyond that, counted
+
+
+@dataclass
+class CheckResult:
+    repository: Repository
+    snapshots: int = 0
+    messages: int = 0
+    packs: int = 0
+    pack_bytes: int = 0
+    blobs_opened: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def report(self, kind: str, items: list[str]) -> None:
+        """One line per item, at most ``MAX_LISTED`` of them, then how many more."""
+        self.problems.extend(f"{kind}: {item}" for item in items[:MAX_LISTED])
+        if len(items) > MAX_LISTED:
+            self.problems.append(
+                _("%(kind)s: %(count)d more") % {"kind": kind, "count": len(items) - MAX_LISTED}
+            )
+
+
+def check_repository(
+    repository: Repository,
+    *,
+    read_data: bool = False,
+    keys: list[pyrage.x25519.Identity] | None = None,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> CheckResult:
+    result = CheckResult(repository)
+    store = get_store()
+    name = str(repository.key)
+    snapshots = list(repository.snapshots.order_by("seq"))
+    result.snapshots = len(snapshots)
+    blobs = Blob.objects.filter(repository=repository)
+    result.messages = blobs.count()  # each content once, however many snapshots hold it
+
+    without_blob = (
+        StoredMessage.objects.filter(repository=repository)
+        .exclude(sha256__in=blobs.values("sha256"))
+        .values_list("sha256", flat=True)
+        .distinct()
+    )
+    result.report(_("message without a blob"), sorted(without_blob))
+
+    packs = list(repository.packs.order_by("pk"))
+    result.packs = len(packs)
+    result.pack_bytes = sum(pack.size for pack in packs)
+    missing, wrong_size, damaged = [], [], []
+    for number, pack in enumerate(packs, 1):
+        key = pack_key(name, pack.name)
+        size = store.size(key)
+        if size is None:
+            missing.append(pack.name)
+        elif size != pack.size:
+            wrong_size.append(
+                _("%(name)s (%(size)d bytes, %(expected)d expected)")
+                % {"name": pack.name, "size": size, "expected": pack.size}
+            )
+        elif read_data and _sha256(store, key, size) != pack.name:
+            damaged.append(pack.name)
+        if read_data:
+            progress(_("pack %(number)d of %(total)d") % {"number": number, "total": len(packs)})
+    result.report(_("pack missing"), missing)
+    result.report(_("pack of the wrong size"), wrong_size)
+    result.report(_("pack damaged (its SHA-256 is not its name)"), damaged)
+
+    absent = [s.manifest_key for s in snapshots if store.size(s.manifest_key) is None]
+    result.report(_("manifest missing"), absent)
+    if keys is None:
+        return result
+
+    disagree = []
+    for snapshot in snapshots:
+        if snapshot.manifest_key in absent:
+            continue
+        try:
+            manifest = read_manifest(store, snapshot.manifest_key, keys)
+        except (DecryptFailed, ManifestError, StoreError, ValueError) as exc:
+            disagree.append(_("snapshot %(seq)d: %(error)s") % {"seq": snapshot.seq, "error": exc})
+            continue
+        listed = Counter(
+            (folder.name, entry.uid, entry.sha256)
+            for folder in manifest.folders
+            for entry in folder.messages
+        )
+        recorded = Counter(snapshot_messages(snapshot).values_list("folder", "uid", "sha256"))
+        if listed != recorded:
+            disagree.append(
+                _(
+                    "snapshot %(seq)d: the manifest lists %(listed)d messages, the database "
+                    "%(recorded)d, and they differ"
+                )
+                % {"seq": snapshot.seq, "listed": listed.total(), "recorded": recorded.total()}
+            )
+    result.report(_("manifest"), disagree)
+
+    if read_data:
+        unreadable = []
+        locations = {
+            sha256: Location(pack, offset, length)
+            for sha256, pack, offset, length in blobs.values_list(
+                "sha256", "pack__name", "offset", "length"
+            )
+        }
+        for number, sha256 in enumerate(sorted(locations), 1):
+            try:
+                read_blob(store, name, sha256, locations, keys)
+                result.blobs_opened += 1
+            except (DecryptFailed, StoreError) as exc:
+                unreadable.append(f"{sha256}: {exc}")
+            if number % 1000 == 0:
+                progress(
+                    _("message %(number)d of %(total)d")
+                    % {"number": number, "total": len(locations)}
+                )
+        result.report(_("message unreadable"), unreadable)
+    return result
+
+
+def _sha256(store: Store, key: str, size: int) -> str:
+    digest = hashlib.sha256()
+    for offset in range(0, size, HASH_CHUNK):
+        digest.update(store.get_range(key, offset, min(HASH_CHUNK, size - offset)))
+    return digest.hexdigest()
