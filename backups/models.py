@@ -42,6 +42,9 @@ class Repository(models.Model):
     # worker cannot hold for ever.
     lease_owner = models.CharField(max_length=64, blank=True, editable=False)
     lease_until = models.DateTimeField(null=True, editable=False)
+    # What the scheduled check (``check.record_check``) last found in the store.
+    checked_at = models.DateTimeField(_("last checked"), null=True, editable=False)
+    check_problems = models.JSONField(default=list, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

@@ -6,14 +6,19 @@ Staff see every backup; a customer's user sees those of the customer's own mailb
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import reduce
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
 
 from accounts.models import User
-from mailboxes.models import Mailbox
+from mailboxes.models import Mailbox, Plan
 
-from .models import BackupJob, Repository, RestoreJob, Snapshot
+from . import policy
+from .models import BackupJob, JobStatus, Repository, RestoreJob, Snapshot
 from .services import snapshot_messages
 
 RECENT_JOBS = 5
@@ -94,3 +99,58 @@ def snapshot_folders(snapshot: Snapshot) -> list[tuple[str, int]]:
         .order_by("folder")
         .values_list("folder", "n")
     )
+
+
+@dataclass(frozen=True)
+class Attention:
+    """A backup that staff should look at, for the overview."""
+
+    repository: Repository
+    kind: str  # "failed", "overdue" or "check"
+    since: datetime | None
+    detail: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+OVERDUE_AFTER_INTERVALS = 2  # a day late on a daily plan: the worker or the schedule is off
+
+
+def needing_attention(now: datetime | None = None) -> list[Attention]:
+    """Mailboxes whose last backup failed, that are overdue (no snapshot for twice their
+    plan's interval: a backup queue nobody consumes fails no job), and repositories in
+    which the scheduled check found problems."""
+    now = now or timezone.now()
+    found: list[Attention] = []
+    last_job = BackupJob.objects.filter(repository=OuterRef("pk")).order_by("-created_at", "-pk")
+    failed = (
+        Repository.objects.annotate(
+            last_status=Subquery(last_job.values("status")[:1]),
+            last_error=Subquery(last_job.values("error")[:1]),
+            last_finished=Subquery(last_job.values("finished_at")[:1]),
+        )
+        .filter(last_status=JobStatus.FAILED)
+        .select_related("mailbox__domain__customer")
+    )
+    found += [Attention(r, "failed", r.last_finished, r.last_error) for r in failed]
+
+    late = []
+    for plan in Plan.objects.filter(backup_enabled=True):
+        cutoff = now - OVERDUE_AFTER_INTERVALS * timedelta(hours=plan.backup_interval_hours)
+        late.append(
+            Q(mailbox__plan=plan)
+            & (Q(last_backup_at__lt=cutoff) | Q(last_backup_at__isnull=True, created_at__lt=cutoff))
+        )
+    if late:
+        overdue = (
+            Repository.objects.filter(mailbox__in=policy.backed_up_mailboxes())
+            .filter(reduce(operator.or_, late))
+            .exclude(pk__in=[a.repository.pk for a in found])
+            .select_related("mailbox__domain__customer")
+        )
+        found += [Attention(r, "overdue", r.last_backup_at) for r in overdue]
+
+    checked = Repository.objects.exclude(check_problems=[]).select_related(
+        "mailbox__domain__customer"
+    )
+    found += [Attention(r, "check", r.checked_at, problems=r.check_problems) for r in checked]
+    return sorted(found, key=lambda a: a.repository.address)

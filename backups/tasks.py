@@ -16,7 +16,7 @@ from django.conf import settings
 
 from mailboxes.mailserver import MailServerUnavailable
 
-from . import engine, jobs, services
+from . import check, engine, jobs, services
 from . import restore as restore_engine
 
 RETRY = {
@@ -26,12 +26,9 @@ RETRY = {
     "retry_jitter": True,
     "max_retries": 5,
 }
-LONG_RUN = {
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "soft_time_limit": 50 * 60,
-    "time_limit": 55 * 60,
-}
+# Work on a whole repository or store; safe to run again, so a lost one is redelivered.
+LONG_SCAN = {"acks_late": True, "soft_time_limit": 50 * 60, "time_limit": 55 * 60}
+LONG_RUN = {**LONG_SCAN, "reject_on_worker_lost": True}
 BUSY_RETRY_SECONDS = 60
 
 
@@ -64,7 +61,22 @@ def restore(self: Task, job_id: int) -> int | None:
     return job.messages_restored if job else None
 
 
-@shared_task(name="backups.prune", acks_late=True, soft_time_limit=50 * 60, time_limit=55 * 60)
+@shared_task(name="backups.prune", **LONG_SCAN)
 def prune() -> dict[str, int]:
     result = services.prune()
     return dataclasses.asdict(result)
+
+
+@shared_task(name="backups.check_all", acks_late=True)
+def check_all() -> int:
+    """For beat: one check per repository, so a big one does not hold up the others."""
+    ids = check.repositories_to_check()
+    for repository_id in ids:
+        check_stored.delay(repository_id)
+    return len(ids)
+
+
+@shared_task(name="backups.check_stored", **LONG_SCAN)
+def check_stored(repository_id: int) -> int | None:
+    result = check.record_check(repository_id)
+    return len(result.problems) if result else None

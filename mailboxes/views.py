@@ -23,6 +23,7 @@ from accounts import services as account_services
 from accounts.decorators import staff_required
 from accounts.forms import CustomerForm, CustomerUserForm
 from accounts.models import Customer
+from backups import selectors as backup_selectors
 
 from . import selectors, services
 from .charts import clean_days
@@ -69,6 +70,7 @@ def _render_dashboard(
         "drifting": selectors.drifting_mailboxes(),
         "unknown_user_servers": selectors.servers_with_unknown_users(),
         "plan_requests": selectors.pending_plan_requests(),
+        "backup_attention": backup_selectors.needing_attention(),
         "form": form or CustomerForm(initial={"language": get_language()}),
         "page_url": reverse("staff:dashboard"),
     }

@@ -271,6 +271,8 @@ BACKUP_RESTORE_QUEUE = env.str("BACKUP_RESTORE_QUEUE", default="backup")
 # Backups of a deleted mailbox (or one whose plan stopped backups) are kept this long.
 BACKUP_KEEP_DELETED_DAYS = env.int("BACKUP_KEEP_DELETED_DAYS", default=30)
 BACKUP_DUE_CHECK_SECONDS = 15 * 60
+# Every pack is read back and hashed this often (manage.py backup_check does it on demand).
+BACKUP_CHECK_DAYS = env.int("BACKUP_CHECK_DAYS", default=7)
 CELERY_BEAT_SCHEDULE.update(
     {
         "backups-run-due": {
@@ -281,6 +283,11 @@ CELERY_BEAT_SCHEDULE.update(
         "backups-prune": {
             "task": "backups.prune",
             "schedule": 24 * 3600,
+            "options": {"expires": 3600},
+        },
+        "backups-check": {
+            "task": "backups.check_all",
+            "schedule": BACKUP_CHECK_DAYS * 24 * 3600,
             "options": {"expires": 3600},
         },
     }

@@ -113,3 +113,24 @@ def test_a_manifest_that_disagrees_with_the_database(snapshot, settings):
 def test_an_unknown_address_is_refused(snapshot):
     _out, _err, error = check("nobody@example.com")
     assert error is not None and "No backups of: nobody@example.com" in str(error)
+
+
+def test_what_prune_removes_while_the_check_runs_is_not_a_problem(snapshot, settings):
+    from backups.check import check_repository
+    from backups.crypto import identities
+
+    repository = snapshot.repository
+    first, second = Pack.objects.filter(repository=repository).order_by("pk")
+
+    def prune_the_second_pack(line: str) -> None:
+        if line.startswith("pack 1 "):  # as prune would: rows first, then the file
+            Blob.objects.filter(pack=second).delete()
+            second.delete()
+            Path(settings.BACKUP_ROOT, pack_key(str(repository.key), second.name)).unlink()
+
+    result = check_repository(
+        repository, read_data=True, keys=identities(), progress=prune_the_second_pack
+    )
+
+    assert result.problems == []
+    assert result.packs == 2 and result.blobs_opened == Blob.objects.filter(pack=first).count()

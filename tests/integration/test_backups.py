@@ -21,7 +21,7 @@ from backups.manifest import Manifest, read_manifest
 from backups.models import BackupJob, Blob, JobStatus, RestoreJob, Snapshot, StoredMessage
 from backups.packs import locate, read_blob, read_toc
 from backups.store import StoreError, get_store
-from backups.tasks import backup_mailbox
+from backups.tasks import backup_mailbox, check_all
 from mailboxes.models import MIB
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
@@ -73,6 +73,15 @@ def test_round_trip_through_the_worker(
     assert job.status == JobStatus.DONE, job.error
     snapshot = job.snapshot
     assert snapshot.messages == 5
+    # The scheduled check of the stored files, on the same worker, finds nothing wrong.
+    check_all.delay()
+    repository = job.repository
+    deadline = time.monotonic() + 30
+    while repository.checked_at is None:
+        assert time.monotonic() < deadline, "the check did not run"
+        time.sleep(0.05)
+        repository.refresh_from_db()
+    assert repository.check_problems == []
 
     with imap(dovecot, anna.address) as client:
         for folder in before:

@@ -1,0 +1,106 @@
+"""The staff overview's "Backups needing attention": failed, overdue, and what the scheduled
+check of the stored files found."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import User
+from backups import check, selectors, services
+from backups.models import BackupJob, JobStatus, Pack, Repository
+from backups.packs import pack_key
+from mailboxes.models import Mailbox
+from tests.backups.helpers import make_snapshot, message
+from tests.factories import make_mailbox
+
+pytestmark = pytest.mark.django_db
+
+
+def attention() -> list[tuple[str, str]]:
+    return [(a.repository.address, a.kind) for a in selectors.needing_attention()]
+
+
+def job(repository: Repository, status: str, error: str = "") -> BackupJob:
+    return BackupJob.objects.create(
+        repository=repository,
+        requested_by="beat",
+        status=status,
+        error=error,
+        finished_at=timezone.now(),
+    )
+
+
+def test_a_mailbox_whose_last_backup_failed_until_one_succeeds(backup_settings):
+    repository = services.repository_for(make_mailbox("anna"))
+    repository.last_backup_at = timezone.now()
+    repository.save()
+
+    job(repository, JobStatus.FAILED, "cannot log in as the master user")
+    assert attention() == [(repository.address, "failed")]
+    assert selectors.needing_attention()[0].detail == "cannot log in as the master user"
+
+    job(repository, JobStatus.DONE)
+    assert attention() == []
+
+
+def test_overdue_after_two_intervals_without_a_snapshot(backup_settings):
+    now = timezone.now()
+    on_time = services.repository_for(make_mailbox("anna"))
+    late = services.repository_for(make_mailbox("bert"))
+    never = services.repository_for(make_mailbox("carl"))
+    Repository.objects.filter(pk=on_time.pk).update(last_backup_at=now - timedelta(hours=30))
+    Repository.objects.filter(pk=late.pk).update(last_backup_at=now - timedelta(hours=50))
+    Repository.objects.filter(pk=never.pk).update(created_at=now - timedelta(days=3))
+
+    assert sorted(attention()) == sorted([(late.address, "overdue"), (never.address, "overdue")])
+
+    # A suspended mailbox is not backed up on purpose: nothing to look at.
+    Mailbox.objects.filter(pk=late.mailbox_id).update(status=Mailbox.Status.SUSPENDED)
+    assert attention() == [(never.address, "overdue")]
+
+
+def test_the_scheduled_check_reads_every_pack_without_a_key(backup_settings, backup_keys, settings):
+    settings.BACKUP_IDENTITY_FILE = str(backup_keys.identity_file)
+    mailbox = make_mailbox("anna")
+    make_snapshot(mailbox, {"INBOX": [(message("one"), [])]})
+    settings.BACKUP_IDENTITY_FILE = ""  # as on a backup worker
+    repository = Repository.objects.get(mailbox=mailbox)
+    Repository.objects.filter(pk=repository.pk).update(last_backup_at=timezone.now())
+    pack = Pack.objects.get(repository=repository)
+    path = Path(settings.BACKUP_ROOT, pack_key(str(repository.key), pack.name))
+    sound = path.read_bytes()
+    path.write_bytes(sound[:-1] + bytes([sound[-1] ^ 1]))
+
+    assert check.record_check(repository.pk).problems
+    [item] = selectors.needing_attention()
+    assert item.kind == "check" and "pack damaged" in item.problems[0]
+
+    path.write_bytes(sound)  # restored from the hoster's own copy, say
+    assert check.record_check(repository.pk).problems == []
+    assert attention() == []
+    assert Repository.objects.get(pk=repository.pk).checked_at is not None
+
+
+def test_the_staff_overview_shows_them(client: Client, backup_settings):
+    repository = services.repository_for(make_mailbox("anna"))
+    repository.last_backup_at = timezone.now()
+    repository.save()
+    job(
+        repository,
+        JobStatus.FAILED,
+        "time limit reached; what was stored is kept and the next run continues",
+    )
+    client.force_login(User.objects.create_user("ops", password="x-Staff-2041", is_staff=True))
+
+    html = client.get(reverse("staff:dashboard"), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+
+    assert "Sicherungen, die Aufmerksamkeit brauchen" in html
+    assert "letzte Sicherung fehlgeschlagen" in html
+    assert "Zeitlimit erreicht" in html  # the job's error, translated where it is shown
+    assert reverse("backups:mailbox", args=[repository.mailbox_id]) in html
