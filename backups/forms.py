@@ -6,9 +6,11 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import ServiceForm
+from mailboxes.models import Mailbox
 
 from .models import RestoreJob
 
@@ -34,11 +36,26 @@ class RestoreForm(ServiceForm):
         label=INTO_NEW_FOLDER_LABEL, required=False, initial=True, help_text=INTO_NEW_FOLDER_HELP
     )
 
-    def __init__(self, *args: Any, folders: list[tuple[str, int]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        folders: list[tuple[str, int]],
+        targets: QuerySet[Mailbox] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``targets``: for the backup of a deleted mailbox, the mailboxes it may go into."""
         super().__init__(*args, **kwargs)
         self.fields["folder"].choices = [("", "—")] + [
             (name, f"{name} ({count})") for name, count in folders
         ]
+        if targets is not None:
+            self.fields["into_mailbox"] = forms.ModelChoiceField(
+                label=_("Into the mailbox"),
+                queryset=targets,
+                empty_label="—",
+                help_text=_("The mailbox of this backup was deleted; any of yours can take it."),
+            )
+            self.order_fields(["into_mailbox"])
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

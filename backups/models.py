@@ -259,6 +259,15 @@ class RestoreJob(Job):
     folder = models.CharField(_("folder"), max_length=1000, blank=True)
     # [[folder, uidvalidity, uid], ...] for ``Scope.MESSAGES``.
     messages = models.JSONField(default=list, blank=True)
+    # The mailbox the messages go into: the backup's own, or, for the backup of a deleted
+    # mailbox, another of the same customer's. None once that mailbox is deleted.
+    target_mailbox = models.ForeignKey(
+        Mailbox,
+        verbose_name=_("into mailbox"),
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     # Empty: into the original folders; else the name of the folder they go under.
     target_folder = models.CharField(_("restored into"), max_length=1000, blank=True)
     messages_restored = models.PositiveIntegerField(_("messages restored"), default=0)

@@ -66,7 +66,7 @@ class _Restore:
         self.repository = str(job.repository.key)
 
     def run(self) -> None:
-        mailbox = self.job.repository.mailbox
+        mailbox = self.job.target_mailbox
         if mailbox is None:
             raise RestoreFailed(gettext_noop("the mailbox was deleted"))
         if self.job.snapshot is None:

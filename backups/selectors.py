@@ -46,6 +46,18 @@ def mailboxes_for(user: User) -> QuerySet[Mailbox]:
     )
 
 
+def repositories_for(user: User) -> QuerySet[Repository]:
+    return Repository.objects.filter(_own_repositories(user)).select_related("customer")
+
+
+def deleted_mailbox_backups(customer_id: int) -> QuerySet[Repository]:
+    """The backups of the customer's deleted mailboxes that still hold a snapshot (they
+    are kept for ``BACKUP_KEEP_DELETED_DAYS``)."""
+    return Repository.objects.filter(
+        customer=customer_id, mailbox__isnull=True, snapshots__isnull=False
+    ).distinct()
+
+
 def snapshots_for(user: User) -> QuerySet[Snapshot]:
     allowed = Repository.objects.filter(_own_repositories(user))
     return Snapshot.objects.select_related("repository__mailbox__domain__customer").filter(
@@ -74,7 +86,10 @@ class MailboxBackups:
 
 
 def mailbox_overview(mailbox: Mailbox) -> MailboxBackups:
-    repository = Repository.objects.filter(mailbox=mailbox).first()
+    return repository_overview(Repository.objects.filter(mailbox=mailbox).first())
+
+
+def repository_overview(repository: Repository | None) -> MailboxBackups:
     if repository is None:
         return MailboxBackups(None)
     return MailboxBackups(

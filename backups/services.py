@@ -141,16 +141,27 @@ def restore_request(
     folder: str = "",
     messages: Iterable[tuple[str, int, int]] = (),
     into_new_folder: bool = False,
+    into_mailbox: Mailbox | None = None,
     actor: Actor,
     ip: str | None = None,
 ) -> RestoreJob:
     """Restore a whole snapshot, one folder of it, or chosen messages ``(folder,
-    uidvalidity, uid)``, into the original folders or into a "Restored <date>" folder."""
+    uidvalidity, uid)``, into the original folders or into a "Restored <date>" folder.
+
+    The messages go into the backup's own mailbox, or ``into_mailbox``: for the backup of a
+    deleted mailbox, another mailbox of the same customer (never another customer's)."""
     from .tasks import restore
 
-    mailbox = snapshot.repository.mailbox
+    repository = snapshot.repository
+    mailbox = into_mailbox or repository.mailbox
     if mailbox is None:
-        raise ValidationError(_("The mailbox of this backup no longer exists."))
+        raise ValidationError(
+            {"into_mailbox": _("This backup's mailbox was deleted: choose where to restore it.")}
+        )
+    if repository.customer_id is None or mailbox.domain.customer_id != repository.customer_id:
+        raise ValidationError(
+            {"into_mailbox": _("A backup can only be restored into a mailbox of its customer.")}
+        )
     if not mailbox.is_active:
         raise ValidationError(_("Reactivate the mailbox before restoring into it."))
     chosen = [[name, int(validity), int(uid)] for name, validity, uid in messages]
@@ -165,8 +176,9 @@ def restore_request(
             raise ValidationError(_("Some of the chosen messages are not in this backup."))
     target = restored_folder_name(snapshot, mailbox.customer.language) if into_new_folder else ""
     job = RestoreJob.objects.create(
-        repository=snapshot.repository,
+        repository=repository,
         snapshot=snapshot,
+        target_mailbox=mailbox,
         scope=scope,
         folder=folder if scope == RestoreJob.Scope.FOLDER else "",
         messages=chosen if scope == RestoreJob.Scope.MESSAGES else [],
@@ -185,6 +197,7 @@ def restore_request(
         folder=job.folder,
         messages=len(chosen),
         into_folder=target,
+        **({"from_address": repository.address} if mailbox != repository.mailbox else {}),
     )
     transaction.on_commit(
         lambda: restore.apply_async((job.pk,), queue=settings.BACKUP_RESTORE_QUEUE)

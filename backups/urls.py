@@ -10,6 +10,7 @@ app_name = "backups"
 urlpatterns = [
     path("mailboxes/<int:mailbox_id>/", views.mailbox_backups, name="mailbox"),
     path("mailboxes/<int:mailbox_id>/backup/", views.backup_now, name="backup_now"),
+    path("repositories/<int:repository_id>/", views.repository_backups, name="repository"),
     path("snapshots/<int:snapshot_id>/restore/", views.restore, name="restore"),
     path("snapshots/<int:snapshot_id>/download/", views.download, name="download"),
     path("snapshots/<int:snapshot_id>/messages/", views.browse, name="browse"),

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header, urlencode
@@ -16,12 +18,13 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from accounts.forms import ServiceForm
+from mailboxes.models import Mailbox
 
 from . import selectors, services
 from .archive import archive_name
 from .crypto import KeyMissing, identities
 from .forms import MessagesRestoreForm, RestoreForm
-from .models import Job, RestoreJob, Snapshot
+from .models import Job, Repository, RestoreJob, Snapshot
 
 
 def _by(request: HttpRequest) -> dict[str, Any]:
@@ -30,6 +33,43 @@ def _by(request: HttpRequest) -> dict[str, Any]:
 
 def _snapshot(request: HttpRequest, snapshot_id: int) -> Snapshot:
     return get_object_or_404(selectors.snapshots_for(request.user), pk=snapshot_id)
+
+
+def _render_backups(
+    request: HttpRequest,
+    overview: selectors.MailboxBackups,
+    mailbox: Mailbox | None,
+    restore_form: RestoreForm | None = None,
+    form_snapshot: Snapshot | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The backups page of a mailbox, or of a deleted mailbox's backups (``mailbox`` None)."""
+    targets = _restore_targets(overview.repository) if overview.repository else None
+    restore_forms = []
+    for snapshot in overview.snapshots:
+        if restore_form is not None and form_snapshot is not None and snapshot == form_snapshot:
+            restore_forms.append((snapshot, restore_form))
+        else:
+            folders = selectors.snapshot_folders(snapshot)
+            form = RestoreForm(folders=folders, targets=targets, prefix=f"s{snapshot.pk}")
+            restore_forms.append((snapshot, form))
+    context = {
+        "mailbox": mailbox,
+        "backups": overview,
+        "restore_forms": restore_forms,
+        "keep_days": settings.BACKUP_KEEP_DELETED_DAYS,
+    }
+    return render(request, "backups/mailbox.html", context, status=status)
+
+
+def _restore_targets(repository: Repository) -> QuerySet[Mailbox] | None:
+    """Where the backup of a deleted mailbox may go: its customer's active mailboxes. None
+    for a mailbox that still exists: its backups go back into it."""
+    if repository.mailbox_id is not None:
+        return None
+    return Mailbox.objects.filter(
+        domain__customer=repository.customer_id, status=Mailbox.Status.ACTIVE
+    ).order_by("domain__name", "local_part")
 
 
 def _render_mailbox(
@@ -41,21 +81,24 @@ def _render_mailbox(
 ) -> HttpResponse:
     mailbox = get_object_or_404(selectors.mailboxes_for(request.user), pk=mailbox_id)
     overview = selectors.mailbox_overview(mailbox)
-    restore_forms = []
-    for snapshot in overview.snapshots:
-        if restore_form is not None and form_snapshot is not None and snapshot == form_snapshot:
-            restore_forms.append((snapshot, restore_form))
-        else:
-            folders = selectors.snapshot_folders(snapshot)
-            restore_forms.append((snapshot, RestoreForm(folders=folders, prefix=f"s{snapshot.pk}")))
-    context = {"mailbox": mailbox, "backups": overview, "restore_forms": restore_forms}
-    return render(request, "backups/mailbox.html", context, status=status)
+    return _render_backups(request, overview, mailbox, restore_form, form_snapshot, status)
 
 
 @login_required
 @require_GET
 def mailbox_backups(request: HttpRequest, mailbox_id: int) -> HttpResponse:
     return _render_mailbox(request, mailbox_id)
+
+
+@login_required
+@require_GET
+def repository_backups(request: HttpRequest, repository_id: int) -> HttpResponse:
+    """The backups of a deleted mailbox, kept for a while: download, browse, or restore into
+    another of the customer's mailboxes."""
+    repository = get_object_or_404(selectors.repositories_for(request.user), pk=repository_id)
+    if repository.mailbox_id is not None:
+        return redirect("backups:mailbox", repository.mailbox_id)
+    return _render_backups(request, selectors.repository_overview(repository), None)
 
 
 @login_required
@@ -88,27 +131,37 @@ def _start_restore(
         form.add_service_error(exc)
         return None
     messages.success(request, _("The restore has been started."))
-    return redirect("backups:mailbox", snapshot.repository.mailbox_id)
+    repository = snapshot.repository
+    if repository.mailbox_id is None:
+        return redirect("backups:repository", repository.pk)
+    return redirect("backups:mailbox", repository.mailbox_id)
 
 
 @login_required
 @require_POST
 def restore(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = _snapshot(request, snapshot_id)
-    mailbox = snapshot.repository.mailbox
-    if mailbox is None:
-        raise Http404
+    repository = snapshot.repository
     form = RestoreForm(
-        request.POST, folders=selectors.snapshot_folders(snapshot), prefix=f"s{snapshot.pk}"
+        request.POST,
+        folders=selectors.snapshot_folders(snapshot),
+        targets=_restore_targets(repository),
+        prefix=f"s{snapshot.pk}",
     )
     if form.is_valid():
         data = form.cleaned_data
         started = _start_restore(
-            request, snapshot, form, scope=data["scope"], folder=data["folder"]
+            request,
+            snapshot,
+            form,
+            scope=data["scope"],
+            folder=data["folder"],
+            into_mailbox=data.get("into_mailbox"),
         )
         if started is not None:
             return started
-    return _render_mailbox(request, mailbox.pk, form, snapshot, status=400)
+    overview = selectors.repository_overview(repository)
+    return _render_backups(request, overview, repository.mailbox, form, snapshot, status=400)
 
 
 def _render_browse(

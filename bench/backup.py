@@ -223,6 +223,7 @@ def main() -> None:
                 restore_job = RestoreJob.objects.create(
                     repository=snapshot.repository,
                     snapshot=snapshot,
+                    target_mailbox=mailbox,
                     scope=RestoreJob.Scope.MAILBOX,
                     target_folder=f"Restored {round_number}",
                     requested_by="bench",

@@ -119,6 +119,7 @@ def _render_customer(
         "mailboxes": selectors.customer_mailboxes(customer),
         "users": selectors.customer_users(customer),
         "plan_requests": selectors.customer_plan_requests(customer)[:20],
+        "deleted_backups": backup_selectors.deleted_mailbox_backups(customer.pk),
         "domain_form": domain_form or DomainForm(),
         "mailbox_form": mailbox_form or MailboxCreateForm(customer=customer),
         "user_form": user_form or CustomerUserForm(),

@@ -72,6 +72,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "pending_requests": selectors.portal_plan_requests(customer).filter(
             status=PlanChangeRequest.Status.PENDING
         ),
+        "deleted_backups": backup_selectors.deleted_mailbox_backups(customer.pk),
         "page_url": reverse("portal:overview"),
     }
     return render(request, OVERVIEW, context)

@@ -9,7 +9,9 @@ from django.urls import URLResolver, get_resolver, reverse
 
 from accounts.models import User
 from backups.models import BackupJob, RestoreJob
+from backups.selectors import deleted_mailbox_backups
 from backups.services import repository_for
+from mailboxes.services import mailbox_delete
 from tests.backups.helpers import make_snapshot, message
 from tests.factories import make_customer, make_domain, make_mailbox
 
@@ -35,12 +37,20 @@ def objects(restore_side) -> dict[str, int]:  # type: ignore[no-untyped-def]
     repository = repository_for(mailbox)
     backup = BackupJob.objects.create(repository=repository, requested_by="x")
     restore = RestoreJob.objects.create(repository=repository, requested_by="x", scope="mailbox")
+    old = make_mailbox("old", domain=mailbox.domain, plan=mailbox.plan)
+    make_snapshot(old, {"INBOX": [(message("kept"), [])]})
+    mailbox_delete(mailbox=old, actor="test")  # its backups stay, reachable by repository
     return {
+        "repository_id": repository_for_deleted(mailbox.customer),
         "mailbox_id": mailbox.pk,
         "snapshot_id": snapshot.pk,
         "job_id": {"backup_job": backup.pk, "restore_job": restore.pk},  # type: ignore[dict-item]
         "customer": mailbox.customer,  # type: ignore[dict-item]
     }
+
+
+def repository_for_deleted(customer) -> int:  # type: ignore[no-untyped-def]
+    return deleted_mailbox_backups(customer.pk).get().pk
 
 
 def url(name: str, kwargs: list[str], objects: dict) -> str:  # type: ignore[type-arg]
@@ -51,7 +61,12 @@ def url(name: str, kwargs: list[str], objects: dict) -> str:  # type: ignore[typ
 def test_every_route_takes_an_object_this_test_knows() -> None:
     assert ROUTES
     for name, kwargs in ROUTES:
-        assert kwargs and set(kwargs) <= {"mailbox_id", "snapshot_id", "job_id"}, name
+        assert kwargs and set(kwargs) <= {
+            "mailbox_id",
+            "snapshot_id",
+            "job_id",
+            "repository_id",
+        }, name
 
 
 @pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])

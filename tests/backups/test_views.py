@@ -283,3 +283,74 @@ def test_a_bad_choice_keeps_the_page_and_starts_nothing(
     page = response.content.decode()
     assert error in page and "Page 2 of 2" in page
     assert not RestoreJob.objects.exists()
+
+
+# --- Backups of a deleted mailbox --------------------------------------------------------------
+
+
+@pytest.fixture
+def deleted_snapshot(restore_side, mailbox):  # type: ignore[no-untyped-def]
+    from mailboxes.services import mailbox_delete
+
+    snapshot = make_snapshot(mailbox, {"INBOX": [(message("Vertrag"), ["\\Seen"])]})
+    mailbox_delete(mailbox=mailbox, actor="test")
+    snapshot.refresh_from_db()
+    return snapshot
+
+
+def test_the_customer_finds_a_deleted_mailboxs_backups_and_restores_them_elsewhere(
+    client, mailbox, deleted_snapshot, django_capture_on_commit_callbacks
+):
+    login(client, "owner", mailbox)
+    successor = make_mailbox("anna2", domain=mailbox.domain, plan=mailbox.plan)
+    repository = deleted_snapshot.repository
+    page = reverse("backups:repository", args=[repository.pk])
+
+    assert page in client.get(reverse("portal:overview")).content.decode()
+    html = client.get(page).content.decode()
+    assert "This mailbox was deleted." in html and successor.address in html
+
+    prefix = f"s{deleted_snapshot.pk}"
+    with django_capture_on_commit_callbacks():
+        response = client.post(
+            reverse("backups:restore", args=[deleted_snapshot.pk]),
+            {f"{prefix}-into_mailbox": successor.pk, f"{prefix}-scope": "mailbox"},
+        )
+
+    assert response.status_code == 302 and response["Location"] == page
+    job = RestoreJob.objects.get()
+    assert (job.repository, job.target_mailbox) == (repository, successor)
+    entry = AuditEntry.objects.get(action="backup.restore")
+    assert entry.target_id == successor.pk and entry.details["from_address"] == repository.address
+
+
+def test_a_deleted_mailboxs_backup_needs_a_target_of_the_same_customer(
+    client, mailbox, deleted_snapshot
+):
+    login(client, "staff", mailbox)
+    foreign = make_mailbox("fremd", domain=make_domain(make_customer("Other")))
+    prefix = f"s{deleted_snapshot.pk}"
+    url = reverse("backups:restore", args=[deleted_snapshot.pk])
+
+    missing = client.post(url, {f"{prefix}-scope": "mailbox"})
+    elsewhere = client.post(
+        url, {f"{prefix}-scope": "mailbox", f"{prefix}-into_mailbox": foreign.pk}
+    )
+
+    assert missing.status_code == elsewhere.status_code == 400
+    assert "Select a valid choice" in elsewhere.content.decode()
+    assert not RestoreJob.objects.exists()
+
+
+def test_the_service_refuses_another_customers_mailbox(mailbox, deleted_snapshot):
+    from django.core.exceptions import ValidationError
+
+    from backups.services import restore_request
+
+    foreign = make_mailbox("fremd", domain=make_domain(make_customer("Other")))
+    with pytest.raises(ValidationError) as refused:
+        restore_request(
+            snapshot=deleted_snapshot, scope="mailbox", into_mailbox=foreign, actor="test"
+        )
+    assert "a mailbox of its customer" in str(refused.value)
+    assert not RestoreJob.objects.exists()

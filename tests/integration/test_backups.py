@@ -23,6 +23,7 @@ from backups.packs import locate, read_blob, read_toc
 from backups.store import StoreError, get_store
 from backups.tasks import backup_mailbox, check_all
 from mailboxes.models import MIB
+from mailboxes.services import mailbox_delete
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
 from tests.factories import make_mailbox, make_plan
@@ -115,6 +116,7 @@ def restore_now(snapshot, scope: str = "mailbox", *, into_new_folder: bool = Fal
     job = RestoreJob.objects.create(
         repository=snapshot.repository,
         snapshot=snapshot,
+        target_mailbox=snapshot.repository.mailbox,
         scope=scope,
         target_folder=target,
         requested_by="test",
@@ -139,6 +141,26 @@ def empty(dovecot, address: str) -> None:  # type: ignore[no-untyped-def]
             if uids:
                 client.delete_messages(uids)
                 client.expunge()
+
+
+def test_a_deleted_mailboxs_backup_goes_into_another_mailbox(dovecot, mail_server, restore_side):
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    before = mailbox_contents(dovecot, anna.address)
+    snapshot = backup_now(anna).snapshot
+    mailbox_delete(mailbox=anna, actor="test")
+    successor = make_mailbox("anna.neu", domain=anna.domain, plan=anna.plan)
+    snapshot.refresh_from_db()
+
+    job = services.restore_request(
+        snapshot=snapshot, scope="mailbox", into_mailbox=successor, actor="test"
+    )
+    restore_engine.run_restore(job.pk)
+    job.refresh_from_db()
+
+    assert job.status == JobStatus.DONE, job.error
+    assert job.messages_restored == 5
+    assert mailbox_contents(dovecot, successor.address) == before
 
 
 def test_restoring_twice_adds_nothing_twice(dovecot, mail_server, restore_side):
