@@ -21,6 +21,16 @@ INTO_NEW_FOLDER_HELP = _(
 )
 
 
+def into_mailbox_field(targets: QuerySet[Mailbox]) -> forms.ModelChoiceField:
+    """For the backup of a deleted mailbox: which of the customer's mailboxes it goes into."""
+    return forms.ModelChoiceField(
+        label=_("Into the mailbox"),
+        queryset=targets,
+        empty_label="—",
+        help_text=_("The mailbox of this backup was deleted; any of yours can take it."),
+    )
+
+
 class RestoreForm(ServiceForm):
     scope = forms.ChoiceField(
         label=_("What"),
@@ -49,12 +59,7 @@ class RestoreForm(ServiceForm):
             (name, f"{name} ({count})") for name, count in folders
         ]
         if targets is not None:
-            self.fields["into_mailbox"] = forms.ModelChoiceField(
-                label=_("Into the mailbox"),
-                queryset=targets,
-                empty_label="—",
-                help_text=_("The mailbox of this backup was deleted; any of yours can take it."),
-            )
+            self.fields["into_mailbox"] = into_mailbox_field(targets)
             self.order_fields(["into_mailbox"])
 
     def clean(self) -> dict[str, Any]:
@@ -92,3 +97,8 @@ class MessagesRestoreForm(ServiceForm):
     into_new_folder = forms.BooleanField(
         label=INTO_NEW_FOLDER_LABEL, required=False, initial=True, help_text=INTO_NEW_FOLDER_HELP
     )
+
+    def __init__(self, *args: Any, targets: QuerySet[Mailbox] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if targets is not None:
+            self.fields["into_mailbox"] = into_mailbox_field(targets)

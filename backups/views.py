@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header, urlencode
 from django.utils.translation import gettext as _
@@ -178,7 +178,10 @@ def _render_browse(
         folder = "INBOX" if "INBOX" in names else next(iter(names), "")
     found = services.browse_snapshot(snapshot=snapshot, folder=folder, page=page, **_by(request))
     if form is None:
-        form = MessagesRestoreForm(initial={"folder": folder, "page": found.number})
+        form = MessagesRestoreForm(
+            initial={"folder": folder, "page": found.number},
+            targets=_restore_targets(snapshot.repository),
+        )
     context = {
         "snapshot": snapshot,
         "mailbox": snapshot.repository.mailbox,
@@ -204,10 +207,7 @@ def browse(request: HttpRequest, snapshot_id: int) -> HttpResponse:
 @require_POST
 def restore_messages(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = _snapshot(request, snapshot_id)
-    mailbox = snapshot.repository.mailbox
-    if mailbox is None:
-        raise Http404
-    form = MessagesRestoreForm(request.POST)
+    form = MessagesRestoreForm(request.POST, targets=_restore_targets(snapshot.repository))
     if form.is_valid():
         data = form.cleaned_data
         started = _start_restore(
@@ -216,6 +216,7 @@ def restore_messages(request: HttpRequest, snapshot_id: int) -> HttpResponse:
             form,
             scope=RestoreJob.Scope.MESSAGES,
             messages=[(data["folder"], validity, uid) for validity, uid in data["messages"]],
+            into_mailbox=data.get("into_mailbox"),
         )
         if started is not None:
             return started

@@ -354,3 +354,20 @@ def test_the_service_refuses_another_customers_mailbox(mailbox, deleted_snapshot
         )
     assert "a mailbox of its customer" in str(refused.value)
     assert not RestoreJob.objects.exists()
+
+
+def test_chosen_messages_of_a_deleted_mailbox_go_into_another(client, mailbox, deleted_snapshot):
+    login(client, "owner", mailbox)
+    successor = make_mailbox("anna2", domain=mailbox.domain, plan=mailbox.plan)
+    page = browse(client, deleted_snapshot).content.decode()
+    key = page.split('name="messages" value="', 1)[1].split('"', 1)[0]
+    assert "Into the mailbox" in page
+
+    response = client.post(
+        reverse("backups:restore_messages", args=[deleted_snapshot.pk]),
+        {"folder": "INBOX", "messages": [key], "into_mailbox": successor.pk},
+    )
+
+    assert response.status_code == 302
+    job = RestoreJob.objects.get()
+    assert job.target_mailbox == successor and job.scope == RestoreJob.Scope.MESSAGES
