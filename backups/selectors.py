@@ -97,9 +97,9 @@ def repository_overview(repository: Repository | None) -> MailboxBackups:
         list(repository.snapshots.all()),
         list(BackupJob.objects.filter(repository=repository)[:RECENT_JOBS]),
         list(
-            RestoreJob.objects.filter(repository=repository).select_related("snapshot")[
-                :RECENT_JOBS
-            ]
+            RestoreJob.objects.filter(repository=repository).select_related(
+                "snapshot", "repository", "target_mailbox__domain"
+            )[:RECENT_JOBS]
         ),
     )
 

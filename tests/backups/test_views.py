@@ -322,6 +322,7 @@ def test_the_customer_finds_a_deleted_mailboxs_backups_and_restores_them_elsewhe
     assert (job.repository, job.target_mailbox) == (repository, successor)
     entry = AuditEntry.objects.get(action="backup.restore")
     assert entry.target_id == successor.pk and entry.details["from_address"] == repository.address
+    assert f"into {successor.address}" in client.get(page).content.decode()  # the job's line
 
 
 def test_a_deleted_mailboxs_backup_needs_a_target_of_the_same_customer(
