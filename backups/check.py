@@ -83,24 +83,28 @@ def check_repository(
         key = pack_key(name, pack.name)
         size = store.size(key)
         if size is None:
-            missing.append(pack.name)
+            missing.append(pack)
         elif size != pack.size:
-            wrong_size.append(
-                _("%(name)s (%(size)d bytes, %(expected)d expected)")
-                % {"name": pack.name, "size": size, "expected": pack.size}
-            )
+            wrong_size.append((pack, size))
         elif read_data and _sha256(store, key, size) != pack.name:
-            damaged.append(pack.name)
+            damaged.append(pack)
         if read_data:
             progress(_("pack %(number)d of %(total)d") % {"number": number, "total": len(packs)})
     # A pack that prune removed meanwhile is not a problem: its row went first.
-    current = set(repository.packs.values_list("name", flat=True))
-    result.report(_("pack missing"), [p for p in missing if p in current])
+    current = set(repository.packs.values_list("pk", flat=True))
+    result.report(_("pack missing"), [p.name for p in missing if p.pk in current])
     result.report(
-        _("pack of the wrong size"), [p for p in wrong_size if p.split(" ", 1)[0] in current]
+        _("pack of the wrong size"),
+        [
+            _("%(name)s (%(size)d bytes, %(expected)d expected)")
+            % {"name": p.name, "size": size, "expected": p.size}
+            for p, size in wrong_size
+            if p.pk in current
+        ],
     )
     result.report(
-        _("pack damaged (its SHA-256 is not its name)"), [p for p in damaged if p in current]
+        _("pack damaged (its SHA-256 is not its name)"),
+        [p.name for p in damaged if p.pk in current],
     )
 
     absent = [s.manifest_key for s in snapshots if store.size(s.manifest_key) is None]
@@ -116,7 +120,9 @@ def check_repository(
         try:
             manifest = read_manifest(store, snapshot.manifest_key, keys)
         except (DecryptFailed, ManifestError, StoreError, ValueError) as exc:
-            disagree.append(_("snapshot %(seq)d: %(error)s") % {"seq": snapshot.seq, "error": exc})
+            disagree.append(
+                (snapshot, _("snapshot %(seq)d: %(error)s") % {"seq": snapshot.seq, "error": exc})
+            )
             continue
         listed = Counter(
             (folder.name, entry.uid, entry.sha256)
@@ -125,14 +131,14 @@ def check_repository(
         )
         recorded = Counter(snapshot_messages(snapshot).values_list("folder", "uid", "sha256"))
         if listed != recorded:
-            disagree.append(
-                _(
-                    "snapshot %(seq)d: the manifest lists %(listed)d messages, the database "
-                    "%(recorded)d, and they differ"
-                )
-                % {"seq": snapshot.seq, "listed": listed.total(), "recorded": recorded.total()}
-            )
-    result.report(_("manifest"), disagree)
+            text = _(
+                "snapshot %(seq)d: the manifest lists %(listed)d messages, the database "
+                "%(recorded)d, and they differ"
+            ) % {"seq": snapshot.seq, "listed": listed.total(), "recorded": recorded.total()}
+            disagree.append((snapshot, text))
+    # A snapshot that prune dropped meanwhile took its rows along: not a problem either.
+    existing = set(repository.snapshots.values_list("pk", flat=True))
+    result.report(_("manifest"), [text for snapshot, text in disagree if snapshot.pk in existing])
 
     if read_data:
         unreadable = []
