@@ -10,11 +10,12 @@ import operator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
+from typing import Any
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Customer, User
 from mailboxes.models import Mailbox, Plan
 
 from . import policy
@@ -120,7 +121,9 @@ def snapshot_folders(snapshot: Snapshot) -> list[tuple[str, int]]:
 class Attention:
     """A backup that staff should look at, for the overview."""
 
-    repository: Repository
+    address: str
+    mailbox: Mailbox | None  # None: the mailbox was deleted, its backups are kept
+    customer: Customer | None
     kind: str  # "failed", "overdue" or "check"
     since: datetime | None
     detail: str = ""
@@ -132,8 +135,9 @@ OVERDUE_AFTER_INTERVALS = 2  # a day late on a daily plan: the worker or the sch
 
 def needing_attention(now: datetime | None = None) -> list[Attention]:
     """Mailboxes whose last backup failed, that are overdue (no snapshot for twice their
-    plan's interval: a backup queue nobody consumes fails no job), and repositories in
-    which the scheduled check found problems."""
+    plan's interval, or none at all that long after they were created: a backup queue
+    nobody consumes fails no job), and repositories in which the scheduled check found
+    problems."""
     now = now or timezone.now()
     found: list[Attention] = []
     last_job = BackupJob.objects.filter(repository=OuterRef("pk")).order_by("-created_at", "-pk")
@@ -144,28 +148,42 @@ def needing_attention(now: datetime | None = None) -> list[Attention]:
             last_finished=Subquery(last_job.values("finished_at")[:1]),
         )
         .filter(last_status=JobStatus.FAILED)
-        .select_related("mailbox__domain__customer")
+        .select_related("mailbox__domain", "customer")
     )
-    found += [Attention(r, "failed", r.last_finished, r.last_error) for r in failed]
+    found += [_about(r, "failed", r.last_finished, detail=r.last_error) for r in failed]
 
     late = []
     for plan in Plan.objects.filter(backup_enabled=True):
         cutoff = now - OVERDUE_AFTER_INTERVALS * timedelta(hours=plan.backup_interval_hours)
         late.append(
-            Q(mailbox__plan=plan)
-            & (Q(last_backup_at__lt=cutoff) | Q(last_backup_at__isnull=True, created_at__lt=cutoff))
+            Q(plan=plan)
+            & (
+                Q(backup_repository__last_backup_at__lt=cutoff)
+                | Q(backup_repository__last_backup_at__isnull=True, created_at__lt=cutoff)
+            )
         )
     if late:
         overdue = (
-            Repository.objects.filter(mailbox__in=policy.backed_up_mailboxes())
+            policy.backed_up_mailboxes()
             .filter(reduce(operator.or_, late))
-            .exclude(pk__in=[a.repository.pk for a in found])
-            .select_related("mailbox__domain__customer")
+            .exclude(backup_repository__in=[r.pk for r in failed])
+            .select_related("domain__customer", "backup_repository")
         )
-        found += [Attention(r, "overdue", r.last_backup_at) for r in overdue]
+        for mailbox in overdue:
+            repository = getattr(mailbox, "backup_repository", None)
+            since = repository.last_backup_at if repository else None
+            found.append(
+                Attention(mailbox.address, mailbox, mailbox.domain.customer, "overdue", since)
+            )
 
     checked = Repository.objects.exclude(check_problems=[]).select_related(
-        "mailbox__domain__customer"
+        "mailbox__domain", "customer"
     )
-    found += [Attention(r, "check", r.checked_at, problems=r.check_problems) for r in checked]
-    return sorted(found, key=lambda a: a.repository.address)
+    found += [_about(r, "check", r.checked_at, problems=r.check_problems) for r in checked]
+    return sorted(found, key=lambda a: a.address)
+
+
+def _about(repository: Repository, kind: str, since: datetime | None, **more: Any) -> Attention:
+    return Attention(
+        repository.address, repository.mailbox, repository.customer, kind, since, **more
+    )

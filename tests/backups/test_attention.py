@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 
 def attention() -> list[tuple[str, str]]:
-    return [(a.repository.address, a.kind) for a in selectors.needing_attention()]
+    return [(a.address, a.kind) for a in selectors.needing_attention()]
 
 
 def job(repository: Repository, status: str, error: str = "") -> BackupJob:
@@ -53,12 +53,15 @@ def test_overdue_after_two_intervals_without_a_snapshot(backup_settings):
     now = timezone.now()
     on_time = services.repository_for(make_mailbox("anna"))
     late = services.repository_for(make_mailbox("bert"))
-    never = services.repository_for(make_mailbox("carl"))
+    # Never backed up, not even scheduled: the beat task itself runs on the backup queue.
+    never = make_mailbox("carl")
+    new = make_mailbox("dora")
     Repository.objects.filter(pk=on_time.pk).update(last_backup_at=now - timedelta(hours=30))
     Repository.objects.filter(pk=late.pk).update(last_backup_at=now - timedelta(hours=50))
-    Repository.objects.filter(pk=never.pk).update(created_at=now - timedelta(days=3))
+    Mailbox.objects.filter(pk=never.pk).update(created_at=now - timedelta(days=3))
 
     assert sorted(attention()) == sorted([(late.address, "overdue"), (never.address, "overdue")])
+    assert new.address not in dict(attention())  # created today: nothing is late yet
 
     # A suspended mailbox is not backed up on purpose: nothing to look at.
     Mailbox.objects.filter(pk=late.mailbox_id).update(status=Mailbox.Status.SUSPENDED)
