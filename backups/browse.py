@@ -31,9 +31,9 @@ class MessageSummary:
     size: int
     flags: list[str]
     internal_date: datetime
-    sender: str  # empty when the headers could not be read
+    sender: str  # empty when the headers were not or could not be read
     subject: str
-    readable: bool
+    readable: bool | None  # None: not tried, this process has no identity
 
     @property
     def key(self) -> str:
@@ -58,7 +58,7 @@ def summaries(
     result = []
     for row in rows:
         sender = subject = ""
-        readable = keys is not None
+        readable = None if keys is None else True
         if keys is not None:
             try:
                 raw = read_blob(store, str(repository.key), row.sha256, locations, keys)

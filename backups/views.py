@@ -191,7 +191,7 @@ def _render_browse(
         "page_query": urlencode({"folder": folder}),
         "form": form,
         "chosen": set(form["messages"].value() or []) if form.is_bound else set(),
-        "headers_hidden": any(not message.readable for message in found),
+        "headers_hidden": any(message.readable is None for message in found),
     }
     return render(request, "backups/browse.html", context, status=status)
 

@@ -372,3 +372,19 @@ def test_chosen_messages_of_a_deleted_mailbox_go_into_another(client, mailbox, d
     assert response.status_code == 302
     job = RestoreJob.objects.get()
     assert job.target_mailbox == successor and job.scope == RestoreJob.Scope.MESSAGES
+
+
+def test_a_damaged_message_is_marked_and_the_rest_still_listed(client, mailbox, inbox_snapshot):
+    from backups.models import Blob, StoredMessage
+
+    login(client, "owner", mailbox)
+    # The index points the newest message at the wrong bytes: it cannot be opened.
+    newest = StoredMessage.objects.filter(repository=inbox_snapshot.repository, folder="INBOX")
+    sha256 = newest.order_by("-uid").values_list("sha256", flat=True)[0]
+    blob = Blob.objects.get(repository=inbox_snapshot.repository, sha256=sha256)
+    Blob.objects.filter(pk=blob.pk).update(offset=blob.offset + 1)
+
+    page = browse(client, inbox_snapshot).content.decode()
+
+    assert page.count(">unreadable<") == 1 and page.count("sender@example.org") == 49
+    assert "backup key is installed" not in page  # the key is here; one message is broken
