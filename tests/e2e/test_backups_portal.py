@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 from accounts.models import User
 from backups import services
 from backups.models import JobStatus
+from mailboxes.services import mailbox_delete
 from provider.celery import app
 from tests.backups import helpers
 from tests.backups.helpers import imap, mailbox_contents, message
@@ -104,3 +105,38 @@ def test_customer_picks_two_messages_from_a_backup_and_gets_them_back(
     assert [len(items) for items in restored.values()] == [2]
     hashes = {sha for sha, _flags, _date in next(iter(restored.values()))}
     assert hashes == {hashlib.sha256(raw).hexdigest() for raw in wanted}
+
+
+def test_customer_restores_a_deleted_mailbox_into_its_successor(
+    page: Page, live_server, dovecot, mail_server, celery_worker, restore_side, shot  # type: ignore[no-untyped-def]
+) -> None:
+    customer = make_customer("Blumen Berta")
+    domain = make_domain(customer, "blumen-restore.example")
+    old = make_mailbox("laden", domain=domain)
+    User.objects.create_user(
+        "berta@example.org", email="berta@example.org", password=USER_PASSWORD, customer=customer
+    )
+    kept = [message("Lieferantenliste"), message("Preise 2026")]
+    with imap(dovecot, old.address) as client:
+        client.multiappend("INBOX", kept)
+    backup = wait(services.backup_request(mailbox=old, actor="test"))
+    assert backup.status == JobStatus.DONE, backup.error
+    mailbox_delete(mailbox=old, actor="test")
+    successor = make_mailbox("shop", domain=domain)
+
+    log_in(page, live_server.url, "berta@example.org", USER_PASSWORD)
+    page.get_by_role("link", name=old.address).click()  # under "Backups of deleted mailboxes"
+    expect(page.get_by_text("This mailbox was deleted.")).to_be_visible()
+    page.get_by_text("Restore…").click()
+    page.get_by_label("Into the mailbox").select_option(label=successor.display_address)
+    page.get_by_label("Into a new folder").uncheck()
+    shot(page, "restore-deleted-mailbox")
+    page.get_by_role("button", name="Restore", exact=True).click()
+
+    progress = page.locator("[id^=restore-job-]")
+    expect(progress).to_contain_text(re.compile(r"\bdone\b", re.I), timeout=60_000)
+    expect(progress).to_contain_text(f"into {successor.display_address}")
+    inbox = mailbox_contents(dovecot, successor.address)["INBOX"]
+    assert sorted(sha for sha, _flags, _date in inbox) == sorted(
+        hashlib.sha256(raw).hexdigest() for raw in kept
+    )
