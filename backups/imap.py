@@ -94,7 +94,7 @@ def folder_metadata(client: IMAPClient) -> dict[int, MessageInfo]:
         found[uid] = MessageInfo(
             uid=uid,
             size=int(items[b"RFC822.SIZE"]),
-            flags=flag_names(items[b"FLAGS"].split()),
+            flags=_flag_names(items[b"FLAGS"]),
             internal_date=parse_to_datetime(items[b"INTERNALDATE"], normalise=False),
         )
     return found
@@ -133,7 +133,7 @@ def uid_set(uids: Iterable[int]) -> str:
     return ",".join(str(a) if a == b else f"{a}:{b}" for a, b in runs)
 
 
-def flag_names(flags: Iterable[bytes | str]) -> list[str]:
-    """Flags as sorted text, without \\Recent."""
-    names = (flag.decode() if isinstance(flag, bytes) else flag for flag in flags)
+def _flag_names(flags: bytes) -> list[str]:
+    """The atoms of a FLAGS list as sorted text, without \\Recent."""
+    names = flags.decode().split()
     return sorted(name for name in names if name.lower() != "\\recent")
