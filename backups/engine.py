@@ -30,12 +30,8 @@ from django.utils.translation import gettext_noop
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from mailboxes.mailserver import MailServerError, master_imap
-from provider.db import copy_rows
-
-from . import jobs
-from .crypto import KeyMissing, recipients, seal
-from .imap import (
+from mailserver.errors import MailServerError
+from mailserver.fetch import (
     METADATA_CHUNK,
     MIB,
     MessageInfo,
@@ -45,6 +41,11 @@ from .imap import (
     folder_metadata,
     tune,
 )
+from mailserver.imap import master_imap
+from provider.db import copy_rows
+
+from . import jobs
+from .crypto import KeyMissing, recipients, seal
 from .manifest import Entry, Folder, Manifest, header_block, message_id, write_manifest
 from .models import (
     BackupJob,

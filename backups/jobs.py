@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from mailboxes.mailserver import MailServerUnavailable
+from mailserver.errors import MailServerUnavailable
 
 from .models import BackupJob, Job, JobStatus, Repository, RestoreJob
 

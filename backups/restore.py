@@ -20,11 +20,12 @@ from django.utils.translation import gettext_noop
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
-from mailboxes.mailserver import MailServerError, master_imap
+from mailserver.errors import MailServerError
+from mailserver.fetch import METADATA_CHUNK, MIB, batches, tune
+from mailserver.imap import master_imap
 
 from . import jobs
 from .crypto import DecryptFailed, KeyMissing, identities
-from .imap import METADATA_CHUNK, MIB, batches, tune
 from .manifest import Entry, Folder, ManifestError, message_id, read_manifest
 from .models import JobStatus, RestoreJob
 from .packs import Location, locate, read_blob

@@ -23,10 +23,10 @@ from django.utils.translation import gettext as _
 from accounts import audit
 from accounts.audit import Actor
 from mailboxes.models import Mailbox
+from mailserver.fetch import batches
 
 from . import browse, crypto, jobs, policy
 from .archive import snapshot_archive
-from .imap import batches
 from .models import (
     ACTIVE,
     BackupJob,

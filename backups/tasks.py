@@ -14,7 +14,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
-from mailboxes.mailserver import MailServerUnavailable
+from mailserver.errors import MailServerUnavailable
 
 from . import check, engine, jobs, services
 from . import restore as restore_engine

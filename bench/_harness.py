@@ -50,7 +50,7 @@ def free_port() -> int:
 def start_dovecot():  # type: ignore[no-untyped-def]
     from django.conf import settings
 
-    from mailboxes.dovecot import DovecotInstance
+    from mailserver.dovecot import DovecotInstance
 
     root = Path(tempfile.mkdtemp(prefix="postamt-bench-"))
     root.chmod(0o755)

@@ -147,12 +147,13 @@ def main() -> None:
     from backups.models import Repository, RestoreJob
     from backups.tasks import restore
     from mailboxes.models import GIB, Mailbox
+    from mailboxes.services import mail_server_register_local
     from tests.factories import make_mailbox, make_plan
 
     dovecot = start_dovecot()
     worker = None
     try:
-        dovecot.register()
+        mail_server_register_local(dovecot)
         plan = make_plan(max_quota_bytes=4 * GIB)
         mailbox: Mailbox = make_mailbox("anna", plan=plan, quota_bytes=4 * GIB)
         rng = random.Random(2025)

@@ -34,12 +34,13 @@ def main() -> None:
     from accounts.models import Customer
     from mailboxes.models import GIB, MIB, Domain, Mailbox, MailServer, Plan, PollRun
     from mailboxes.passwords import hash_password
+    from mailboxes.services import mail_server_register_local
     from mailboxes.tasks import poll_all
 
     dovecot = start_dovecot()
     worker = None
     try:
-        server = dovecot.register()
+        server = mail_server_register_local(dovecot)
         server.poll_concurrency = args.concurrency
         server.save()
         plan = Plan.objects.create(

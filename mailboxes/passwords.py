@@ -1,8 +1,6 @@
 """Mailbox passwords: hashes in a scheme Dovecot verifies itself, never clear text."""
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 import string
 
@@ -31,13 +29,6 @@ def verify_password(stored: str, password: str) -> bool:
         return _hasher.verify(stored.removeprefix(ARGON2_PREFIX), password)
     except (VerificationError, InvalidHashError):
         return False
-
-
-def ssha512(password: str) -> str:
-    """A salted SHA-512 for the master passwd-file: cheap, because workers log in constantly."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.sha512(password.encode() + salt).digest()
-    return "{SSHA512}" + base64.b64encode(digest + salt).decode()
 
 
 def generate_password(length: int = 20) -> str:

@@ -25,8 +25,9 @@ from django.utils import timezone, translation
 from kombu.exceptions import OperationalError
 
 from accounts.models import User
+from mailserver.errors import MailServerError
+from mailserver.imap import append_message
 
-from .mailserver import MailServerError, append_message
 from .models import Mailbox, Plan, QuotaWarning
 from .usage import forecast_days_until_full
 

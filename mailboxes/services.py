@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from accounts import audit
 from accounts.audit import Actor
 from accounts.models import Customer
+from mailserver.dovecot import DovecotInstance
 from provider.celery import enqueue_after_commit
 
 from .idn import domain_to_ascii
@@ -458,4 +459,16 @@ def mail_server_save(
             old={f: v for f, v in old.items() if new[f] != v},
             new={f: v for f, v in new.items() if old[f] != v},
         )
+    return server
+
+
+def mail_server_register_local(instance: DovecotInstance) -> MailServer:
+    """The MailServer row of the Dovecot this machine runs, with its current ports.
+
+    Not audited: it is the set-up of `make run`, the tests and the benchmarks, which rewrite
+    the ports on every start, not a staff decision.
+    """
+    server, _created = MailServer.objects.update_or_create(
+        name=instance.server, defaults=instance.server_fields()
+    )
     return server

@@ -9,8 +9,9 @@ import smtplib
 
 from celery import shared_task
 
+from mailserver.errors import MailServerUnavailable
+
 from . import quota_warnings, usage
-from .mailserver import MailServerUnavailable
 from .models import PollRun
 
 MAX_POLL_ATTEMPTS = 8

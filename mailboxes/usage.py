@@ -20,19 +20,18 @@ from django.db.models.functions import RowNumber, TruncDay, TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from provider.celery import enqueue_after_commit
-
-from .mailserver import (
+from mailserver.doveadm import doveadm_usage
+from mailserver.errors import (
     MailboxUnknown,
     MailServerError,
     MailServerUnavailable,
     MasterLoginRejected,
-    Usage,
-    doveadm_usage,
-    master_imap_probe,
-    purge_storage,
-    read_usage,
 )
+from mailserver.imap import master_imap_probe, read_usage
+from mailserver.storage import purge_storage
+from mailserver.usage import Usage
+from provider.celery import enqueue_after_commit
+
 from .models import (
     FolderUsage,
     Health,

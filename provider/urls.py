@@ -1,12 +1,15 @@
-from django.contrib import admin
+"""The root URLs: one front door per audience, and the backup pages mounted under each.
+
+Everything is included by module name, so the project package imports none of the apps.
+"""
+
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("mailboxes.urls")),
-    path("staff/", include("mailboxes.urls_staff")),
-    path("portal/", include("mailboxes.urls_portal")),
-    path("accounts/", include("accounts.urls")),
-    path("backups/", include("backups.urls")),
+    path("", include("web.urls")),
+    path("staff/backups/", include(("staff.backup_urls", "backups"), namespace="staff_backups")),
+    path("staff/", include("staff.urls")),
+    path("portal/backups/", include(("portal.backup_urls", "backups"), namespace="portal_backups")),
+    path("portal/", include("portal.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("admin/", admin.site.urls),
 ]

@@ -19,8 +19,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from mailboxes.dovecot import DovecotInstance
 from mailboxes.models import MailServer
+from mailboxes.services import mail_server_register_local
+from mailserver.dovecot import DovecotInstance
 
 
 def free_port() -> int:
@@ -56,7 +57,7 @@ def dovecot(django_db_setup: None, django_db_blocker: object) -> Iterator[Doveco
 @pytest.fixture
 def mail_server(dovecot: DovecotInstance, transactional_db: None) -> MailServer:
     """The MailServer row for the running Dovecot (the table is emptied after each test)."""
-    return dovecot.register()
+    return mail_server_register_local(dovecot)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mailboxes.templatetags.postamt import ACTION_LABELS
+from web.templatetags.postamt import ACTION_LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
 # audit.record("code", ... and _set_status(..., "code", ...) name the actions.

@@ -106,4 +106,4 @@ def test_the_staff_overview_shows_them(client: Client, backup_settings):
     assert "Sicherungen, die Aufmerksamkeit brauchen" in html
     assert "letzte Sicherung fehlgeschlagen" in html
     assert "Zeitlimit erreicht" in html  # the job's error, translated where it is shown
-    assert reverse("backups:mailbox", args=[repository.mailbox_id]) in html
+    assert reverse("staff_backups:mailbox", args=[repository.mailbox_id]) in html

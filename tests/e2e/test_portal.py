@@ -13,8 +13,8 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from accounts.services import customer_user_create
-from mailboxes.dovecot import DovecotInstance
 from mailboxes.models import MailServer
+from mailserver.dovecot import DovecotInstance
 from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox, make_plan
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

@@ -7,7 +7,6 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from mailboxes.dovecot import DovecotInstance
 from mailboxes.models import MIB, MailServer
 from mailboxes.services import (
     mailbox_change_plan,
@@ -17,6 +16,7 @@ from mailboxes.services import (
     mailbox_set_quota,
     mailbox_suspend,
 )
+from mailserver.dovecot import DovecotInstance
 from tests.factories import PASSWORD, make_mailbox, make_plan
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ import pytest
 from imapclient import IMAPClient
 
 from mailboxes import usage
-from mailboxes.mailserver import MailServerUnavailable
 from mailboxes.models import FolderUsage, Health, Mailbox, MailServer, PollRun, UsageSample
 from mailboxes.services import mailbox_suspend
 from mailboxes.tasks import poll_all, poll_server, refresh_usage
+from mailserver.errors import MailServerUnavailable
 from tests.factories import PASSWORD, make_domain, make_mailbox
 
 pytestmark = pytest.mark.integration
@@ -268,7 +268,7 @@ def test_refresh_task_stores_a_sample(dovecot, mail_server, celery_worker, deliv
 )
 def test_every_folder_path_measures_the_same(dovecot, mail_server, capabilities, monkeypatch):
     """Servers without LIST-STATUS or STATUS=SIZE get the same figures the slower way."""
-    from mailboxes.mailserver import _folder_usage, master_imap
+    from mailserver.imap import _folder_usage, master_imap
 
     anna = make_mailbox("anna")
     fill_folders(dovecot, anna.address)

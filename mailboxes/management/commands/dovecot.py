@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from mailboxes.dovecot import DovecotError, DovecotInstance
+from mailboxes.services import mail_server_register_local
+from mailserver.dovecot import DovecotError, DovecotInstance
 
 
 class Command(BaseCommand):
@@ -17,7 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         instance = DovecotInstance.from_settings()
-        instance.register()
+        mail_server_register_local(instance)
         try:
             config = instance.render()
             instance.check()

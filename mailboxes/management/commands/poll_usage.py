@@ -6,8 +6,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from mailboxes import quota_warnings, usage
-from mailboxes.mailserver import MailServerError
 from mailboxes.tasks import poll_all
+from mailserver.errors import MailServerError
 
 
 class Command(BaseCommand):

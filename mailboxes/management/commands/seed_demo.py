@@ -13,11 +13,16 @@ from django.db import transaction
 
 from accounts.models import Customer, User
 from accounts.services import customer_create
-from mailboxes.dovecot import DovecotInstance
 from mailboxes.idn import domain_to_ascii
 from mailboxes.models import GIB, MIB, Domain, Mailbox, Plan
 from mailboxes.passwords import generate_password
-from mailboxes.services import domain_create, mailbox_create, mailbox_set_password
+from mailboxes.services import (
+    domain_create,
+    mail_server_register_local,
+    mailbox_create,
+    mailbox_set_password,
+)
+from mailserver.dovecot import DovecotInstance
 
 ACTOR = "seed_demo"
 PLANS = [
@@ -35,7 +40,7 @@ class Command(BaseCommand):
     help = "Create demo data for a local run and print its logins."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        server = DovecotInstance.from_settings().register()
+        server = mail_server_register_local(DovecotInstance.from_settings())
         plans = {}
         for spec in PLANS:
             plans[spec["name"]], _ = Plan.objects.get_or_create(name=spec["name"], defaults=spec)

@@ -1,0 +1,289 @@
+"""A private Dovecot instance driven by Postamt's database.
+
+Renders a self-contained configuration (no ``conf.d``, no system service) for Dovecot 2.3 or
+2.4, whichever is installed, and runs it in the foreground on loopback ports.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db import connection
+from django.template.loader import render_to_string
+
+
+class DovecotError(RuntimeError):
+    pass
+
+
+def detect_version(binary: str | None = None) -> tuple[int, int]:
+    """``(2, 3)`` or ``(2, 4)``, from ``dovecot --version`` (e.g. ``2.3.19.1 (9b53102964)``)."""
+    binary = binary or settings.DOVECOT["BINARY"]
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise DovecotError(f"cannot run {binary} --version: {exc}") from exc
+    match = re.match(r"(\d+)\.(\d+)", out.stdout.strip())
+    if not match:
+        raise DovecotError(f"unexpected output of dovecot --version: {out.stdout!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def sql_settings(db: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How Dovecot reaches the same database Django uses."""
+    db = db or connection.settings_dict
+    engine = db["ENGINE"]
+    if engine.endswith("sqlite3"):
+        path = str(Path(db["NAME"]).resolve())
+        return {"sql_driver": "sqlite", "sql_connect": path, "sqlite_path": path}
+    if engine.endswith("postgresql"):
+        pg = {
+            "host": db.get("HOST") or "localhost",
+            "port": db.get("PORT") or 5432,
+            "dbname": db["NAME"],
+            "user": db.get("USER") or "postgres",
+            "password": db.get("PASSWORD") or "",
+        }
+        connect = " ".join(f"{k}={_conninfo_quote(v)}" for k, v in pg.items() if v != "")
+        return {"sql_driver": "pgsql", "sql_connect": connect, "pg": pg}
+    raise DovecotError(f"Dovecot cannot read a {engine} database")
+
+
+def _conninfo_quote(value: object) -> str:
+    """A libpq connection-string value; quoted unless plain, so spaces, quotes survive."""
+    text = str(value)
+    if re.fullmatch(r"[\w.:/@+-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass
+class DovecotInstance:
+    """Everything that differs between the instance of ``make run`` and that of the tests."""
+
+    root: Path
+    server: str = "local"
+    listen: str = "127.0.0.1"
+    host: str = ""
+    imap_port: int = 10143
+    pop3_port: int = 10110
+    lmtp_port: int = 10024
+    doveadm_port: int | None = None
+    doveadm_api_key: str = ""
+    master_user: str = "postamt"
+    master_password: str = ""
+    mail_user: str = "mail"
+    mail_fsync: str = "optimized"
+    auth_penalty: bool = True
+    binary: str = "/usr/sbin/dovecot"
+    db: dict[str, Any] | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> DovecotInstance:
+        conf = settings.DOVECOT
+        values: dict[str, Any] = {
+            "root": Path(conf["ROOT"]),
+            "server": conf["SERVER_NAME"],
+            "listen": conf["LISTEN"],
+            "host": conf["HOST"],
+            "imap_port": conf["IMAP_PORT"],
+            "pop3_port": conf["POP3_PORT"],
+            "lmtp_port": conf["LMTP_PORT"],
+            "doveadm_port": conf["DOVEADM_PORT"] if settings.POSTAMT_DOVEADM_API_KEY else None,
+            "doveadm_api_key": settings.POSTAMT_DOVEADM_API_KEY,
+            "master_user": settings.POSTAMT_MASTER_USER,
+            "master_password": settings.POSTAMT_MASTER_PASSWORD,
+            "mail_user": conf["MAIL_USER"],
+            "binary": conf["BINARY"],
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def mail_root(self) -> Path:
+        return self.root / "mail"
+
+    @property
+    def config_file(self) -> Path:
+        return self.conf_dir / "dovecot.conf"
+
+    def server_fields(self) -> dict[str, Any]:
+        """What a MailServer row needs to reach this instance (its ports change per test run)."""
+        return {
+            "hostname": self.host or self.listen,
+            "imap_port": self.imap_port,
+            "pop3_port": self.pop3_port,
+            "lmtp_port": self.lmtp_port,
+            "doveadm_port": self.doveadm_port,
+            "master_user": self.master_user,
+        }
+
+    def render(self, version: Literal["2.3", "2.4"] | None = None) -> Path:
+        """Write the configuration files; secrets inside are readable by root only.
+
+        ``version`` picks the template; by default that of the installed ``dovecot --version``
+        (a check against another Dovecot, e.g. scripts/check-dovecot-2.4.sh, forces it).
+        """
+        if not self.master_password:
+            raise DovecotError("POSTAMT_MASTER_PASSWORD is not set: workers could not log in")
+        if version is None:
+            version = "2.4" if detect_version(self.binary) >= (2, 4) else "2.3"
+        mail_pw = pwd.getpwnam(self.mail_user)
+        for directory in (self.conf_dir, self.root / "log", self.root / "state"):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _check_traversable(self.mail_root, mail_pw.pw_uid, mail_pw.pw_gid)
+        self.mail_root.mkdir(parents=True, exist_ok=True)
+        os.chown(self.mail_root, mail_pw.pw_uid, mail_pw.pw_gid)
+        running = self.running_pid()
+        if running:
+            raise DovecotError(f"Dovecot already runs from {self.root} (pid {running})")
+        # A stale base_dir (sockets of a killed instance) costs a 5 s retry at start.
+        shutil.rmtree(self.root / "run", ignore_errors=True)
+        context = {
+            "server": self.server,
+            "root": self.root,
+            "conf_dir": self.conf_dir,
+            "mail_root": self.mail_root,
+            "log_path": self.root / "log" / "dovecot.log",
+            "listen": self.listen,
+            "imap_port": self.imap_port,
+            "pop3_port": self.pop3_port,
+            "lmtp_port": self.lmtp_port,
+            "doveadm_port": self.doveadm_port,
+            "doveadm_api_key": self.doveadm_api_key,
+            "master_user": self.master_user,
+            "mail_user": self.mail_user,
+            "mail_uid": mail_pw.pw_uid,
+            "mail_fsync": self.mail_fsync,
+            "auth_penalty": self.auth_penalty,
+            **sql_settings(self.db),
+        }
+        self._write(self.config_file, render_to_string(f"dovecot/dovecot-{version}.conf", context))
+        if version == "2.3":
+            self._write(
+                self.conf_dir / "dovecot-sql.conf.ext",
+                render_to_string("dovecot/dovecot-sql-2.3.conf.ext", context),
+            )
+        self._write(
+            self.conf_dir / "master-users",
+            f"{self.master_user}:{ssha512(self.master_password)}\n",
+        )
+        return self.config_file
+
+    def running_pid(self) -> int | None:
+        """The pid of a live master process of this instance, if any."""
+        try:
+            pid = int((self.root / "run" / "master.pid").read_text().split()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        """Atomically write a file only root can read: it holds database and master secrets."""
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+
+    def check(self) -> None:
+        """Let Dovecot itself validate the rendered file."""
+        result = subprocess.run(
+            [self.binary, "-n", "-c", str(self.config_file)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise DovecotError(f"doveconf rejected the configuration: {result.stderr.strip()}")
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start ``dovecot -F`` as a child and wait until every protocol greets."""
+        self.render()
+        self.process = subprocess.Popen([self.binary, "-F", "-c", str(self.config_file)])
+        try:
+            self.wait_ready(timeout)
+        except DovecotError:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        greetings = {self.imap_port: b"* OK", self.pop3_port: b"+OK", self.lmtp_port: b"220"}
+        for port, greeting in greetings.items():
+            while True:
+                if self.process is not None and self.process.poll() is not None:
+                    raise DovecotError(
+                        f"dovecot exited with {self.process.returncode}; see {self.log_tail()}"
+                    )
+                if _greets(self.listen, port, greeting):
+                    break
+                if time.monotonic() > deadline:
+                    raise DovecotError(f"dovecot did not answer on port {port}: {self.log_tail()}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        log = self.root / "log" / "dovecot.log"
+        if not log.exists():
+            return "(no log)"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _check_traversable(path: Path, uid: int, gid: int) -> None:
+    """Mail processes run as the mail user: every parent of the mail root must let it pass."""
+    for parent in path.resolve().parents:
+        mode = parent.stat()
+        if mode.st_mode & stat.S_IXOTH:
+            continue
+        if (mode.st_uid == uid and mode.st_mode & stat.S_IXUSR) or (
+            mode.st_gid == gid and mode.st_mode & stat.S_IXGRP
+        ):
+            continue
+        raise DovecotError(
+            f"the mail user cannot enter {parent}; set DOVECOT_ROOT to a directory outside it"
+        )
+
+
+def _greets(host: str, port: int, greeting: bytes) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            sock.settimeout(1)
+            return sock.recv(64).startswith(greeting)
+    except OSError:
+        return False
+
+
+def ssha512(password: str) -> str:
+    """A salted SHA-512 for the master passwd-file: cheap, because workers log in constantly."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.sha512(password.encode() + salt).digest()
+    return "{SSHA512}" + base64.b64encode(digest + salt).decode()

@@ -1,0 +1,21 @@
+"""What the adapter needs to know of a mail server.
+
+The adapter sits below the domain apps and does not import their models: ``mailboxes.MailServer``
+satisfies this protocol, and so does anything a test or a benchmark hands in.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Server(Protocol):
+    name: str
+    hostname: str
+    imap_port: int
+    doveadm_port: int | None
+    master_user: str
+
+    def master_password(self) -> str: ...
+
+    def doveadm_api_key(self) -> str: ...

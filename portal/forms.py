@@ -1,0 +1,88 @@
+"""Forms of the customer portal; the services check the rules."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from mailboxes.models import Plan, Protocol
+from web.forms import PlanChoiceField, ServiceForm
+
+
+class NotificationSettingsForm(ServiceForm):
+    contact_email = forms.EmailField(
+        label=_("Contact address for warnings"),
+        help_text=_("Where warnings about full mailboxes go; use an address at another provider."),
+    )
+    language = forms.ChoiceField(
+        label=_("Language"),
+        choices=settings.LANGUAGES,
+        help_text=_(
+            "Of the emails and of these pages. The switcher at the top changes the pages in "
+            "this browser only."
+        ),
+    )
+    only_full_warnings = forms.BooleanField(
+        label=_("Only tell me when a mailbox is full"),
+        required=False,
+        help_text=_(
+            "Skip the early warnings at 80 %, 90 % and 95 %. The 100 % warning is always sent."
+        ),
+    )
+    copy_warnings_to_mailbox = forms.BooleanField(
+        label=_("Also put each warning into the mailbox concerned"),
+        required=False,
+        help_text=_("So that whoever reads that mailbox sees it too, while it still has room."),
+    )
+
+
+class MailboxPasswordForm(ServiceForm):
+    """A customer's new password for one mailbox, typed twice: nobody can show it to them again."""
+
+    password = forms.CharField(
+        label=_("New password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password_again = forms.CharField(
+        label=_("New password again"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["password"].help_text = gettext(
+            "At least %(min)d characters, without spaces, not the mailbox name, not a common "
+            "password and not only digits. It works at once in every mail program."
+        ) % {"min": settings.MAILBOX_MIN_PASSWORD_LENGTH}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if (
+            data.get("password")
+            and data.get("password_again") is not None
+            and data["password"] != data["password_again"]
+        ):
+            self.add_error("password_again", gettext("The two passwords are not the same."))
+        return data
+
+
+class PlanRequestForm(ServiceForm):
+    plan = PlanChoiceField(
+        label=_("Plan"), queryset=Plan.objects.all(), empty_label=_("Choose a plan")
+    )
+    protocol = forms.ChoiceField(
+        label=_("Protocol"),
+        choices=[("", _("Keep the current one if the plan has it")), *Protocol.choices],
+        required=False,
+    )
+    note = forms.CharField(
+        label=_("Message to us (optional)"),
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )

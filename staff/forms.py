@@ -1,0 +1,118 @@
+"""Staff forms: customers, their logins, domains and mailboxes; the services check the rules."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Customer
+from mailboxes.models import MIB, Domain, MailServer, Plan, Protocol
+from web.forms import PlanChoiceField, ServiceForm
+
+# Blank means "let the service choose": the mailbox's current protocol if the plan allows it,
+# else the plan's first one.
+PROTOCOL_CHOICES = [("", _("As the plan allows")), *Protocol.choices]
+
+
+class CustomerForm(ServiceForm):
+    name = forms.CharField(label=_("Name"), max_length=200)
+    contact_email = forms.EmailField(
+        label=_("Contact email"),
+        help_text=_("Where notices go; must not be one of the customer's own mailboxes."),
+    )
+    language = forms.ChoiceField(
+        label=_("Language"),
+        choices=settings.LANGUAGES,
+        help_text=_("The language of this customer's emails and portal pages."),
+    )
+
+
+class CustomerUserForm(ServiceForm):
+    email = forms.EmailField(
+        label=_("Email address"),
+        help_text=_("The person logs in with it; a link to choose a password is sent there."),
+    )
+
+
+def _password_field(label: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        required=False,
+        strip=False,
+        # Never sent back to the browser, not even after an error.
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=_("Leave empty to generate a strong password; it is shown once."),
+    )
+
+
+class DomainForm(ServiceForm):
+    name = forms.CharField(
+        label=_("Domain name"),
+        max_length=253,
+        help_text=_("International names such as bücher.example are fine."),
+    )
+    mail_server = forms.ModelChoiceField(
+        label=_("Mail server"),
+        queryset=MailServer.objects.filter(active=True),
+        required=False,
+        empty_label=_("Automatic: the least busy server"),
+    )
+
+
+class MailboxCreateForm(ServiceForm):
+    service_fields = {"quota_bytes": "quota_mb"}
+
+    domain = forms.ModelChoiceField(
+        label=_("Domain"), queryset=Domain.objects.none(), empty_label=_("Choose a domain")
+    )
+    local_part = forms.CharField(
+        label=_("Mailbox name"),
+        max_length=64,
+        help_text=_("The part before the @."),
+        widget=forms.TextInput(attrs={"autocapitalize": "none", "spellcheck": "false"}),
+    )
+    password = _password_field(_("Password"))
+    plan = PlanChoiceField(
+        label=_("Plan"), queryset=Plan.objects.all(), empty_label=_("Choose a plan")
+    )
+    protocol = forms.ChoiceField(label=_("Protocol"), choices=PROTOCOL_CHOICES, required=False)
+    quota_mb = forms.IntegerField(
+        label=_("Quota (MB)"),
+        min_value=1,
+        required=False,
+        help_text=_("Leave empty for the plan's default."),
+    )
+
+    def __init__(self, *args: Any, customer: Customer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only this customer's domains: another customer's domain is not a valid choice.
+        domains = customer.domains.all()
+        self.fields["domain"].queryset = domains
+        if len(domains) == 1:  # the usual case: nothing to choose
+            self.fields["domain"].initial = domains[0].pk
+
+    @property
+    def quota_bytes(self) -> int | None:
+        quota_mb = self.cleaned_data.get("quota_mb")
+        return None if quota_mb is None else quota_mb * MIB
+
+
+class PasswordForm(ServiceForm):
+    password = _password_field(_("New password"))
+
+
+class QuotaForm(ServiceForm):
+    service_fields = {"quota_bytes": "quota_mb"}
+
+    quota_mb = forms.IntegerField(label=_("Quota (MB)"), min_value=1)
+
+    @property
+    def quota_bytes(self) -> int:
+        return int(self.cleaned_data["quota_mb"]) * MIB
+
+
+class PlanForm(ServiceForm):
+    plan = PlanChoiceField(label=_("Plan"), queryset=Plan.objects.all())
+    protocol = forms.ChoiceField(label=_("Protocol"), choices=PROTOCOL_CHOICES, required=False)

@@ -1,0 +1,444 @@
+"""Staff pages: thin views that read through selectors and change state only through services.
+
+Every form posts to its own URL; on success the view redirects (PRG), on a validation error it
+renders the page again with the form bound, so nothing typed is lost, and status 400.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts import services as account_services
+from accounts.models import Customer
+from backups import selectors as backup_selectors
+from mailboxes import selectors, services
+from mailboxes.models import MIB, Mailbox
+from mailboxes.passwords import generate_password
+from web.access import staff_required
+from web.usage import refresh_message, usage_context
+
+from .forms import (
+    CustomerForm,
+    CustomerUserForm,
+    DomainForm,
+    MailboxCreateForm,
+    PasswordForm,
+    PlanForm,
+    QuotaForm,
+)
+
+AUDIT_PAGE_SIZE = 50
+
+
+def _by(request: HttpRequest) -> dict[str, Any]:
+    """Who acts and from where, for the audit log every service writes."""
+    return {"actor": request.user, "ip": request.META.get("REMOTE_ADDR")}
+
+
+def _password_message(text: str, password: str) -> str:
+    """A success message that carries a generated password, the only time it is shown."""
+    return format_html(
+        '{} {} <code class="password">{}</code>',
+        text,
+        _("Its password is shown only this once:"),
+        password,
+    )
+
+
+# --- Dashboard and customers --------------------------------------------------------------
+
+
+def _render_dashboard(
+    request: HttpRequest, form: CustomerForm | None = None, status: int = 200
+) -> HttpResponse:
+    context = {
+        "customers": selectors.customer_list(),
+        "servers": selectors.server_list(),
+        "drifting": selectors.drifting_mailboxes(),
+        "unknown_user_servers": selectors.servers_with_unknown_users(),
+        "plan_requests": selectors.pending_plan_requests(),
+        "backup_attention": backup_selectors.needing_attention(),
+        "form": form or CustomerForm(initial={"language": get_language()}),
+        "page_url": reverse("staff:dashboard"),
+    }
+    return render(request, "staff/dashboard.html", context, status=status)
+
+
+@staff_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return _render_dashboard(request)
+
+
+@staff_required
+@require_POST
+def customer_create(request: HttpRequest) -> HttpResponse:
+    form = CustomerForm(request.POST)
+    if form.is_valid():
+        try:
+            customer = account_services.customer_create(
+                name=form.cleaned_data["name"],
+                contact_email=form.cleaned_data["contact_email"],
+                language=form.cleaned_data["language"],
+                **_by(request),
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request, _("Customer “%(name)s” created.") % {"name": customer.name}
+            )
+            return redirect("staff:customer_detail", customer.pk)
+    return _render_dashboard(request, form, status=400)
+
+
+def _render_customer(
+    request: HttpRequest,
+    customer: Customer,
+    *,
+    domain_form: DomainForm | None = None,
+    mailbox_form: MailboxCreateForm | None = None,
+    user_form: CustomerUserForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "customer": customer,
+        "domains": selectors.customer_domains(customer),
+        "mailboxes": selectors.customer_mailboxes(customer),
+        "users": selectors.customer_users(customer),
+        "plan_requests": selectors.customer_plan_requests(customer)[:20],
+        "deleted_backups": backup_selectors.deleted_mailbox_backups(customer.pk),
+        "domain_form": domain_form or DomainForm(),
+        "mailbox_form": mailbox_form or MailboxCreateForm(customer=customer),
+        "user_form": user_form or CustomerUserForm(),
+        "page_url": reverse("staff:customer_detail", args=[customer.pk]),
+    }
+    return render(request, "staff/customer_detail.html", context, status=status)
+
+
+@staff_required
+def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
+    return _render_customer(request, get_object_or_404(Customer, pk=customer_id))
+
+
+@staff_required
+@require_POST
+def domain_create(request: HttpRequest, customer_id: int) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=customer_id)
+    form = DomainForm(request.POST)
+    if form.is_valid():
+        try:
+            domain = services.domain_create(
+                customer=customer,
+                name=form.cleaned_data["name"],
+                mail_server=form.cleaned_data["mail_server"],
+                **_by(request),
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request, _("Domain %(name)s added.") % {"name": domain.display_name}
+            )
+            return redirect("staff:customer_detail", customer.pk)
+    return _render_customer(request, customer, domain_form=form, status=400)
+
+
+@staff_required
+@require_POST
+def mailbox_create(request: HttpRequest, customer_id: int) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=customer_id)
+    form = MailboxCreateForm(request.POST, customer=customer)
+    if form.is_valid():
+        data = form.cleaned_data
+        password = data["password"] or generate_password()
+        try:
+            mailbox = services.mailbox_create(
+                domain=data["domain"],
+                local_part=data["local_part"],
+                password=password,
+                plan=data["plan"],
+                protocol=data["protocol"] or None,
+                quota_bytes=form.quota_bytes,
+                **_by(request),
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            text = _("Mailbox %(address)s created.") % {"address": mailbox.display_address}
+            if data["password"]:
+                messages.success(request, text)
+            else:
+                messages.success(request, _password_message(text, password))
+            return redirect("staff:mailbox_detail", mailbox.pk)
+    return _render_customer(request, customer, mailbox_form=form, status=400)
+
+
+@staff_required
+@require_POST
+def customer_user_create(request: HttpRequest, customer_id: int) -> HttpResponse:
+    """Give the customer a login; the person chooses the password through an emailed link."""
+    customer = get_object_or_404(Customer, pk=customer_id)
+    form = CustomerUserForm(request.POST)
+    if form.is_valid():
+        try:
+            user = account_services.customer_user_create(
+                customer=customer, email=form.cleaned_data["email"], **_by(request)
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request,
+                _("Login %(email)s created; a link to choose a password is on its way to it.")
+                % {"email": user.email},
+            )
+            return redirect("staff:customer_detail", customer.pk)
+    return _render_customer(request, customer, user_form=form, status=400)
+
+
+# --- One mailbox --------------------------------------------------------------------------
+
+
+def _render_mailbox(
+    request: HttpRequest,
+    mailbox: Mailbox,
+    *,
+    password_form: PasswordForm | None = None,
+    quota_form: QuotaForm | None = None,
+    plan_form: PlanForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        **usage_context(request, mailbox, "staff"),
+        "customer": mailbox.customer,
+        "trail": selectors.mailbox_audit_trail(mailbox),
+        "password_form": password_form or PasswordForm(),
+        "quota_form": quota_form
+        or QuotaForm(initial={"quota_mb": max(1, mailbox.quota_bytes // MIB)}),
+        "plan_form": plan_form
+        or PlanForm(initial={"plan": mailbox.plan_id, "protocol": mailbox.protocol}),
+    }
+    return render(request, "staff/mailbox_detail.html", context, status=status)
+
+
+def _get_mailbox(mailbox_id: int) -> Mailbox:
+    return get_object_or_404(selectors.mailbox_queryset(), pk=mailbox_id)
+
+
+@staff_required
+def mailbox_detail(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    """The page; for htmx (chart range, polling after a refresh) only its usage block."""
+    mailbox = _get_mailbox(mailbox_id)
+    if request.htmx:
+        context = usage_context(request, mailbox, "staff")
+        return render(request, "_usage.html#usage-block", context)
+    return _render_mailbox(request, mailbox)
+
+
+@staff_required
+@require_POST
+def mailbox_refresh(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    """Measure now. With htmx the usage block comes back; without, the page (PRG)."""
+    mailbox = _get_mailbox(mailbox_id)
+    claimed = account_services.mailbox_request_refresh(mailbox=mailbox, **_by(request))
+    level, text = refresh_message(claimed)
+    if request.htmx:
+        mailbox.refresh_from_db()
+        context = {
+            **usage_context(request, mailbox, "staff"),
+            "refresh_message": text,
+            "refresh_message_level": level,
+        }
+        return render(request, "_usage.html#usage-block", context)
+    messages.add_message(request, messages.SUCCESS if claimed else messages.WARNING, text)
+    return redirect("staff:mailbox_detail", mailbox.pk)
+
+
+@staff_required
+@require_POST
+def mailbox_password(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = _get_mailbox(mailbox_id)
+    form = PasswordForm(request.POST)
+    if form.is_valid():
+        password = form.cleaned_data["password"] or generate_password()
+        try:
+            services.mailbox_set_password(mailbox=mailbox, password=password, **_by(request))
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            text = _("Password of %(address)s changed.") % {"address": mailbox.display_address}
+            if form.cleaned_data["password"]:
+                messages.success(request, text)
+            else:
+                messages.success(request, _password_message(text, password))
+            return redirect("staff:mailbox_detail", mailbox.pk)
+    return _render_mailbox(request, mailbox, password_form=form, status=400)
+
+
+@staff_required
+@require_POST
+def mailbox_quota(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = _get_mailbox(mailbox_id)
+    form = QuotaForm(request.POST)
+    if form.is_valid():
+        try:
+            services.mailbox_set_quota(
+                mailbox=mailbox, quota_bytes=form.quota_bytes, **_by(request)
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request, _("Quota of %(address)s changed.") % {"address": mailbox.display_address}
+            )
+            return redirect("staff:mailbox_detail", mailbox.pk)
+    return _render_mailbox(request, mailbox, quota_form=form, status=400)
+
+
+@staff_required
+@require_POST
+def mailbox_plan(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = _get_mailbox(mailbox_id)
+    form = PlanForm(request.POST)
+    if form.is_valid():
+        try:
+            services.mailbox_change_plan(
+                mailbox=mailbox,
+                plan=form.cleaned_data["plan"],
+                protocol=form.cleaned_data["protocol"] or None,
+                **_by(request),
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request,
+                _("Plan and protocol of %(address)s changed.")
+                % {"address": mailbox.display_address},
+            )
+            return redirect("staff:mailbox_detail", mailbox.pk)
+    return _render_mailbox(request, mailbox, plan_form=form, status=400)
+
+
+def _render_status_error(
+    request: HttpRequest, mailbox: Mailbox, exc: ValidationError
+) -> HttpResponse:
+    """A button has no form to carry the error (e.g. suspended twice from two tabs)."""
+    for message in exc.messages:
+        messages.error(request, message)
+    return _render_mailbox(request, mailbox, status=400)
+
+
+@staff_required
+@require_POST
+def mailbox_suspend(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = _get_mailbox(mailbox_id)
+    try:
+        services.mailbox_suspend(mailbox=mailbox, **_by(request))
+    except ValidationError as exc:
+        return _render_status_error(request, mailbox, exc)
+    messages.success(
+        request,
+        _("Mailbox %(address)s suspended: logins are refused, mail still arrives.")
+        % {"address": mailbox.display_address},
+    )
+    return redirect("staff:mailbox_detail", mailbox.pk)
+
+
+@staff_required
+@require_POST
+def mailbox_reactivate(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = _get_mailbox(mailbox_id)
+    try:
+        services.mailbox_reactivate(mailbox=mailbox, **_by(request))
+    except ValidationError as exc:
+        return _render_status_error(request, mailbox, exc)
+    messages.success(
+        request, _("Mailbox %(address)s reactivated.") % {"address": mailbox.display_address}
+    )
+    return redirect("staff:mailbox_detail", mailbox.pk)
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def mailbox_delete(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    """GET asks for confirmation; POST deletes."""
+    mailbox = _get_mailbox(mailbox_id)
+    if request.method == "POST":
+        customer, address = mailbox.customer, mailbox.display_address
+        services.mailbox_delete(mailbox=mailbox, **_by(request))
+        messages.success(
+            request,
+            _("Mailbox %(address)s deleted; its stored mail is being removed.")
+            % {"address": address},
+        )
+        return redirect("staff:customer_detail", customer.pk)
+    return render(request, "staff/mailbox_confirm_delete.html", {"mailbox": mailbox})
+
+
+# --- Plan change requests ------------------------------------------------------------------
+
+
+def _plan_request_done(request: HttpRequest, text: str, level: int) -> HttpResponse:
+    """htmx gets the refreshed list of pending requests; a plain form goes back (PRG)."""
+    if request.htmx:
+        context = {"plan_requests": selectors.pending_plan_requests(), "notice": text}
+        return render(request, "staff/dashboard.html#plan-requests", context)
+    messages.add_message(request, level, text)
+    return redirect("staff:dashboard")
+
+
+@staff_required
+@require_POST
+def plan_request_approve(request: HttpRequest, request_id: int) -> HttpResponse:
+    plan_request = get_object_or_404(selectors.plan_request_queryset(), pk=request_id)
+    try:
+        account_services.plan_change_approve(plan_request=plan_request, **_by(request))
+    except ValidationError as exc:
+        return _plan_request_done(request, " ".join(exc.messages), messages.ERROR)
+    return _plan_request_done(
+        request,
+        _("Approved: %(address)s is now on “%(plan)s”.")
+        % {"address": plan_request.mailbox.display_address, "plan": plan_request.plan.name},
+        messages.SUCCESS,
+    )
+
+
+@staff_required
+@require_POST
+def plan_request_decline(request: HttpRequest, request_id: int) -> HttpResponse:
+    plan_request = get_object_or_404(selectors.plan_request_queryset(), pk=request_id)
+    try:
+        account_services.plan_change_decline(
+            plan_request=plan_request,
+            reason=request.POST.get("reason", "")[:1000],
+            **_by(request),
+        )
+    except ValidationError as exc:
+        return _plan_request_done(request, " ".join(exc.messages), messages.ERROR)
+    return _plan_request_done(
+        request,
+        _("Declined the request for %(address)s.")
+        % {"address": plan_request.mailbox.display_address},
+        messages.SUCCESS,
+    )
+
+
+# --- Audit log ----------------------------------------------------------------------------
+
+
+@staff_required
+def audit_log(request: HttpRequest) -> HttpResponse:
+    page = Paginator(selectors.audit_log(), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, "entries": page, "show_target": True}
+    return render(request, "staff/audit_log.html", context)

@@ -1,0 +1,257 @@
+"""The Dovecot configuration Postamt renders, for 2.3 and 2.4, on PostgreSQL and SQLite.
+
+Only the installed Dovecot (2.3 on Debian 12) can check its own file here; the 2.4 template is run
+against Debian 13's real Dovecot by scripts/check-dovecot-2.4.sh (see docs/dovecot.md).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from mailserver.dovecot import DovecotError, DovecotInstance, detect_version
+
+POSTGRES: dict[str, Any] = {
+    "ENGINE": "django.db.backends.postgresql",
+    "NAME": "postamt",
+    "HOST": "db.internal",
+    "PORT": 5433,
+    "USER": "dovecot",
+    "PASSWORD": "se#cret 'q\\",  # a comment sign, a space, a quote and a backslash
+}
+SQLITE: dict[str, Any] = {"ENGINE": "django.db.backends.sqlite3"}  # NAME: in the test's root
+DATABASES = {"pgsql": POSTGRES, "sqlite": SQLITE}
+Version = Literal["2.3", "2.4"]
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    """Like the test Dovecot's root: outside pytest's 0700 tmp, so the mail user can enter it."""
+    path = Path(tempfile.mkdtemp(prefix="postamt-dovecot-conf-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def instance(root: Path, backend: str, **overrides: Any) -> DovecotInstance:
+    db = dict(DATABASES[backend])
+    if backend == "sqlite":
+        db["NAME"] = str(root / "postamt.sqlite3")
+    values: dict[str, Any] = {
+        "root": root,
+        "server": "mx1",
+        "imap_port": 10143,
+        "pop3_port": 10110,
+        "lmtp_port": 10024,
+        "master_user": "postamt",
+        "master_password": "master-secret",
+        "db": db,
+    }
+    values.update(overrides)
+    return DovecotInstance(**values)
+
+
+def render(root: Path, backend: str, version: Version, **overrides: Any) -> str:
+    return instance(root, backend, **overrides).render(version=version).read_text()
+
+
+def settings_lines(text: str) -> list[str]:
+    """The non-blank, non-comment lines, stripped."""
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def block(text: str, header: str) -> str:
+    """The body of the top-level block that starts with ``header {``."""
+    match = re.search(rf"(?ms)^{re.escape(header)} {{\n(.*?)^}}", text)
+    assert match, f"no block {header!r}"
+    return match.group(1)
+
+
+# --- 2.4 ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_24_versions_come_first(root: Path, backend: str) -> None:
+    lines = settings_lines(render(root, backend, "2.4"))
+    assert lines[:2] == ["dovecot_config_version = 2.4.0", "dovecot_storage_version = 2.4.0"]
+    assert render(root, backend, "2.4").startswith("dovecot_config_version = 2.4.0\n")
+
+
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_24_uses_24_syntax_only(root: Path, backend: str) -> None:
+    text = render(root, backend, "2.4")
+    lines = settings_lines(text)
+    assert "auth_allow_cleartext = yes" in lines
+    assert "mail_driver = maildir" in lines
+    assert "mail_path = ~/Maildir" in lines
+    assert f"mail_home = {root}/mail/%{{user | domain}}/%{{user | username}}" in lines
+    assert "quota_storage_grace = 0" in lines
+    assert 'quota "User quota" {' in lines
+    gone = ["disable_plaintext_auth", "mail_location", "$mail_plugins", "quota_rule"]
+    gone += ["quota_vsizes", "quota_grace", "service_count", "args =", "connect ="]
+    assert [word for word in gone if word in text] == []
+    # Short variables are 2.3 syntax: 2.4 would send "%u" to SQL literally and refuse everyone.
+    assert not re.search(r"%[a-zA-Z]", text)
+    assert not (root / "conf" / "dovecot-sql.conf.ext").exists()
+
+
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_24_queries_read_the_view(root: Path, backend: str) -> None:
+    text = render(root, backend, "2.4")
+    passdb = block(text, "passdb sql")
+    assert "FROM dovecot_users WHERE username = '%{user}' AND server = 'mx1'" in passdb
+    assert "AND active = 1 AND (protocol = '%{protocol}' OR '%{master_user}' <> '')" in passdb
+    userdb = block(text, "userdb sql")
+    assert f"SELECT '{root}/mail/' || storage_path AS home" in userdb
+    assert "quota_bytes AS quota_storage_size FROM dovecot_users" in userdb
+    assert "iterate_query = SELECT username AS user FROM dovecot_users WHERE server = 'mx1'" in (
+        userdb
+    )
+
+
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_24_master_passdb_comes_first(root: Path, backend: str) -> None:
+    text = render(root, backend, "2.4")
+    masters = settings_lines(block(text, "passdb masters"))
+    assert masters == [
+        "driver = passwd-file",
+        f"passwd_file_path = {root}/conf/master-users",
+        "master = yes",
+        "result_success = continue",
+    ]
+    assert text.index("passdb masters {") < text.index("passdb sql {")
+    assert "auth_master_user_separator = *" in text
+
+
+def test_24_pgsql_block(root: Path) -> None:
+    text = render(root, "pgsql", "2.4")
+    assert "sql_driver = pgsql" in settings_lines(text)
+    assert settings_lines(block(text, "pgsql db.internal")) == [
+        "parameters {",
+        "port = 5433",
+        'dbname = "postamt"',
+        'user = "dovecot"',
+        # Quoted and escaped: unquoted, Dovecot would cut the password at "#".
+        "password = \"se#cret \\'q\\\\\"",
+        "}",
+    ]
+    assert "sqlite_path" not in text
+
+
+def test_24_pgsql_without_password(root: Path) -> None:
+    db = {**POSTGRES, "PASSWORD": "", "HOST": ""}
+    text = render(root, "pgsql", "2.4", db=db)
+    assert "password" not in block(text, "pgsql localhost")
+
+
+def test_24_sqlite_path(root: Path) -> None:
+    text = render(root, "sqlite", "2.4")
+    lines = settings_lines(text)
+    assert "sql_driver = sqlite" in lines
+    assert f'sqlite_path = "{root}/postamt.sqlite3"' in lines
+    assert not re.search(r"(?m)^pgsql ", text)
+
+
+# --- 2.3 ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_23_main_file(root: Path, backend: str) -> None:
+    text = render(root, backend, "2.3")
+    lines = settings_lines(text)
+    assert lines[0] == "instance_name = postamt-mx1"
+    assert "dovecot_config_version" not in text
+    assert "mail_location = maildir:~/Maildir" in lines
+    assert f"mail_home = {root}/mail/%d/%n" in lines
+    assert "mail_plugins = $mail_plugins quota" in lines
+    assert "quota = count:User quota" in lines
+    assert "quota_grace = 0%%" in lines  # Dovecot expands "%%" to "%"
+    passdbs = re.findall(r"(?ms)^passdb {\n(.*?)^}", text)
+    assert [settings_lines(p) for p in passdbs] == [
+        ["driver = passwd-file", f"args = {root}/conf/master-users", "master = yes", "pass = yes"],
+        ["driver = sql", f"args = {root}/conf/dovecot-sql.conf.ext"],
+    ]
+    assert settings_lines(block(text, "userdb")) == [
+        "driver = sql",
+        f"args = {root}/conf/dovecot-sql.conf.ext",
+    ]
+
+
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_23_sql_file(root: Path, backend: str) -> None:
+    render(root, backend, "2.3")
+    sql = settings_lines((root / "conf" / "dovecot-sql.conf.ext").read_text())
+    assert f"driver = {backend}" in sql
+    queries = dict(line.split(" = ", 1) for line in sql if " = " in line)
+    assert "WHERE username = '%u' AND server = 'mx1' AND active = 1" in queries["password_query"]
+    assert "(protocol = '%s' OR '%{master_user}' <> '')" in queries["password_query"]
+    assert f"SELECT '{root}/mail/' || storage_path AS home" in queries["user_query"]
+    assert "'*:bytes=' || quota_bytes AS quota_rule" in queries["user_query"]
+    assert queries["iterate_query"] == (
+        "SELECT username AS user FROM dovecot_users WHERE server = 'mx1'"
+    )
+    if backend == "sqlite":
+        assert queries["connect"] == f'"{root}/postamt.sqlite3"'
+    else:
+        # libpq quoting inside Dovecot quoting: the password keeps its "#", space and quote.
+        assert queries["connect"] == (
+            '"host=db.internal port=5433 dbname=postamt user=dovecot '
+            "password=\\'se#cret \\\\\\'q\\\\\\\\\\'\""
+        )
+
+
+# --- both -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.4"])
+def test_optional_blocks(root: Path, version: Version) -> None:
+    plain = render(root, "sqlite", version)
+    assert "doveadm_api_key" not in plain and "service doveadm" not in plain
+    assert "service anvil" in render(root, "sqlite", version, auth_penalty=False)
+    assert "service anvil" not in plain
+    text = render(root, "sqlite", version, doveadm_port=10808, doveadm_api_key="k3y")
+    assert "doveadm_api_key = k3y" in text
+    assert "port = 10808" in block(text, "service doveadm")
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.4"])
+def test_secrets_are_root_only(root: Path, version: Version) -> None:
+    render(root, "pgsql", version)
+    conf = root / "conf"
+    files = [conf / "dovecot.conf", conf / "master-users"]
+    if version == "2.3":
+        files.append(conf / "dovecot-sql.conf.ext")
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    user, hashed = (conf / "master-users").read_text().strip().split(":", 1)
+    assert user == "postamt" and hashed.startswith("{SSHA512}")
+    assert "master-secret" not in (conf / "dovecot.conf").read_text()
+
+
+def test_master_password_is_required(root: Path) -> None:
+    with pytest.raises(DovecotError, match="POSTAMT_MASTER_PASSWORD"):
+        instance(root, "sqlite", master_password="").render(version="2.4")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_installed_dovecot_accepts_its_file(root: Path, backend: str) -> None:
+    """``dovecot -n -c`` on the file rendered for the installed version (2.3 on Debian 12)."""
+    binary = "/usr/sbin/dovecot"
+    if not Path(binary).exists():
+        pytest.skip("Dovecot is not installed")
+    dovecot = instance(
+        root, backend, binary=binary, doveadm_port=10808, doveadm_api_key="k3y", auth_penalty=False
+    )
+    dovecot.render()  # the installed version's template
+    dovecot.check()
+    version = "2.4" if detect_version(binary) >= (2, 4) else "2.3"
+    first = dovecot.config_file.read_text().splitlines()[0]
+    assert first.startswith("dovecot_config_version") == (version == "2.4")

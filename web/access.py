@@ -1,0 +1,49 @@
+"""Access helpers that every view starts with: one per audience."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse
+
+View = Callable[..., HttpResponse]
+
+
+def staff_required(view: View) -> View:
+    """Let hoster staff through; send anonymous users to the login page.
+
+    A logged-in customer gets a 404, not a 403: staff URLs should not even be revealed to exist.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise Http404
+        request.current_app = "staff_backups"  # shared pages link within /staff/
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def customer_required(view: View) -> View:
+    """Let a customer's users through; anonymous users go to the login page.
+
+    Staff get a 404 like anyone else without a customer: the portal shows one customer's
+    things, and a staff account belongs to none. Views still load every object through the
+    customer (``selectors.portal_*``), so an id from another customer is a 404 too.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if request.user.is_staff or request.user.customer_id is None:
+            raise Http404
+        request.current_app = "portal_backups"  # shared pages link within /portal/
+        return view(request, *args, **kwargs)
+
+    return wrapper

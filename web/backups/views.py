@@ -1,0 +1,268 @@
+"""Backup pages for staff and customers alike (mounted under each, see ``urls``): thin views
+over selectors and services. Every view starts from the objects the user may reach and 404s
+on the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import content_disposition_header, urlencode
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from backups import selectors, services
+from backups.archive import archive_name
+from backups.crypto import KeyMissing, identities
+from backups.models import Job, Repository, RestoreJob, Snapshot
+from mailboxes.models import Mailbox
+from web.forms import ServiceForm
+
+from .forms import MessagesRestoreForm, RestoreForm
+
+
+def _by(request: HttpRequest) -> dict[str, Any]:
+    return {"actor": request.user, "ip": request.META.get("REMOTE_ADDR")}
+
+
+def _redirect(request: HttpRequest, name: str, *args: Any) -> HttpResponse:
+    """To another backup page of the same audience's mount."""
+    return redirect(reverse(f"backups:{name}", args=args, current_app=request.current_app))
+
+
+def _snapshot(request: HttpRequest, snapshot_id: int) -> Snapshot:
+    return get_object_or_404(selectors.snapshots_for(request.user), pk=snapshot_id)
+
+
+def _render_backups(
+    request: HttpRequest,
+    overview: selectors.MailboxBackups,
+    mailbox: Mailbox | None,
+    restore_form: RestoreForm | None = None,
+    form_snapshot: Snapshot | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The backups page of a mailbox, or of a deleted mailbox's backups (``mailbox`` None)."""
+    targets = _restore_targets(overview.repository) if overview.repository else None
+    restore_forms = []
+    for snapshot in overview.snapshots:
+        if restore_form is not None and form_snapshot is not None and snapshot == form_snapshot:
+            restore_forms.append((snapshot, restore_form))
+        else:
+            folders = selectors.snapshot_folders(snapshot)
+            form = RestoreForm(folders=folders, targets=targets, prefix=f"s{snapshot.pk}")
+            restore_forms.append((snapshot, form))
+    context = {
+        "mailbox": mailbox,
+        "backups": overview,
+        "restore_forms": restore_forms,
+        "keep_days": settings.BACKUP_KEEP_DELETED_DAYS,
+    }
+    return render(request, "backups/mailbox.html", context, status=status)
+
+
+def _restore_targets(repository: Repository) -> QuerySet[Mailbox] | None:
+    """Where the backup of a deleted mailbox may go: its customer's active mailboxes. None
+    for a mailbox that still exists: its backups go back into it."""
+    if repository.mailbox_id is not None:
+        return None
+    return Mailbox.objects.filter(
+        domain__customer=repository.customer_id, status=Mailbox.Status.ACTIVE
+    ).order_by("domain__name", "local_part")
+
+
+def _render_mailbox(
+    request: HttpRequest,
+    mailbox_id: int,
+    restore_form: RestoreForm | None = None,
+    form_snapshot: Snapshot | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    mailbox = get_object_or_404(selectors.mailboxes_for(request.user), pk=mailbox_id)
+    overview = selectors.mailbox_overview(mailbox)
+    return _render_backups(request, overview, mailbox, restore_form, form_snapshot, status)
+
+
+@login_required
+@require_GET
+def mailbox_backups(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    return _render_mailbox(request, mailbox_id)
+
+
+@login_required
+@require_GET
+def repository_backups(request: HttpRequest, repository_id: int) -> HttpResponse:
+    """The backups of a deleted mailbox, kept for a while: download, browse, or restore into
+    another of the customer's mailboxes."""
+    repository = get_object_or_404(selectors.repositories_for(request.user), pk=repository_id)
+    if repository.mailbox_id is not None:
+        return _redirect(request, "mailbox", repository.mailbox_id)
+    return _render_backups(request, selectors.repository_overview(repository), None)
+
+
+@login_required
+@require_POST
+def backup_now(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+    mailbox = get_object_or_404(selectors.mailboxes_for(request.user), pk=mailbox_id)
+    try:
+        services.backup_request(mailbox=mailbox, **_by(request))
+    except ValidationError as exc:
+        for error in exc.messages:
+            messages.error(request, error)
+    else:
+        messages.success(request, _("The backup has been started."))
+    return _redirect(request, "mailbox", mailbox.pk)
+
+
+def _start_restore(
+    request: HttpRequest, snapshot: Snapshot, form: ServiceForm, **what: Any
+) -> HttpResponse | None:
+    """Start the restore a valid form asks for and go to the job's progress; None, with the
+    service's objections on the form, when it refuses."""
+    try:
+        services.restore_request(
+            snapshot=snapshot,
+            into_new_folder=form.cleaned_data["into_new_folder"],
+            **what,
+            **_by(request),
+        )
+    except ValidationError as exc:
+        form.add_service_error(exc)
+        return None
+    messages.success(request, _("The restore has been started."))
+    repository = snapshot.repository
+    if repository.mailbox_id is None:
+        return _redirect(request, "repository", repository.pk)
+    return _redirect(request, "mailbox", repository.mailbox_id)
+
+
+@login_required
+@require_POST
+def restore(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = _snapshot(request, snapshot_id)
+    repository = snapshot.repository
+    form = RestoreForm(
+        request.POST,
+        folders=selectors.snapshot_folders(snapshot),
+        targets=_restore_targets(repository),
+        prefix=f"s{snapshot.pk}",
+    )
+    if form.is_valid():
+        data = form.cleaned_data
+        started = _start_restore(
+            request,
+            snapshot,
+            form,
+            scope=data["scope"],
+            folder=data["folder"],
+            into_mailbox=data.get("into_mailbox"),
+        )
+        if started is not None:
+            return started
+    overview = selectors.repository_overview(repository)
+    return _render_backups(request, overview, repository.mailbox, form, snapshot, status=400)
+
+
+def _render_browse(
+    request: HttpRequest,
+    snapshot: Snapshot,
+    folder: str | None,
+    page: object,
+    form: MessagesRestoreForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    folders = selectors.snapshot_folders(snapshot)
+    names = [name for name, _count in folders]
+    if folder not in names:
+        folder = "INBOX" if "INBOX" in names else next(iter(names), "")
+    found = services.browse_snapshot(snapshot=snapshot, folder=folder, page=page, **_by(request))
+    if form is None:
+        form = MessagesRestoreForm(
+            initial={"folder": folder, "page": found.number},
+            targets=_restore_targets(snapshot.repository),
+        )
+    context = {
+        "snapshot": snapshot,
+        "mailbox": snapshot.repository.mailbox,
+        "folders": folders,
+        "folder": folder,
+        "page": found,
+        "page_query": urlencode({"folder": folder}),
+        "form": form,
+        "chosen": set(form["messages"].value() or []) if form.is_bound else set(),
+        "headers_hidden": any(message.readable is None for message in found),
+    }
+    return render(request, "backups/browse.html", context, status=status)
+
+
+@login_required
+@require_GET
+def browse(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = _snapshot(request, snapshot_id)
+    return _render_browse(request, snapshot, request.GET.get("folder"), request.GET.get("page"))
+
+
+@login_required
+@require_POST
+def restore_messages(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = _snapshot(request, snapshot_id)
+    form = MessagesRestoreForm(request.POST, targets=_restore_targets(snapshot.repository))
+    if form.is_valid():
+        data = form.cleaned_data
+        started = _start_restore(
+            request,
+            snapshot,
+            form,
+            scope=RestoreJob.Scope.MESSAGES,
+            messages=[(data["folder"], validity, uid) for validity, uid in data["messages"]],
+            into_mailbox=data.get("into_mailbox"),
+        )
+        if started is not None:
+            return started
+    return _render_browse(
+        request, snapshot, request.POST.get("folder"), request.POST.get("page"), form, status=400
+    )
+
+
+@login_required
+@require_GET
+def download(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = _snapshot(request, snapshot_id)
+    try:
+        identities()  # fail with a page, not halfway through a stream
+    except KeyMissing:
+        return render(request, "backups/unavailable.html", status=503)
+    response = StreamingHttpResponse(
+        services.snapshot_download(snapshot=snapshot, **_by(request)),
+        content_type="application/zip",
+    )
+    response["Content-Disposition"] = content_disposition_header(True, archive_name(snapshot))
+    return response
+
+
+@login_required
+@require_GET
+def job_progress(request: HttpRequest, kind: str, job_id: int) -> HttpResponse:
+    """One URL for the job's page and, for htmx, its progress partial; polling stops once
+    the job is over (status 286)."""
+    jobs = (
+        selectors.backup_jobs_for(request.user)
+        if kind == "backup"
+        else selectors.restore_jobs_for(request.user)
+    )
+    job: Job = get_object_or_404(jobs, pk=job_id)
+    context = {"job": job, "kind": kind}
+    if not request.htmx:
+        return render(request, "backups/job.html", context)
+    response = render(request, "backups/_progress.html", context)
+    if job.is_active:
+        return response
+    return HttpResponseStopPolling(response.content)

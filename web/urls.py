@@ -1,0 +1,62 @@
+"""The front page, logging in and out, choosing a password through an emailed link, and the
+addresses of pages that moved."""
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, reverse_lazy
+
+from .forms import ChoosePasswordForm, LoginForm, SetPasswordLinkForm
+from .views import PasswordResetView, home, moved_backup_page
+
+account_patterns = [
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            template_name="registration/login.html", authentication_form=LoginForm
+        ),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "password/reset/",
+        PasswordResetView.as_view(
+            form_class=SetPasswordLinkForm,
+            template_name="registration/password_reset_form.html",
+            subject_template_name="emails/password_reset_subject.txt",
+            email_template_name="emails/password_reset.txt",
+            html_email_template_name="emails/password_reset.html",
+            success_url=reverse_lazy("accounts:password_reset_done"),
+        ),
+        name="password_reset",
+    ),
+    path(
+        "password/reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(template_name="registration/password_reset_done.html"),
+        name="password_reset_done",
+    ),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            form_class=ChoosePasswordForm,
+            template_name="registration/password_reset_confirm.html",
+            success_url=reverse_lazy("accounts:password_reset_complete"),
+            # The link proved who they are: log them in, so the next click is their mailboxes.
+            post_reset_login=True,
+        ),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password/reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(
+            template_name="registration/password_reset_complete.html"
+        ),
+        name="password_reset_complete",
+    ),
+]
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("accounts/", include((account_patterns, "accounts"))),
+    # Before the staff and portal pages had a door each, backups lived under /backups/.
+    path("backups/<path:rest>", moved_backup_page),
+]

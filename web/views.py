@@ -1,0 +1,48 @@
+"""The pages every visitor shares: the front page, and what Django's login views need more of."""
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+
+from accounts import throttle
+
+from .forms import SetPasswordLinkForm
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """Each audience's own front door; a login with neither role gets a page that says so."""
+    if request.user.is_staff:
+        return redirect("staff:dashboard")
+    if request.user.customer_id is not None:
+        return redirect("portal:overview")
+    return render(request, "home.html")
+
+
+@login_required
+def moved_backup_page(request: HttpRequest, rest: str) -> HttpResponse:
+    """A bookmark from before /backups/ moved under each audience's own pages."""
+    door = "/staff/backups/" if request.user.is_staff else "/portal/backups/"
+    query = request.META.get("QUERY_STRING")
+    return HttpResponsePermanentRedirect(door + rest + (f"?{query}" if query else ""))
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's "forgot your password?", with a limit on the emails it sends per address
+    and per client: every request lands in somebody's inbox."""
+
+    def form_valid(self, form: SetPasswordLinkForm) -> HttpResponse:
+        ip = self.request.META.get("REMOTE_ADDR")
+        email = form.cleaned_data["email"]
+        if not throttle.reset_allowed(ip, email):
+            form.add_error(
+                None,
+                _("Too many links were asked for. Please wait %(minutes)d minutes and try again.")
+                % {"minutes": throttle.reset_window_minutes()},
+            )
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        throttle.record_reset(ip, email)
+        return super().form_valid(form)
