@@ -399,3 +399,77 @@ class StoragePurge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.storage_path})"
+
+
+class PlanChangeRequest(models.Model):
+    """A customer's wish to move a mailbox to another plan or protocol.
+
+    Staff approve (which calls ``mailbox_change_plan``) or decline it; where self-service is
+    allowed the request is applied at once and kept as the record of who asked.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("waiting for approval")
+        APPROVED = "approved", _("approved")
+        APPLIED = "applied", _("applied at once")
+        DECLINED = "declined", _("declined")
+        CANCELLED = "cancelled", _("withdrawn")
+
+    customer = models.ForeignKey(
+        Customer,
+        verbose_name=_("customer"),
+        on_delete=models.CASCADE,
+        related_name="plan_change_requests",
+    )
+    mailbox = models.ForeignKey(
+        "Mailbox",
+        verbose_name=_("mailbox"),
+        on_delete=models.CASCADE,
+        related_name="plan_change_requests",
+    )
+    # Kept as names too: the plans and protocol at the time of asking, as the customer saw them.
+    from_plan_name = models.CharField(_("current plan"), max_length=100)
+    from_protocol = models.CharField(_("current protocol"), max_length=4)
+    plan = models.ForeignKey(
+        Plan,
+        verbose_name=_("requested plan"),
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    protocol = models.CharField(_("requested protocol"), max_length=4)
+    note = models.TextField(_("message"), blank=True, max_length=1000)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    requested_by_name = models.CharField(_("requested by"), max_length=150)
+    decided_by_name = models.CharField(_("decided by"), max_length=150, blank=True)
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    decision_note = models.TextField(_("reason"), blank=True, max_length=1000)
+    created_at = models.DateTimeField(_("requested"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("plan change request")
+        verbose_name_plural = _("plan change requests")
+        constraints = [
+            # One open request per mailbox: a second one would race the first's approval.
+            models.UniqueConstraint(
+                fields=["mailbox"],
+                condition=models.Q(status="pending"),
+                name="planrequest_one_pending_per_mailbox",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox} → {self.plan} ({self.protocol.upper()})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == self.Status.PENDING

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from accounts.models import AuditEntry, Customer, PlanChangeRequest, User
+from accounts.models import AuditEntry, Customer, User
 
 from .charts import RANGES, build_usage_chart
-from .models import Domain, FolderUsage, Mailbox, MailServer, Plan, QuotaWarning
+from .models import Domain, FolderUsage, Mailbox, MailServer, Plan, PlanChangeRequest, QuotaWarning
 from .usage import forecast_days_until_full
 
 

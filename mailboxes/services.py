@@ -10,8 +10,9 @@ import re
 import secrets
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import slug_re
+from django.core.validators import slug_re, validate_email
 from django.db import IntegrityError, transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -26,6 +27,7 @@ from provider.celery import enqueue_after_commit
 from .idn import domain_to_ascii
 from .models import Domain, Mailbox, MailServer, Plan, Protocol, StoragePurge
 from .passwords import hash_password, validate_mailbox_password
+from .usage import request_refresh
 
 # Deliberately narrower than RFC 5322: these local parts work in every client, are safe as
 # directory names, and leave out ``*``, Dovecot's master-login separator.
@@ -472,3 +474,91 @@ def mail_server_register_local(instance: DovecotInstance) -> MailServer:
         name=instance.server, defaults=instance.server_fields()
     )
     return server
+
+
+# --- Notification settings ------------------------------------------------------------------
+
+NOTIFICATION_FIELDS = (
+    "contact_email",
+    "language",
+    "only_full_warnings",
+    "copy_warnings_to_mailbox",
+)
+
+
+@transaction.atomic
+def customer_update_notifications(
+    *,
+    customer: Customer,
+    contact_email: str,
+    language: str,
+    only_full_warnings: bool,
+    copy_warnings_to_mailbox: bool,
+    actor: Actor,
+    ip: str | None = None,
+) -> Customer:
+    """Where and how the customer hears about its mailboxes; audited with what changed."""
+    contact_email = contact_email.strip()
+    errors: dict[str, list[str]] = {}
+    try:
+        validate_email(contact_email)
+    except ValidationError:
+        errors["contact_email"] = [_("Enter a valid contact email address.")]
+    else:
+        local, _at, domain = contact_email.rpartition("@")
+        try:
+            login = f"{local.lower()}@{domain_to_ascii(domain)}"
+        except ValidationError:
+            login = contact_email.lower()
+        # A warning that a mailbox is full cannot be delivered into that full mailbox.
+        if Mailbox.objects.filter(domain__customer=customer, address=login).exists():
+            errors["contact_email"] = [
+                _(
+                    "%(email)s is one of your own mailboxes here: warnings that it is full "
+                    "could not reach you. Give an address at another provider."
+                )
+                % {"email": contact_email}
+            ]
+    if language not in dict(settings.LANGUAGES):
+        errors["language"] = [
+            _("Unknown language “%(code)s”; choose one of: %(choices)s.")
+            % {"code": language, "choices": ", ".join(dict(settings.LANGUAGES))}
+        ]
+    if errors:
+        raise ValidationError(errors)
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    old = {field: getattr(customer, field) for field in NOTIFICATION_FIELDS}
+    customer.contact_email = contact_email
+    customer.language = language
+    customer.only_full_warnings = bool(only_full_warnings)
+    customer.copy_warnings_to_mailbox = bool(copy_warnings_to_mailbox)
+    new = {field: getattr(customer, field) for field in NOTIFICATION_FIELDS}
+    if new != old:
+        customer.save(update_fields=list(NOTIFICATION_FIELDS))
+        audit.record(
+            "customer.notifications",
+            customer,
+            actor=actor,
+            ip=ip,
+            customer=customer,
+            old={f: v for f, v in old.items() if new[f] != v},
+            new={f: v for f, v in new.items() if old[f] != v},
+        )
+    return customer
+
+
+# --- Usage refresh --------------------------------------------------------------------------
+
+
+def mailbox_request_refresh(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> bool:
+    """Ask for a measurement now; False while the last request is younger than the limit.
+
+    A measurement logs in to the mailbox with the master user, so it is recorded like every
+    other access (the customer sees staff's in their activity log). Rate-limited requests
+    change nothing and are not recorded.
+    """
+    with transaction.atomic():
+        claimed = request_refresh(mailbox)
+        if claimed:
+            audit.record("mailbox.refresh", mailbox, actor=actor, ip=ip, customer=mailbox.customer)
+    return claimed

@@ -24,11 +24,10 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import services as account_services
-from accounts.models import Customer, PlanChangeRequest
+from accounts.models import Customer
 from backups import selectors as backup_selectors
-from mailboxes import selectors, services
-from mailboxes.models import Mailbox
+from mailboxes import plan_changes, selectors, services
+from mailboxes.models import Mailbox, PlanChangeRequest
 from web.access import customer_required
 from web.usage import refresh_message, usage_context
 
@@ -117,7 +116,7 @@ def mailbox_detail(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 def mailbox_refresh(request: HttpRequest, mailbox_id: int) -> HttpResponse:
     """Measure now, at most once a minute per mailbox (``request_refresh`` rate-limits)."""
     mailbox = _get_mailbox(request, mailbox_id)
-    claimed = account_services.mailbox_request_refresh(mailbox=mailbox, **_by(request))
+    claimed = services.mailbox_request_refresh(mailbox=mailbox, **_by(request))
     level, text = refresh_message(claimed)
     from_card = request.POST.get("part") == "card"
     if request.htmx:
@@ -176,7 +175,7 @@ def mailbox_plan(request: HttpRequest, mailbox_id: int) -> HttpResponse:
         form = PlanRequestForm(request.POST)
         if form.is_valid():
             try:
-                plan_request = account_services.plan_change_request(
+                plan_request = plan_changes.plan_change_request(
                     mailbox=mailbox,
                     plan=form.cleaned_data["plan"],
                     protocol=form.cleaned_data["protocol"] or None,
@@ -213,7 +212,7 @@ def mailbox_plan(request: HttpRequest, mailbox_id: int) -> HttpResponse:
         "self_service": [
             plan.pk
             for plan in selectors.plans_for_customers()
-            if account_services.self_service_allowed(mailbox, plan)
+            if plan_changes.self_service_allowed(mailbox, plan)
         ],
     }
     return render(request, "portal/mailbox_plan.html", context, status=status)
@@ -224,7 +223,7 @@ def mailbox_plan(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 def plan_request_cancel(request: HttpRequest, request_id: int) -> HttpResponse:
     plan_request = _get_plan_request(request, request_id)
     try:
-        account_services.plan_change_cancel(plan_request=plan_request, **_by(request))
+        plan_changes.plan_change_cancel(plan_request=plan_request, **_by(request))
     except ValidationError as exc:
         for message in exc.messages:
             messages.error(request, message)
@@ -265,7 +264,7 @@ def notification_settings(request: HttpRequest) -> HttpResponse:
         form = NotificationSettingsForm(request.POST)
         if form.is_valid():
             try:
-                customer = account_services.customer_update_notifications(
+                customer = services.customer_update_notifications(
                     customer=customer, **form.cleaned_data, **_by(request)
                 )
             except ValidationError as exc:

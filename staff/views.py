@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import services as account_services
 from accounts.models import Customer
 from backups import selectors as backup_selectors
-from mailboxes import selectors, services
+from mailboxes import plan_changes, selectors, services
 from mailboxes.models import MIB, Mailbox
 from mailboxes.passwords import generate_password
 from web.access import staff_required
@@ -250,7 +250,7 @@ def mailbox_detail(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 def mailbox_refresh(request: HttpRequest, mailbox_id: int) -> HttpResponse:
     """Measure now. With htmx the usage block comes back; without, the page (PRG)."""
     mailbox = _get_mailbox(mailbox_id)
-    claimed = account_services.mailbox_request_refresh(mailbox=mailbox, **_by(request))
+    claimed = services.mailbox_request_refresh(mailbox=mailbox, **_by(request))
     level, text = refresh_message(claimed)
     if request.htmx:
         mailbox.refresh_from_db()
@@ -403,7 +403,7 @@ def _plan_request_done(request: HttpRequest, text: str, level: int) -> HttpRespo
 def plan_request_approve(request: HttpRequest, request_id: int) -> HttpResponse:
     plan_request = get_object_or_404(selectors.plan_request_queryset(), pk=request_id)
     try:
-        account_services.plan_change_approve(plan_request=plan_request, **_by(request))
+        plan_changes.plan_change_approve(plan_request=plan_request, **_by(request))
     except ValidationError as exc:
         return _plan_request_done(request, " ".join(exc.messages), messages.ERROR)
     return _plan_request_done(
@@ -419,7 +419,7 @@ def plan_request_approve(request: HttpRequest, request_id: int) -> HttpResponse:
 def plan_request_decline(request: HttpRequest, request_id: int) -> HttpResponse:
     plan_request = get_object_or_404(selectors.plan_request_queryset(), pk=request_id)
     try:
-        account_services.plan_change_decline(
+        plan_changes.plan_change_decline(
             plan_request=plan_request,
             reason=request.POST.get("reason", "")[:1000],
             **_by(request),

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from accounts.models import Customer, PlanChangeRequest, User
-from accounts.services import plan_change_request
-from mailboxes.models import Mailbox, MailServer, Plan
+from accounts.models import Customer, User
+from mailboxes.models import Mailbox, MailServer, Plan, PlanChangeRequest
+from mailboxes.plan_changes import plan_change_request
 from tests.factories import make_customer, make_domain, make_mailbox, make_plan, make_server
 
 OWNER_PASSWORD = "Owner-Pass-2041"

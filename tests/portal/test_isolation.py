@@ -14,8 +14,8 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from accounts.models import Customer, PlanChangeRequest, User
-from mailboxes.models import Mailbox
+from accounts.models import Customer, User
+from mailboxes.models import Mailbox, PlanChangeRequest
 
 pytestmark = pytest.mark.django_db
 

@@ -12,10 +12,18 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import AuditEntry, Customer, PlanChangeRequest, User
-from accounts.services import mailbox_request_refresh
-from mailboxes.models import MIB, FolderUsage, Mailbox, Plan, QuotaWarning, UsageSample
+from accounts.models import AuditEntry, Customer, User
+from mailboxes.models import (
+    MIB,
+    FolderUsage,
+    Mailbox,
+    Plan,
+    PlanChangeRequest,
+    QuotaWarning,
+    UsageSample,
+)
 from mailboxes.passwords import verify_password
+from mailboxes.services import mailbox_request_refresh
 from tests.audiences import OWNER_PASSWORD
 from tests.factories import PASSWORD, make_mailbox
 

@@ -10,8 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import AuditEntry, Customer, PlanChangeRequest, User
-from accounts.services import plan_change_request
+from accounts.models import AuditEntry, Customer, User
 from mailboxes.charts import HEIGHT, WIDTH, build_usage_chart, clean_days
 from mailboxes.models import (
     GIB,
@@ -20,9 +19,11 @@ from mailboxes.models import (
     Health,
     Mailbox,
     MailServer,
+    PlanChangeRequest,
     QuotaWarning,
     UsageSample,
 )
+from mailboxes.plan_changes import plan_change_request
 from tests.factories import make_customer, make_domain, make_mailbox, make_plan, make_server
 
 pytestmark = pytest.mark.django_db

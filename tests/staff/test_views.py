@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEntry, Customer, User
-from accounts.services import plan_change_request
 from mailboxes.models import MIB, Domain, Mailbox, MailServer, Plan
 from mailboxes.passwords import verify_password
+from mailboxes.plan_changes import plan_change_request
 from mailboxes.services import mailbox_suspend
 from tests.factories import (
     PASSWORD,

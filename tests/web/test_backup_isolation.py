@@ -26,10 +26,12 @@ def backup_routes() -> list[tuple[str, list[str]]]:
         if isinstance(p, URLResolver) and p.app_name == "backups"
     }
     assert set(mounts) == {"staff_backups", "portal_backups"}
-    staff_routes = [(p.name, sorted(p.pattern.converters)) for p in mounts["staff_backups"].url_patterns]
-    portal_routes = [(p.name, sorted(p.pattern.converters)) for p in mounts["portal_backups"].url_patterns]
-    assert staff_routes == portal_routes  # one set of pages, two doors
-    return portal_routes
+    routes = {
+        name: [(p.name, sorted(p.pattern.converters)) for p in mount.url_patterns]
+        for name, mount in mounts.items()
+    }
+    assert routes["staff_backups"] == routes["portal_backups"]  # one set of pages, two doors
+    return routes["portal_backups"]
 
 
 ROUTES = backup_routes()

@@ -8,8 +8,7 @@ from django.core.management.base import CommandParser
 from django.utils.translation import gettext as _
 
 from accounts.services import customer_create
-
-from ._cli import ServiceCommand
+from provider.cli import ServiceCommand
 
 
 class Command(ServiceCommand):

@@ -7,9 +7,9 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.utils.translation import gettext as _
 
+from accounts.cli import get_customer
 from accounts.services import customer_user_create
-
-from ._cli import ServiceCommand, get_customer
+from provider.cli import ServiceCommand
 
 
 class Command(ServiceCommand):

@@ -6,12 +6,10 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.utils.translation import gettext as _
 
-from accounts.management.commands._cli import (
-    ServiceCommand,
-    get_customer,
-    get_mail_server,
-)
+from accounts.cli import get_customer
+from mailboxes.cli import get_mail_server
 from mailboxes.services import domain_create
+from provider.cli import ServiceCommand
 
 
 class Command(ServiceCommand):

@@ -6,18 +6,11 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.utils.translation import gettext as _
 
-from accounts.management.commands._cli import (
-    ServiceCommand,
-    get_domain,
-    get_plan,
-    mailbox_data,
-    mailbox_summary,
-    size,
-    split_address,
-)
+from mailboxes.cli import get_domain, get_plan, mailbox_data, mailbox_summary, size, split_address
 from mailboxes.models import Protocol
 from mailboxes.passwords import generate_password
 from mailboxes.services import mailbox_create
+from provider.cli import ServiceCommand
 
 
 class Command(ServiceCommand):

@@ -6,8 +6,9 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.utils.translation import gettext as _
 
-from accounts.management.commands._cli import ServiceCommand, get_mailbox, usage_error
+from mailboxes.cli import get_mailbox
 from mailboxes.services import mailbox_delete
+from provider.cli import ServiceCommand, usage_error
 
 
 class Command(ServiceCommand):

@@ -7,14 +7,7 @@ from django.core.management.base import CommandParser
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from accounts.management.commands._cli import (
-    ServiceCommand,
-    get_mailbox,
-    get_plan,
-    mailbox_summary,
-    size,
-    usage_error,
-)
+from mailboxes.cli import get_mailbox, get_plan, mailbox_summary, size
 from mailboxes.models import Protocol
 from mailboxes.passwords import generate_password
 from mailboxes.services import (
@@ -24,6 +17,7 @@ from mailboxes.services import (
     mailbox_set_quota,
     mailbox_suspend,
 )
+from provider.cli import ServiceCommand, usage_error
 
 CHANGES = (
     "password_stdin",

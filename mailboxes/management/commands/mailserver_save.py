@@ -7,8 +7,8 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.utils.translation import gettext as _
 
-from accounts.management.commands._cli import ServiceCommand
 from mailboxes.services import mail_server_save
+from provider.cli import ServiceCommand
 
 
 class Command(ServiceCommand):

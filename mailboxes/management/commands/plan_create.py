@@ -8,9 +8,10 @@ from django.core.management.base import CommandParser
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
 
-from accounts.management.commands._cli import ServiceCommand, size
+from mailboxes.cli import size
 from mailboxes.models import Protocol
 from mailboxes.services import plan_create
+from provider.cli import ServiceCommand
 
 
 class Command(ServiceCommand):
