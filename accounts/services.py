@@ -8,6 +8,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
+from provider.celery import enqueue_after_commit
+
 from . import audit
 from .audit import Actor
 from .models import Customer, User
@@ -76,13 +78,9 @@ def customer_user_create(
             audit.record(
                 "user.create", user, actor=actor, ip=ip, customer=customer, email=email
             )
-            transaction.on_commit(lambda: _enqueue_invite(user.pk))
+            enqueue_after_commit("accounts.send_user_invite", user.pk)
     except IntegrityError as exc:  # created concurrently under the same name
         raise taken from exc
     return user
 
 
-def _enqueue_invite(user_id: int) -> None:
-    from .tasks import send_user_invite
-
-    send_user_invite.delay(user_id)

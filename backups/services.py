@@ -24,6 +24,7 @@ from accounts import audit
 from accounts.audit import Actor
 from mailboxes.models import Mailbox
 from mailserver.fetch import batches
+from provider.celery import enqueue_after_commit
 
 from . import browse, crypto, jobs, policy
 from .archive import snapshot_archive
@@ -57,8 +58,6 @@ def repository_for(mailbox: Mailbox) -> Repository:
 
 def _enqueue_backup(repository: Repository, requested_by: str) -> BackupJob:
     """The repository's active job, or a new one sent to the worker after commit."""
-    from .tasks import backup_mailbox
-
     active = BackupJob.objects.filter(repository=repository, status__in=ACTIVE).first()
     if active is not None:
         return active
@@ -67,7 +66,7 @@ def _enqueue_backup(repository: Repository, requested_by: str) -> BackupJob:
             job = BackupJob.objects.create(repository=repository, requested_by=requested_by)
     except IntegrityError:  # a concurrent request won: one active job per repository
         return BackupJob.objects.get(repository=repository, status__in=ACTIVE)
-    transaction.on_commit(lambda: backup_mailbox.delay(job.pk))
+    enqueue_after_commit("backups.backup_mailbox", job.pk)
     return job
 
 
@@ -91,8 +90,6 @@ def schedule_due(now: datetime | None = None) -> list[int]:
 
     A mailbox whose last job failed waits ``FAILED_RETRY_AFTER`` before the next try, so a
     broken one does not get a new failing job every quarter of an hour."""
-    from .tasks import backup_mailbox, restore
-
     now = now or timezone.now()
     busy = BackupJob.objects.filter(repository__mailbox=OuterRef("pk")).filter(
         Q(status__in=ACTIVE) | Q(status=JobStatus.FAILED, finished_at__gt=now - FAILED_RETRY_AFTER)
@@ -109,10 +106,12 @@ def schedule_due(now: datetime | None = None) -> list[int]:
         if policy.is_due(last, mailbox.plan, now):
             sent.append(_enqueue_backup(repository or repository_for(mailbox), "schedule").pk)
     for job in jobs.stale_jobs(BackupJob):
-        backup_mailbox.delay(job.pk)
+        enqueue_after_commit("backups.backup_mailbox", job.pk)
         sent.append(job.pk)
     for restore_job in jobs.stale_jobs(RestoreJob):
-        restore.apply_async((restore_job.pk,), queue=settings.BACKUP_RESTORE_QUEUE)
+        enqueue_after_commit(
+            "backups.restore", restore_job.pk, queue=settings.BACKUP_RESTORE_QUEUE
+        )
     return sent
 
 
@@ -150,7 +149,6 @@ def restore_request(
 
     The messages go into the backup's own mailbox, or ``into_mailbox``: for the backup of a
     deleted mailbox, another mailbox of the same customer (never another customer's)."""
-    from .tasks import restore
 
     repository = snapshot.repository
     mailbox = into_mailbox or repository.mailbox
@@ -199,9 +197,7 @@ def restore_request(
         into_folder=target,
         **({"from_address": repository.address} if mailbox != repository.mailbox else {}),
     )
-    transaction.on_commit(
-        lambda: restore.apply_async((job.pk,), queue=settings.BACKUP_RESTORE_QUEUE)
-    )
+    enqueue_after_commit("backups.restore", job.pk, queue=settings.BACKUP_RESTORE_QUEUE)
     return job
 
 

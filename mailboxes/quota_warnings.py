@@ -22,11 +22,11 @@ from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
-from kombu.exceptions import OperationalError
 
 from accounts.models import User
 from mailserver.errors import MailServerError
 from mailserver.imap import append_message
+from provider.celery import enqueue_after_commit
 
 from .models import Mailbox, Plan, QuotaWarning
 from .usage import forecast_days_until_full
@@ -111,7 +111,9 @@ def evaluate(
                 claim.update(**changes)
         warnings = _create_warnings(Mailbox.objects.filter(warning_claim=token), transitions)
         ids = [w.pk for w in warnings]
-        transaction.on_commit(lambda: _enqueue(ids))
+        for start in range(0, len(ids), SEND_BATCH):
+            # Unsent rows stay pending: the sweeper (send_pending_warnings) is the backstop.
+            enqueue_after_commit("mailboxes.send_quota_warnings", ids[start : start + SEND_BATCH])
     return ids
 
 
@@ -136,17 +138,6 @@ def _create_warnings(
             )
         )
     return QuotaWarning.objects.bulk_create(warnings, batch_size=2000)
-
-
-def _enqueue(warning_ids: list[int]) -> None:
-    """If the broker is down, the rows stay pending and the sweeper sends them later."""
-    from .tasks import send_quota_warnings
-
-    try:
-        for start in range(0, len(warning_ids), SEND_BATCH):
-            send_quota_warnings.delay(warning_ids[start : start + SEND_BATCH])
-    except OperationalError:
-        log.warning("broker unavailable: %d warnings left for the sweeper", len(warning_ids))
 
 
 def lease(warning_id: int, seconds: int = 300) -> QuotaWarning | None:

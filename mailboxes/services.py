@@ -261,9 +261,8 @@ def _reevaluate_warnings(mailbox: Mailbox) -> None:
     """A lower quota or another plan can cross a threshold without any new mail.
 
     If the broker is down, the next poll of the server evaluates it instead."""
-    from .tasks import evaluate_warnings
 
-    enqueue_after_commit(evaluate_warnings, mailbox_ids=[mailbox.pk])
+    enqueue_after_commit("mailboxes.evaluate_warnings", mailbox_ids=[mailbox.pk])
 
 
 def _set_status(
@@ -294,7 +293,6 @@ def mailbox_reactivate(*, mailbox: Mailbox, actor: Actor, ip: str | None = None)
 @transaction.atomic
 def mailbox_delete(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> None:
     """Remove the mailbox: logins and deliveries stop at commit; a worker purges its mail."""
-    from .tasks import purge_storage
 
     audit.record("mailbox.delete", mailbox, actor=actor, ip=ip, customer=mailbox.customer)
     purge = StoragePurge.objects.create(
@@ -303,7 +301,7 @@ def mailbox_delete(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> 
         address=mailbox.address,
     )
     mailbox.delete()
-    enqueue_after_commit(purge_storage, purge.pk)
+    enqueue_after_commit("mailboxes.purge_storage", purge.pk)
 
 
 @transaction.atomic

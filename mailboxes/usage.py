@@ -321,9 +321,8 @@ def request_refresh(mailbox: Mailbox) -> bool:
         Q(refresh_requested_at__isnull=True) | Q(refresh_requested_at__lt=cutoff), pk=mailbox.pk
     ).update(refresh_requested_at=now)
     if claimed:
-        from .tasks import refresh_usage
 
-        enqueue_after_commit(refresh_usage, mailbox.pk)
+        enqueue_after_commit("mailboxes.refresh_usage", mailbox.pk)
     return bool(claimed)
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from celery import Celery
 from django.db import transaction
-from kombu.exceptions import OperationalError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provider.settings")
 
@@ -18,17 +17,34 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-def enqueue_after_commit(task: Any, *args: Any, **kwargs: Any) -> None:
-    """Queue a task once the current transaction commits, without failing the request.
+# Publishing gives up after about a second: a request must not wait on a broker that is down.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
 
-    Use it for work that has a backstop (a sweeper or the next scheduled run): if the broker
-    is down at that moment, the committed change stands and the backstop catches up.
+
+def enqueue_after_commit(
+    task_name: str, *args: Any, queue: str | None = None, **kwargs: Any
+) -> None:
+    """Send the task ``task_name`` once the current transaction commits; never fail the request.
+
+    By name, so that a service need not import the tasks module that calls it back. Fire and
+    forget: the caller keeps no result, so sending touches only the broker, never the result
+    backend. If the broker is down the committed change stands, a warning is logged, and the
+    task's backstop (a sweeper or the next scheduled run, which finds the committed rows)
+    sends it later: every task sent this way must have one.
     """
 
     def send() -> None:
         try:
-            task.delay(*args, **kwargs)
-        except OperationalError:
-            log.warning("broker unavailable: %s not queued now; its sweeper will", task.name)
+            app.send_task(
+                task_name,
+                args=args,
+                kwargs=kwargs,
+                queue=queue,
+                ignore_result=True,
+                retry=True,
+                retry_policy=PUBLISH_RETRY,
+            )
+        except Exception:  # noqa: BLE001 - any broker failure: the backstop catches up
+            log.warning("broker unavailable: %s not queued; its backstop will send it", task_name)
 
     transaction.on_commit(send)

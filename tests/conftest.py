@@ -147,3 +147,21 @@ def _english_after_each_test() -> Iterator[None]:
 
     yield
     translation.activate(settings.LANGUAGE_CODE)
+
+
+@pytest.fixture
+def sent_tasks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple, dict]]:  # type: ignore[type-arg]
+    """The tasks handed to the broker, as (name, args, kwargs), without a broker.
+
+    The integration tests send the same tasks to a real worker; this is for unit tests that
+    only need to know what was sent.
+    """
+    from provider.celery import app
+
+    sent: list[tuple[str, tuple, dict]] = []  # type: ignore[type-arg]
+
+    def record(name: str, args: tuple = (), kwargs: dict | None = None, **_options: object) -> None:  # type: ignore[type-arg]
+        sent.append((name, tuple(args), dict(kwargs or {})))
+
+    monkeypatch.setattr(app, "send_task", record)
+    return sent

@@ -21,13 +21,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sent(monkeypatch):  # type: ignore[no-untyped-def]
-    """The job ids handed to the worker (no broker needed)."""
-    ids: list[int] = []
-    from backups import tasks
-
-    monkeypatch.setattr(tasks.backup_mailbox, "delay", ids.append)
-    return ids
+def sent(sent_tasks):  # type: ignore[no-untyped-def]
+    """The backup job ids handed to the worker so far (no broker needed)."""
+    return lambda: [args[0] for name, args, _kw in sent_tasks if name == "backups.backup_mailbox"]
 
 
 def test_run_due_schedules_each_due_mailbox_once(
@@ -51,11 +47,13 @@ def test_run_due_schedules_each_due_mailbox_once(
 
     jobs = BackupJob.objects.all()
     assert {j.repository.mailbox for j in jobs} == {new, old}
-    assert sorted(first) == sorted(j.pk for j in jobs) == sorted(sent)
+    assert sorted(first) == sorted(j.pk for j in jobs) == sorted(sent())
     assert second == []  # their jobs are still queued: nothing twice
 
 
-def test_run_due_sends_jobs_whose_task_was_lost_again(backup_settings, sent, settings):
+def test_run_due_sends_jobs_whose_task_was_lost_again(
+    backup_settings, sent, settings, django_capture_on_commit_callbacks
+):
     mailbox = make_mailbox("anna")
     stuck = BackupJob.objects.create(
         repository=services.repository_for(mailbox),
@@ -65,8 +63,9 @@ def test_run_due_sends_jobs_whose_task_was_lost_again(backup_settings, sent, set
     )
     BackupJob.objects.filter(pk=stuck.pk).update(created_at=timezone.now() - timedelta(hours=2))
 
-    assert services.schedule_due() == [stuck.pk]
-    assert sent == [stuck.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.schedule_due() == [stuck.pk]
+    assert sent() == [stuck.pk]
 
 
 def test_restore_requests_are_checked_against_the_snapshot(restore_side):
