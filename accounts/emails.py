@@ -4,11 +4,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import EmailMultiAlternatives
-from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import translation
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
+
+from provider.emails import render_email
 
 from .models import User
 
@@ -27,22 +27,14 @@ def set_password_url(user: User) -> str:
 
 def build_invite_email(user: User) -> EmailMultiAlternatives:
     language = user.customer.language if user.customer else settings.LANGUAGE_CODE
-    with translation.override(language):
-        context = {
-            "user": user,
-            "customer": user.customer,
-            "url": set_password_url(user),
-            "login_url": settings.SITE_URL.rstrip("/") + reverse("accounts:login"),
-            "valid_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400),
-            "language": language,
-        }
-        subject = " ".join(render_to_string("emails/user_invite_subject.txt", context).split())
-        text = render_to_string("emails/user_invite.txt", context)
-        html = render_to_string("emails/user_invite.html", context)
-    message = EmailMultiAlternatives(subject, text, to=[user.email])
-    message.attach_alternative(html, "text/html")
-    message.extra_headers["Auto-Submitted"] = "auto-generated"
-    return message
+    context = {
+        "user": user,
+        "customer": user.customer,
+        "url": set_password_url(user),
+        "login_url": settings.SITE_URL.rstrip("/") + reverse("accounts:login"),
+        "valid_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400),
+    }
+    return render_email("user_invite", context, to=[user.email], language=language)
 
 
 def send_invite(user_id: int) -> bool:

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.models import Customer, User
 from mailboxes.models import Mailbox, Plan
+from mailboxes.selectors import customer_mailboxes
 
 from . import policy
 from .models import BackupJob, JobStatus, Repository, RestoreJob, Snapshot
@@ -37,14 +38,11 @@ def _own_repositories(user: User) -> Q:
 
 
 def mailboxes_for(user: User) -> QuerySet[Mailbox]:
-    mailboxes = Mailbox.objects.select_related("domain__customer", "plan")
     if user.is_staff:
-        return mailboxes
-    return (
-        mailboxes.filter(domain__customer=user.customer_id)
-        if user.customer_id
-        else mailboxes.none()
-    )
+        return Mailbox.objects.select_related("domain__customer", "plan")
+    if user.customer_id:
+        return customer_mailboxes(user.customer_id)
+    return Mailbox.objects.none()
 
 
 def repositories_for(user: User) -> QuerySet[Repository]:

@@ -21,8 +21,11 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 
 
+FULL_PERCENT = 100
+
+
 def default_thresholds() -> list[int]:
-    return [80, 90, 95, 100]
+    return [80, 90, 95, FULL_PERCENT]
 
 
 class Protocol(models.TextChoices):
@@ -76,6 +79,27 @@ class Plan(models.Model):
     @property
     def protocols(self) -> list[str]:
         return [p.value for p in Protocol if self.allows(p)]
+
+    @property
+    def thresholds(self) -> list[int]:
+        """The warning thresholds in percent, sorted, each within 1–100."""
+        return sorted({int(t) for t in self.warning_thresholds if 0 < int(t) <= FULL_PERCENT})
+
+    def usage_level(self, percent: int) -> str:
+        """How a mailbox ``percent`` full looks on every page: "full" at 100 %, "danger" from
+        the highest warning threshold below that, "warn" from the lowest, else "ok".
+
+        The thresholds that send the warning emails colour the bars, so a bar is never "ok"
+        while its customer is being warned.
+        """
+        if percent >= FULL_PERCENT:
+            return "full"
+        below_full = [t for t in self.thresholds if t < FULL_PERCENT]
+        if below_full and percent >= below_full[-1] and len(below_full) > 1:
+            return "danger"
+        if below_full and percent >= below_full[0]:
+            return "warn"
+        return "ok"
 
 
 def _secret_from_env(name: str, settings_name: str) -> str:

@@ -12,8 +12,8 @@ from accounts import audit
 from accounts.audit import Actor
 from accounts.models import User
 
-from .models import Mailbox, Plan, PlanChangeRequest, Protocol
-from .services import mailbox_change_plan
+from .models import Mailbox, Plan, PlanChangeRequest
+from .services import mailbox_change_plan, protocol_for
 
 
 def self_service_allowed(mailbox: Mailbox, plan: Plan) -> bool:
@@ -42,19 +42,8 @@ def plan_change_request(
     ip: str | None = None,
 ) -> PlanChangeRequest:
     """Record a customer's wish for another plan or protocol; apply it at once if allowed."""
-    protocol = protocol or (
-        mailbox.protocol if plan.allows(mailbox.protocol) else plan.protocols[0]
-    )
+    protocol = protocol_for(plan, protocol, current=mailbox.protocol)
     note = note.strip()
-    if protocol not in Protocol.values:
-        raise ValidationError({"protocol": _("Choose IMAP or POP3.")})
-    if not plan.allows(protocol):
-        raise ValidationError(
-            {
-                "protocol": _("The plan “%(plan)s” does not include %(protocol)s.")
-                % {"plan": plan.name, "protocol": Protocol(protocol).label}
-            }
-        )
     if plan.pk == mailbox.plan_id and protocol == mailbox.protocol:
         raise ValidationError(
             {"plan": _("This mailbox already has this plan and protocol.")}

@@ -19,7 +19,6 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.template.defaultfilters import filesizeformat
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
@@ -27,17 +26,14 @@ from accounts.models import User
 from mailserver.errors import MailServerError
 from mailserver.imap import append_message
 from provider.celery import enqueue_after_commit
+from provider.emails import render_email
 
-from .models import Mailbox, Plan, QuotaWarning
+from .models import FULL_PERCENT, Mailbox, Plan, QuotaWarning
 from .usage import forecast_days_until_full
 
 log = logging.getLogger(__name__)
-FULL = 100
+FULL = FULL_PERCENT
 SEND_BATCH = 50
-
-
-def thresholds_of(plan: Plan) -> list[int]:
-    return sorted({int(t) for t in plan.warning_thresholds if 0 < int(t) <= FULL})
 
 
 def _level_case(thresholds: list[int], offset: int = 0) -> Case:
@@ -73,7 +69,7 @@ def evaluate(
 
     transitions: dict[tuple[int, int, str], list[int]] = defaultdict(list)
     for plan in Plan.objects.filter(pk__in=measured.values("plan_id")):
-        thresholds = thresholds_of(plan)
+        thresholds = plan.thresholds
         if not thresholds:
             continue
         top = thresholds[-1]
@@ -169,26 +165,25 @@ def build_email(warning: QuotaWarning) -> EmailMultiAlternatives:
     """Subject, plain text and HTML in the customer's language."""
     mailbox = warning.mailbox
     with translation.override(warning.language):
-        context = {
-            "warning": warning,
-            "mailbox": mailbox,
-            "customer": mailbox.domain.customer,
-            "used": filesizeformat(warning.used_bytes),
-            "quota": filesizeformat(warning.quota_bytes),
-            "percent": warning.percent,
-            "full": warning.percent >= FULL,
-            "days_until_full": warning.days_until_full,
-            "portal_url": settings.SITE_URL.rstrip("/") + reverse("home"),
-        }
-        subject = " ".join(render_to_string("emails/quota_warning_subject.txt", context).split())
-        text = render_to_string("emails/quota_warning.txt", context)
-        html = render_to_string("emails/quota_warning.html", context)
-    message = EmailMultiAlternatives(subject, text, to=[warning.recipient])
-    message.attach_alternative(html, "text/html")
+        used, quota = filesizeformat(warning.used_bytes), filesizeformat(warning.quota_bytes)
+    context = {
+        "warning": warning,
+        "mailbox": mailbox,
+        "customer": mailbox.domain.customer,
+        "used": used,
+        "quota": quota,
+        "percent": warning.percent,
+        "full": warning.percent >= FULL,
+        "level": mailbox.plan.usage_level(warning.percent),
+        "days_until_full": warning.days_until_full,
+        "portal_url": settings.SITE_URL.rstrip("/") + reverse("home"),
+    }
+    message = render_email(
+        "quota_warning", context, to=[warning.recipient], language=warning.language
+    )
     # Stable across retries: a resent warning is recognisably the same message.
     domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">") or "postamt"
     message.extra_headers["Message-ID"] = f"<quota-warning-{warning.pk}@{domain}>"
-    message.extra_headers["Auto-Submitted"] = "auto-generated"
     return message
 
 
@@ -245,7 +240,7 @@ def full_mailboxes() -> list[Mailbox]:
     """Mailboxes at or above their plan's top threshold, fullest first."""
     result = []
     for plan in Plan.objects.all():
-        thresholds = thresholds_of(plan)
+        thresholds = plan.thresholds
         if not thresholds:
             continue
         result.extend(
@@ -277,8 +272,5 @@ def send_staff_digest() -> int:
         for m in mailboxes
     ]
     context = {"rows": rows, "count": len(rows)}
-    with translation.override(settings.LANGUAGE_CODE):
-        subject = " ".join(render_to_string("emails/staff_digest_subject.txt", context).split())
-        text = render_to_string("emails/staff_digest.txt", context)
-    EmailMultiAlternatives(subject, text, to=recipients).send()
+    render_email("staff_digest", context, to=recipients, language=settings.LANGUAGE_CODE).send()
     return len(rows)

@@ -34,8 +34,15 @@ def customer_domains(customer: Customer) -> QuerySet[Domain]:
     )
 
 
-def customer_mailboxes(customer: Customer) -> QuerySet[Mailbox]:
-    return Mailbox.objects.filter(domain__customer=customer).select_related("domain", "plan")
+def customer_mailboxes(customer: Customer | int, *, active_only: bool = False) -> QuerySet[Mailbox]:
+    """A customer's mailboxes, suspended ones included unless ``active_only``: the one
+    definition that the staff pages, the portal, backups and the services share."""
+    mailboxes = Mailbox.objects.filter(domain__customer=customer)
+    if active_only:
+        mailboxes = mailboxes.filter(status=Mailbox.Status.ACTIVE)
+    return mailboxes.select_related("domain__customer", "plan").order_by(
+        "domain__name", "local_part"
+    )
 
 
 def mailbox_queryset() -> QuerySet[Mailbox]:
@@ -61,7 +68,7 @@ class UsageSummary:
     used_bytes: int | None
     quota_bytes: int
     percent: int | None  # rounded down, so "100 %" only when really full
-    level: str  # "unknown", "ok" (< 80 %), "warn" (80–94 %), "danger" (95–99 %), "full"
+    level: str  # "unknown", or by the plan's thresholds (``Plan.usage_level``)
 
     @property
     def bar_width(self) -> int:
@@ -77,15 +84,7 @@ def usage_summary(mailbox: Mailbox) -> UsageSummary:
     if used is None or quota <= 0:
         return UsageSummary(used, quota, None, "unknown")
     percent = used * 100 // quota
-    if percent >= 100:
-        level = "full"
-    elif percent >= 95:
-        level = "danger"
-    elif percent >= 80:
-        level = "warn"
-    else:
-        level = "ok"
-    return UsageSummary(used, quota, percent, level)
+    return UsageSummary(used, quota, percent, mailbox.plan.usage_level(percent))
 
 
 def mailbox_folders(mailbox: Mailbox) -> QuerySet[FolderUsage]:
@@ -172,12 +171,6 @@ def customer_plan_requests(customer: Customer) -> QuerySet[PlanChangeRequest]:
 
 # --- Customer portal ------------------------------------------------------------------------
 # Every query starts from the customer: an id from the URL can only ever find its own rows.
-
-
-def portal_mailboxes(customer: Customer) -> QuerySet[Mailbox]:
-    return Mailbox.objects.filter(domain__customer=customer).select_related(
-        "domain__customer", "plan"
-    )
 
 
 def portal_plan_requests(customer: Customer) -> QuerySet[PlanChangeRequest]:

@@ -27,6 +27,7 @@ from provider.celery import enqueue_after_commit
 from .idn import domain_to_ascii
 from .models import Domain, Mailbox, MailServer, Plan, Protocol, StoragePurge
 from .passwords import hash_password, validate_mailbox_password
+from .selectors import customer_mailboxes
 from .usage import request_refresh
 
 # Deliberately narrower than RFC 5322: these local parts work in every client, are safe as
@@ -59,6 +60,14 @@ def _check_quota(quota_bytes: int, plan: Plan) -> None:
                 % {"plan": plan.name, "max": filesizeformat(plan.max_quota_bytes)}
             }
         )
+
+
+def protocol_for(plan: Plan, requested: str | None, current: str | None = None) -> str:
+    """The protocol a mailbox gets on ``plan``: the one asked for, checked; else the current
+    one if the plan has it; else the plan's first. The one rule for staff, CLI and portal."""
+    protocol = requested or (current if current and plan.allows(current) else plan.protocols[0])
+    _check_protocol(protocol, plan)
+    return protocol
 
 
 def _check_protocol(protocol: str, plan: Plan) -> None:
@@ -145,7 +154,7 @@ def mailbox_create(
         errors.update(exc.message_dict)
     address = f"{local_part.strip().lower()}@{domain.name}"
     checks = (
-        lambda: _check_protocol(protocol, plan),
+        lambda: protocol_for(plan, protocol),
         lambda: _check_quota(quota_bytes, plan),
         lambda: _check_password(password, address),
     )
@@ -235,10 +244,7 @@ def mailbox_change_plan(
     ip: str | None = None,
 ) -> Mailbox:
     """Move a mailbox to another plan and/or protocol; the quota is capped at the new plan's."""
-    protocol = protocol or (
-        mailbox.protocol if plan.allows(mailbox.protocol) else plan.protocols[0]
-    )
-    _check_protocol(protocol, plan)
+    protocol = protocol_for(plan, protocol, current=mailbox.protocol)
     old = {"plan": mailbox.plan.name, "protocol": mailbox.protocol, "quota": mailbox.quota_bytes}
     mailbox.plan = plan
     mailbox.protocol = protocol
@@ -509,7 +515,7 @@ def customer_update_notifications(
         except ValidationError:
             login = contact_email.lower()
         # A warning that a mailbox is full cannot be delivered into that full mailbox.
-        if Mailbox.objects.filter(domain__customer=customer, address=login).exists():
+        if customer_mailboxes(customer).filter(address=login).exists():
             errors["contact_email"] = [
                 _(
                     "%(email)s is one of your own mailboxes here: warnings that it is full "

@@ -11,7 +11,7 @@ from celery import shared_task
 
 from mailserver.errors import MailServerUnavailable
 
-from . import quota_warnings, usage
+from . import polling, quota_warnings, usage
 from .models import PollRun
 
 MAX_POLL_ATTEMPTS = 8
@@ -46,12 +46,8 @@ def poll_server(run_id: int) -> int | None:
         status=PollRun.Status.FAILED, error="gave up after repeated attempts"
     ):
         return None
-    run = usage.poll_server(run_id)
-    if run is None:
-        return None
-    if run.status == PollRun.Status.DONE:
-        quota_warnings.evaluate(server_id=run.server_id)
-    return run.mailboxes_done
+    run = polling.poll_server(run_id)
+    return None if run is None else run.mailboxes_done
 
 
 @shared_task(
@@ -59,11 +55,8 @@ def poll_server(run_id: int) -> int | None:
 )
 def refresh_usage(mailbox_id: int) -> int | None:
     """Measure one mailbox now; idempotent, so a redelivery only measures again."""
-    mailbox = usage.refresh_mailbox_usage(mailbox_id)
-    if mailbox is None:
-        return None
-    quota_warnings.evaluate(mailbox_ids=[mailbox.pk])
-    return mailbox.used_bytes
+    mailbox = polling.refresh_mailbox(mailbox_id)
+    return None if mailbox is None else mailbox.used_bytes
 
 
 @shared_task(name="mailboxes.thin_usage_history", acks_late=True)

@@ -50,7 +50,7 @@ def _customer(request: HttpRequest) -> Customer:
 
 def _get_mailbox(request: HttpRequest, mailbox_id: int) -> Mailbox:
     """The access helper: a mailbox of the logged-in user's customer, or 404."""
-    return get_object_or_404(selectors.portal_mailboxes(_customer(request)), pk=mailbox_id)
+    return get_object_or_404(selectors.customer_mailboxes(_customer(request)), pk=mailbox_id)
 
 
 def _get_plan_request(request: HttpRequest, request_id: int) -> PlanChangeRequest:
@@ -65,7 +65,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     customer = _customer(request)
     context = {
         "customer": customer,
-        "mailboxes": selectors.portal_mailboxes(customer),
+        "mailboxes": selectors.customer_mailboxes(customer),
         "pending_requests": selectors.portal_plan_requests(customer).filter(
             status=PlanChangeRequest.Status.PENDING
         ),

@@ -289,8 +289,35 @@ def test_poll_usage_command_measures_every_server_now(dovecot, mail_server, deli
     deliver(anna.address, message("hello", 3_000))
     out = StringIO()
     call_command("poll_usage", "--here", stdout=out)
-    assert out.getvalue() == "test: done, 1 of 1 mailboxes measured\n"
+    assert out.getvalue() == "test: 1 of 1 mailboxes measured.\n"
     assert Mailbox.objects.get(pk=anna.pk).used_bytes > 3_000
+
+
+def test_poll_usage_measures_a_mailbox_made_after_this_intervals_scheduled_poll(
+    dovecot, mail_server, deliver, celery_worker
+):
+    """The scheduled run of this interval is done; "measure now" must still measure."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from mailboxes.usage import schedule_polls
+
+    make_mailbox("early")
+    for run in schedule_polls():
+        poll_server.delay(run.pk).get(timeout=30)
+    assert schedule_polls() == []  # the slot is done: the beat would skip the server now
+
+    late = make_mailbox("late")
+    deliver(late.address, message("after the poll", 5_000))
+    out = StringIO()
+    call_command("poll_usage", "--wait", "30", stdout=out)
+
+    assert out.getvalue().splitlines() == [
+        "Poll of 1 mail server(s) queued for the workers.",
+        "test: 2 of 2 mailboxes measured.",
+    ]
+    assert Mailbox.objects.get(pk=late.pk).used_bytes > 5_000
 
 
 def test_a_worker_killed_mid_poll_leaves_whole_chunks_and_the_redelivery_completes(

@@ -24,6 +24,7 @@ from backups.archive import archive_name
 from backups.crypto import KeyMissing, identities
 from backups.models import Job, Repository, RestoreJob, Snapshot
 from mailboxes.models import Mailbox
+from mailboxes.selectors import customer_mailboxes
 from web.forms import ServiceForm
 
 from .forms import MessagesRestoreForm, RestoreForm
@@ -74,9 +75,7 @@ def _restore_targets(repository: Repository) -> QuerySet[Mailbox] | None:
     for a mailbox that still exists: its backups go back into it."""
     if repository.mailbox_id is not None:
         return None
-    return Mailbox.objects.filter(
-        domain__customer=repository.customer_id, status=Mailbox.Status.ACTIVE
-    ).order_by("domain__name", "local_part")
+    return customer_mailboxes(repository.customer_id, active_only=True)
 
 
 def _render_mailbox(
