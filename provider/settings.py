@@ -13,6 +13,8 @@ from django.utils.translation import gettext_lazy as _
 from provider.secrets import secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Templates, static files and translations ship inside the package, so `pip install .` has them.
+PROJECT_DIR = Path(__file__).resolve().parent
 VAR_DIR = Path(os.environ.get("POSTAMT_VAR_DIR", BASE_DIR / "var"))
 
 env = environ.Env()
@@ -67,7 +69,7 @@ WSGI_APPLICATION = "provider.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [PROJECT_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -117,14 +119,14 @@ PASSWORD_HASHERS = [
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("de", _("German"))]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+LOCALE_PATHS = [PROJECT_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [PROJECT_DIR / "static"]
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
