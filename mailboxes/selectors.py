@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timedelta
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import AuditEntry, Customer, User
@@ -14,18 +16,35 @@ from .models import Domain, FolderUsage, Mailbox, MailServer, Plan, PlanChangeRe
 from .usage import forecast_days_until_full
 
 
+def _count(queryset: QuerySet[Any], by: str) -> Coalesce:
+    """How many rows of ``queryset`` point at the outer row, as a correlated subquery.
+
+    Two ``Count`` annotations over two relations join them with each other: 2,000 domains
+    times 20,000 mailboxes of one server were forty million rows and 19 s. One subquery per
+    relation counts each table alone, through its foreign-key index.
+    """
+    counted = (
+        queryset.filter(**{by: OuterRef("pk")})
+        .order_by()
+        .values(by)
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted), 0)
+
+
 def customer_list() -> QuerySet[Customer]:
     return Customer.objects.annotate(
-        domain_count=Count("domains", distinct=True),
-        mailbox_count=Count("domains__mailboxes", distinct=True),
-    )
+        domain_count=_count(Domain.objects.all(), "customer"),
+        mailbox_count=_count(Mailbox.objects.all(), "domain__customer"),
+    ).order_by("name", "pk")
 
 
 def server_list() -> QuerySet[MailServer]:
     return MailServer.objects.annotate(
-        domain_count=Count("domains", distinct=True),
-        mailbox_count=Count("mailboxes", distinct=True),
-    )
+        domain_count=_count(Domain.objects.all(), "mail_server"),
+        mailbox_count=_count(Mailbox.objects.all(), "mail_server"),
+    ).order_by("name")
 
 
 def customer_domains(customer: Customer) -> QuerySet[Domain]:

@@ -38,6 +38,8 @@ from .forms import (
 )
 
 AUDIT_PAGE_SIZE = 50
+CUSTOMERS_PAGE_SIZE = 50
+DRIFT_SHOWN = 50
 
 
 def _by(request: HttpRequest) -> dict[str, Any]:
@@ -61,10 +63,15 @@ def _password_message(text: str, password: str) -> str:
 def _render_dashboard(
     request: HttpRequest, form: CustomerForm | None = None, status: int = 200
 ) -> HttpResponse:
+    drifting = selectors.drifting_mailboxes()
     context = {
-        "customers": selectors.customer_list(),
+        "customers": Paginator(selectors.customer_list(), CUSTOMERS_PAGE_SIZE).get_page(
+            request.GET.get("page")
+        ),
         "servers": selectors.server_list(),
-        "drifting": selectors.drifting_mailboxes(),
+        # The first ones are enough to act on; the count says how big the problem is.
+        "drifting": drifting[:DRIFT_SHOWN],
+        "drifting_count": drifting.count(),
         "unknown_user_servers": selectors.servers_with_unknown_users(),
         "plan_requests": selectors.pending_plan_requests(),
         "backup_attention": backup_selectors.needing_attention(),
