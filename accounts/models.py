@@ -18,6 +18,8 @@ class User(AbstractUser):
         on_delete=models.CASCADE,
         related_name="users",
     )
+    # When the set-password invitation went out: the sweeper sends the ones a broker outage lost.
+    invite_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
 
 
 class Customer(models.Model):

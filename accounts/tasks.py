@@ -20,3 +20,12 @@ def send_user_invite(user_id: int) -> bool:
     """Not ``acks_late``: a second invitation after a redelivery would only confuse people,
     and a lost one is easily replaced ("Forgot your password?" sends the same link)."""
     return emails.send_invite(user_id)
+
+
+@shared_task(name="accounts.send_pending_invites")
+def send_pending_invites() -> int:
+    """The backstop of invitations that could not be queued when the login was made."""
+    ids = emails.pending_invites()
+    for user_id in ids:
+        send_user_invite.delay(user_id)
+    return len(ids)

@@ -59,6 +59,15 @@ def refresh_usage(mailbox_id: int) -> int | None:
     return None if mailbox is None else mailbox.used_bytes
 
 
+@shared_task(name="mailboxes.refresh_pending", acks_late=True)
+def refresh_pending() -> int:
+    """The backstop of "Refresh now" requests whose task was lost."""
+    ids = usage.pending_refreshes()
+    for mailbox_id in ids:
+        refresh_usage.delay(mailbox_id)
+    return len(ids)
+
+
 @shared_task(name="mailboxes.thin_usage_history", acks_late=True)
 def thin_usage_history() -> int:
     return usage.thin_history()

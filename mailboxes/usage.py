@@ -321,9 +321,24 @@ def request_refresh(mailbox: Mailbox) -> bool:
         Q(refresh_requested_at__isnull=True) | Q(refresh_requested_at__lt=cutoff), pk=mailbox.pk
     ).update(refresh_requested_at=now)
     if claimed:
-
         enqueue_after_commit("mailboxes.refresh_usage", mailbox.pk)
     return bool(claimed)
+
+
+def pending_refreshes(now: datetime | None = None) -> list[int]:
+    """"Refresh now" requests not measured after a minute (their task was lost, e.g. to a
+    broker outage): the sweeper's. Older than an hour they are moot; the poll has run since."""
+    now = now or timezone.now()
+    return list(
+        Mailbox.objects.filter(
+            refresh_requested_at__lt=now - timedelta(minutes=1),
+            refresh_requested_at__gt=now - timedelta(hours=1),
+        )
+        .filter(
+            Q(usage_checked_at__isnull=True) | Q(usage_checked_at__lt=F("refresh_requested_at"))
+        )
+        .values_list("pk", flat=True)[:500]
+    )
 
 
 def thin_history(now: datetime | None = None) -> int:

@@ -155,7 +155,11 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
 # Unacked tasks come back after the visibility timeout: it must outlast every countdown and ETA.
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# A request that sends a task must not hang on a broker that is down (enqueue_after_commit).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "socket_connect_timeout": 3,
+}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -254,6 +258,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mailboxes.purge_pending_storage",
         "schedule": 3600,
         "options": {"expires": 3600},
+    },
+    # Backstops of tasks sent from requests, which a broker outage may have lost.
+    "refresh-pending": {
+        "task": "mailboxes.refresh_pending",
+        "schedule": 2 * 60,
+        "options": {"expires": 2 * 60},
+    },
+    "send-pending-invites": {
+        "task": "accounts.send_pending_invites",
+        "schedule": 5 * 60,
+        "options": {"expires": 5 * 60},
     },
     "thin-usage-history": {
         "task": "mailboxes.thin_usage_history",

@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 from accounts.models import AuditEntry, Customer, User
 from accounts.services import customer_user_create
 from tests.factories import make_customer
+from tests.waiting import wait_for
 
 
 @pytest.mark.django_db
@@ -41,13 +42,9 @@ def test_cli_creates_a_login_audited_as_the_cli_user(customer: Customer) -> None
 def test_invitation_reaches_real_smtp_through_the_worker(
     transactional_db: None, celery_worker: object, smtp_server
 ) -> None:  # type: ignore[no-untyped-def]
-    import time
-
     customer = make_customer("Bäckerei Müller", language="de")
     user = customer_user_create(customer=customer, email="lena@example.org", actor="test")
-    deadline = time.monotonic() + 20
-    while not smtp_server.messages and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: smtp_server.messages, "the invitation", timeout=20)
     assert len(smtp_server.messages) == 1
     message = smtp_server.messages[0]
     assert message["To"] == "lena@example.org"

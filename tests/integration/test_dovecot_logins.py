@@ -18,6 +18,7 @@ from mailboxes.services import (
 )
 from mailserver.dovecot import DovecotInstance
 from tests.factories import PASSWORD, make_mailbox, make_plan
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +150,6 @@ def test_delivery_over_quota_is_refused(dovecot, mail_server: MailServer, delive
 def test_deleted_mailbox_mail_is_purged_by_the_worker(
     dovecot, mail_server: MailServer, deliver, celery_worker, settings
 ) -> None:
-    import time
 
     from mailboxes.models import StoragePurge
 
@@ -161,9 +161,6 @@ def test_deleted_mailbox_mail_is_purged_by_the_worker(
 
     mailbox_delete(mailbox=mailbox, actor="test")
 
-    for _ in range(100):
-        if StoragePurge.objects.filter(done_at__isnull=False).exists():
-            break
-        time.sleep(0.05)
+    wait_for(lambda: StoragePurge.objects.filter(done_at__isnull=False).exists(), "the purge")
     assert not maildir.exists()
     assert StoragePurge.objects.get().done_at is not None

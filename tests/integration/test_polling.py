@@ -16,6 +16,7 @@ from mailboxes.services import mailbox_suspend
 from mailboxes.tasks import poll_all, poll_server, refresh_usage
 from mailserver.errors import MailServerUnavailable
 from tests.factories import PASSWORD, make_domain, make_mailbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -67,13 +68,9 @@ def test_poll_through_the_worker_matches_dovecot(
     run_ids = poll_all.delay().get(timeout=30)
     assert len(run_ids) == 1
     run = PollRun.objects.get(pk=run_ids[0])
-    for _ in range(100):  # poll_server runs on the worker after poll_all returns
-        run.refresh_from_db()
-        if run.status == PollRun.Status.DONE:
-            break
-        import time
-
-        time.sleep(0.1)
+    # poll_server runs on the worker after poll_all returns
+    wait_for(lambda: PollRun.objects.get(pk=run.pk).status == PollRun.Status.DONE, "the run")
+    run.refresh_from_db()
     assert (run.status, run.mailboxes_done, run.mailboxes_total) == ("done", 2, 2)
 
     anna.refresh_from_db()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import smtplib
 import threading
-import time
 from datetime import timedelta
 from email.message import EmailMessage
 
@@ -17,6 +16,7 @@ from mailboxes.models import MIB, Mailbox, QuotaWarning
 from mailboxes.services import mailbox_set_quota
 from mailboxes.tasks import poll_server, refresh_usage, send_pending_warnings
 from tests.factories import make_customer, make_domain, make_mailbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +28,6 @@ def mail_of(size: int) -> bytes:
     msg["Subject"] = "filler"
     msg.set_content("x" * size)
     return msg.as_bytes()
-
-
-def wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
 
 
 _interval = iter(range(1, 1000))
@@ -67,16 +59,19 @@ def test_filling_a_real_mailbox_sends_exactly_the_expected_emails(
     deliver(mailbox.address, mail_of(340_000))  # ~82 %
     poll_now()
     poll_now()  # nothing new: no second email
-    wait_for(lambda: len(smtp_server.messages) >= 1)
+    wait_for(lambda: len(smtp_server.messages) >= 1, "the emails", timeout=20)
 
     deliver(mailbox.address, mail_of(150_000))  # ~96 %: jumps over 90, warns 95 only
     poll_now()
-    wait_for(lambda: len(smtp_server.messages) >= 2)
+    wait_for(lambda: len(smtp_server.messages) >= 2, "the emails", timeout=20)
     with pytest.raises(smtplib.SMTPDataError):  # as the warning said: more mail is refused
         deliver(mailbox.address, mail_of(100_000))
     poll_now()
-    time.sleep(0.5)
+    # The poll and its evaluation are over: no third warning was made, so none can be sent.
+    assert QuotaWarning.objects.count() == 2
 
+    wait_for(lambda: not QuotaWarning.objects.exclude(status=QuotaWarning.Status.SENT).exists(),
+             "both warnings sent", timeout=20)
     assert len(smtp_server.messages) == 2
     first, second = smtp_server.messages
     assert first["To"] == customer.contact_email
@@ -98,7 +93,7 @@ def test_lowering_the_quota_warns_without_new_mail(
     assert smtp_server.messages == []
 
     mailbox_set_quota(mailbox=Mailbox.objects.get(pk=mailbox.pk), quota_bytes=MIB, actor="test")
-    wait_for(lambda: len(smtp_server.messages) == 1)
+    wait_for(lambda: len(smtp_server.messages) == 1, "the emails", timeout=20)
     assert "is 9" in smtp_server.messages[0]["Subject"]  # ~93 % of the new 1 MiB
 
 
@@ -126,10 +121,10 @@ def test_two_evaluations_at_once_send_one_email(
         thread.join()
 
     assert sorted(len(r) for r in results) == [0, 1]
-    wait_for(lambda: len(smtp_server.messages) == 1)
-    time.sleep(0.5)
+    assert QuotaWarning.objects.count() == 1  # one warning, and a warning is sent once
+    wait_for(lambda: QuotaWarning.objects.get().status == QuotaWarning.Status.SENT,
+             "the warning sent", timeout=20)
     assert len(smtp_server.messages) == 1
-    assert QuotaWarning.objects.count() == 1
 
 
 def test_smtp_down_then_up_sends_once(dovecot, mail_server, celery_worker, smtp_server):
@@ -139,7 +134,7 @@ def test_smtp_down_then_up_sends_once(dovecot, mail_server, celery_worker, smtp_
     )
     smtp_server.refuse = True
     [warning_id] = quota_warnings.evaluate(mailbox_ids=[mailbox.pk])
-    wait_for(lambda: QuotaWarning.objects.get(pk=warning_id).error != "")
+    wait_for(lambda: QuotaWarning.objects.get(pk=warning_id).error != "", "the refusal", timeout=20)
     warning = QuotaWarning.objects.get(pk=warning_id)
     assert warning.status == QuotaWarning.Status.PENDING and "451" in warning.error
 
@@ -148,8 +143,8 @@ def test_smtp_down_then_up_sends_once(dovecot, mail_server, celery_worker, smtp_
         created_at=warning.created_at.replace(year=2000), lease_until=None
     )
     send_pending_warnings.delay().get(timeout=30)  # the sweeper, as beat runs it
-    wait_for(lambda: QuotaWarning.objects.get(pk=warning_id).status == QuotaWarning.Status.SENT)
-    time.sleep(0.5)
+    wait_for(lambda: QuotaWarning.objects.get(pk=warning_id).status == QuotaWarning.Status.SENT,
+             "the warning sent", timeout=20)
     assert len(smtp_server.messages) == 1
     assert QuotaWarning.objects.get(pk=warning_id).attempts >= 2
 
@@ -188,8 +183,12 @@ def test_a_copy_goes_into_the_mailbox_only_while_it_has_room(
     Mailbox.objects.filter(pk=full.pk).update(used_bytes=MIB, usage_state="ok")
 
     quota_warnings.evaluate()
-    wait_for(lambda: len(smtp_server.messages) == 2)
-    wait_for(lambda: QuotaWarning.objects.filter(mailbox=roomy, copied_to_mailbox=True).exists())
+    wait_for(lambda: len(smtp_server.messages) == 2, "the emails", timeout=20)
+    wait_for(
+        lambda: QuotaWarning.objects.filter(mailbox=roomy, copied_to_mailbox=True).exists(),
+        "the copy in the mailbox",
+        timeout=20,
+    )
 
     def inbox_subjects(address: str) -> list[bytes]:
         client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False)
