@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm
 from django.http import HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
 from accounts import throttle
 
-from .forms import SetPasswordLinkForm
 from .http import AuthenticatedHttpRequest
 
 
@@ -35,7 +35,7 @@ class PasswordResetView(auth_views.PasswordResetView):
     """Django's "forgot your password?", with a limit on the emails it sends per address
     and per client: every request lands in somebody's inbox."""
 
-    def form_valid(self, form: SetPasswordLinkForm) -> HttpResponse:
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
         ip = self.request.META.get("REMOTE_ADDR")
         email = form.cleaned_data["email"]
         if not throttle.reset_allowed(ip, email):
