@@ -177,7 +177,7 @@ def _render_browse(
     request: AuthenticatedHttpRequest,
     snapshot: Snapshot,
     folder: str | None,
-    page: object,
+    page: str | None,
     form: MessagesRestoreForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
