@@ -16,6 +16,14 @@ run: setup
 test: setup-test
 	@bash scripts/test.sh
 
+# Formatting, lint rules, types, import contracts; stops at the first that fails. mypy imports
+# the settings, which want a SECRET_KEY: any value does for reading them.
+lint:
+	$(VENV)/ruff format --check .
+	$(VENV)/ruff check .
+	SECRET_KEY=lint $(VENV)/mypy
+	$(VENV)/lint-imports
+
 messages:
 	SECRET_KEY=build $(VENV)/python manage.py makemessages -l de --ignore=.venv --ignore=var
 	SECRET_KEY=build $(VENV)/python manage.py compilemessages --ignore=.venv

@@ -39,6 +39,9 @@ class _Buffer:
     def flush(self) -> None:
         """Nothing to flush: ``drain`` hands the data out."""
 
+    def close(self) -> None:
+        """Nothing to close; zipfile leaves a file it was given open anyway."""
+
     def drain(self) -> Iterator[bytes]:
         if self.chunks:
             data = b"".join(self.chunks)

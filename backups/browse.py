@@ -7,13 +7,15 @@ one page at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
+from typing import overload
 
 import pyrage
+from django.db.models import QuerySet
 
 from .crypto import DecryptFailed
 from .manifest import header_block
@@ -79,3 +81,35 @@ def summaries(
             )
         )
     return result
+
+
+class Summaries:
+    """A folder's rows as their summaries, for ``Paginator``: the rows are counted in the
+    database and only the slice of the page shown is summarised (its blobs read)."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        rows: QuerySet[StoredMessage],
+        keys: list[pyrage.x25519.Identity] | None,
+    ) -> None:
+        self.repository = repository
+        self.rows = rows
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return self.rows.count()
+
+    def __iter__(self) -> Iterator[MessageSummary]:
+        return iter(self[:])
+
+    @overload
+    def __getitem__(self, index: int) -> MessageSummary: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[MessageSummary]: ...
+
+    def __getitem__(self, index: int | slice) -> MessageSummary | list[MessageSummary]:
+        if isinstance(index, slice):
+            return summaries(self.repository, list(self.rows[index]), self.keys)
+        return summaries(self.repository, [self.rows[index]], self.keys)[0]

@@ -110,7 +110,8 @@ def heartbeat(job: Job, token: str, **changes: Any) -> None:
     Raises ``Superseded`` when another run has taken the job over meanwhile.
     """
     now = timezone.now()
-    updated = type(job).objects.filter(pk=job.pk, claim=token).update(heartbeat_at=now, **changes)
+    claimed = type(job)._default_manager.filter(pk=job.pk, claim=token)
+    updated = claimed.update(heartbeat_at=now, **changes)
     if not updated:
         raise Superseded(f"job {job.pk} was taken over by another run")
     Repository.objects.filter(pk=job.repository_id, lease_owner=token).update(
@@ -120,7 +121,7 @@ def heartbeat(job: Job, token: str, **changes: Any) -> None:
 
 def finish(job: Job, token: str, status: str, error: str = "", **changes: Any) -> None:
     with transaction.atomic():
-        type(job).objects.filter(pk=job.pk, claim=token).update(
+        type(job)._default_manager.filter(pk=job.pk, claim=token).update(
             status=status, finished_at=timezone.now(), error=error[:2000], **changes
         )
         release_lease(job.repository_id, token)
@@ -129,7 +130,7 @@ def finish(job: Job, token: str, status: str, error: str = "", **changes: Any) -
 def requeue(job: Job, token: str, error: str) -> None:
     """Give the job back after a transient failure; the task's retry picks it up again."""
     with transaction.atomic():
-        type(job).objects.filter(pk=job.pk, claim=token).update(
+        type(job)._default_manager.filter(pk=job.pk, claim=token).update(
             status=JobStatus.QUEUED, claim="", error=error[:2000]
         )
         release_lease(job.repository_id, token)

@@ -219,20 +219,20 @@ def snapshot_download(
 
 
 def browse_snapshot(
-    *, snapshot: Snapshot, folder: str, page: object, actor: Actor, ip: str | None = None
-) -> Page:
+    *, snapshot: Snapshot, folder: str, page: str | None, actor: Actor, ip: str | None = None
+) -> Page[browse.MessageSummary]:
     """One page of a snapshot folder's messages (``browse.MessageSummary``), newest first,
     with sender and subject where the identity is installed.
 
     Staff reading the senders and subjects of a customer's mail is audited, so the customer
     sees it in their activity; customers looking at their own mail are not."""
     rows = snapshot_messages(snapshot).filter(folder=folder).order_by("-internal_date", "-uid")
-    found = Paginator(rows, BROWSE_PAGE_SIZE).get_page(page)
     try:
         keys = crypto.identities()
     except crypto.KeyMissing:
         keys = None
-    found.object_list = browse.summaries(snapshot.repository, list(found.object_list), keys)
+    messages = browse.Summaries(snapshot.repository, rows, keys)
+    found = Paginator(messages, BROWSE_PAGE_SIZE).get_page(page)
     repository = snapshot.repository
     if getattr(actor, "is_staff", False) and keys is not None:
         audit.record(

@@ -15,11 +15,12 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from mailserver.errors import MailServerUnavailable
+from provider.celery import LongTaskOptions, RetryOptions
 
 from . import check, engine, jobs, services
 from . import restore as restore_engine
 
-RETRY = {
+RETRY: RetryOptions = {
     "autoretry_for": (MailServerUnavailable,),
     "retry_backoff": 30,
     "retry_backoff_max": 600,
@@ -27,8 +28,12 @@ RETRY = {
     "max_retries": 5,
 }
 # Work on a whole repository or store; safe to run again, so a lost one is redelivered.
-LONG_SCAN = {"acks_late": True, "soft_time_limit": 50 * 60, "time_limit": 55 * 60}
-LONG_RUN = {**LONG_SCAN, "reject_on_worker_lost": True}
+LONG_SCAN: LongTaskOptions = {
+    "acks_late": True,
+    "soft_time_limit": 50 * 60,
+    "time_limit": 55 * 60,
+}
+LONG_RUN: LongTaskOptions = {**LONG_SCAN, "reject_on_worker_lost": True}
 BUSY_RETRY_SECONDS = 60
 
 

@@ -122,6 +122,7 @@ def _create_warnings(
         customer = mailbox.domain.customer
         if customer.only_full_warnings and mailbox.warning_level < FULL:
             continue  # the customer opted out of the early warnings
+        assert mailbox.used_bytes is not None  # evaluate() claims only measured mailboxes
         warnings.append(
             QuotaWarning(
                 mailbox=mailbox,
@@ -238,7 +239,7 @@ def staff_recipients() -> list[str]:
 
 def full_mailboxes() -> list[Mailbox]:
     """Mailboxes at or above their plan's top threshold, fullest first."""
-    result = []
+    result: list[Mailbox] = []
     for plan in Plan.objects.all():
         thresholds = plan.thresholds
         if not thresholds:
@@ -264,7 +265,7 @@ def send_staff_digest() -> int:
         {
             "mailbox": m,
             "customer": m.domain.customer,
-            "used": filesizeformat(m.used_bytes),
+            "used": filesizeformat(m.used_bytes or 0),
             "quota": filesizeformat(m.quota_bytes),
             "percent": int((m.used_bytes or 0) * 100 // m.quota_bytes),
             "stale": m.usage_state != Mailbox.UsageState.OK,

@@ -10,12 +10,13 @@ import smtplib
 from celery import shared_task
 
 from mailserver.errors import MailServerUnavailable
+from provider.celery import RetryOptions
 
 from . import polling, quota_warnings, usage
 from .models import PollRun
 
 MAX_POLL_ATTEMPTS = 8
-RETRY = {
+RETRY: RetryOptions = {
     "autoretry_for": (MailServerUnavailable,),
     "retry_backoff": 15,
     "retry_backoff_max": 600,

@@ -18,7 +18,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -29,6 +29,7 @@ from backups import selectors as backup_selectors
 from mailboxes import plan_changes, selectors, services
 from mailboxes.models import Mailbox, PlanChangeRequest
 from web.access import customer_required
+from web.http import AuthenticatedHttpRequest
 from web.usage import refresh_message, usage_context
 
 from .forms import MailboxPasswordForm, NotificationSettingsForm, PlanRequestForm
@@ -38,22 +39,22 @@ OVERVIEW = "portal/overview.html"
 MAILBOX = "portal/mailbox_detail.html"
 
 
-def _by(request: HttpRequest) -> dict[str, Any]:
+def _by(request: AuthenticatedHttpRequest) -> dict[str, Any]:
     return {"actor": request.user, "ip": request.META.get("REMOTE_ADDR")}
 
 
-def _customer(request: HttpRequest) -> Customer:
+def _customer(request: AuthenticatedHttpRequest) -> Customer:
     customer = request.user.customer
     assert customer is not None  # customer_required let the request through
     return customer
 
 
-def _get_mailbox(request: HttpRequest, mailbox_id: int) -> Mailbox:
+def _get_mailbox(request: AuthenticatedHttpRequest, mailbox_id: int) -> Mailbox:
     """The access helper: a mailbox of the logged-in user's customer, or 404."""
     return get_object_or_404(selectors.customer_mailboxes(_customer(request)), pk=mailbox_id)
 
 
-def _get_plan_request(request: HttpRequest, request_id: int) -> PlanChangeRequest:
+def _get_plan_request(request: AuthenticatedHttpRequest, request_id: int) -> PlanChangeRequest:
     return get_object_or_404(selectors.portal_plan_requests(_customer(request)), pk=request_id)
 
 
@@ -61,7 +62,7 @@ def _get_plan_request(request: HttpRequest, request_id: int) -> PlanChangeReques
 
 
 @customer_required
-def overview(request: HttpRequest) -> HttpResponse:
+def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
     customer = _customer(request)
     context = {
         "customer": customer,
@@ -79,7 +80,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 
 def _render_mailbox(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     mailbox: Mailbox,
     *,
     password_form: MailboxPasswordForm | None = None,
@@ -100,7 +101,7 @@ def _render_mailbox(
 
 
 @customer_required
-def mailbox_detail(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_detail(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     """The page; for htmx its usage block, or with ``part=card`` the overview's card."""
     mailbox = _get_mailbox(request, mailbox_id)
     if request.htmx:
@@ -113,7 +114,7 @@ def mailbox_detail(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 @customer_required
 @require_POST
-def mailbox_refresh(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_refresh(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     """Measure now, at most once a minute per mailbox (``request_refresh`` rate-limits)."""
     mailbox = _get_mailbox(request, mailbox_id)
     claimed = services.mailbox_request_refresh(mailbox=mailbox, **_by(request))
@@ -134,7 +135,7 @@ def mailbox_refresh(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 @customer_required
 @require_POST
-def mailbox_password(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_password(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     """A new password for one mailbox; Dovecot reads it on the very next login."""
     mailbox = _get_mailbox(request, mailbox_id)
     form = MailboxPasswordForm(request.POST)
@@ -167,7 +168,7 @@ def mailbox_password(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 @customer_required
 @require_http_methods(["GET", "POST"])
-def mailbox_plan(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_plan(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     """Compare plans and ask for another one (applied at once where self-service is on)."""
     mailbox = _get_mailbox(request, mailbox_id)
     status = 200
@@ -220,7 +221,7 @@ def mailbox_plan(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 @customer_required
 @require_POST
-def plan_request_cancel(request: HttpRequest, request_id: int) -> HttpResponse:
+def plan_request_cancel(request: AuthenticatedHttpRequest, request_id: int) -> HttpResponse:
     plan_request = _get_plan_request(request, request_id)
     try:
         plan_changes.plan_change_cancel(plan_request=plan_request, **_by(request))
@@ -233,7 +234,7 @@ def plan_request_cancel(request: HttpRequest, request_id: int) -> HttpResponse:
 
 
 @customer_required
-def mailbox_usage_csv(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_usage_csv(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     """The measured history as CSV, for the customer's own records or spreadsheets."""
     mailbox = _get_mailbox(request, mailbox_id)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
@@ -256,7 +257,7 @@ def mailbox_usage_csv(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 @customer_required
 @require_http_methods(["GET", "POST"])
-def notification_settings(request: HttpRequest) -> HttpResponse:
+def notification_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
     customer = _customer(request)
     status = 200
     notice = ""
@@ -297,7 +298,7 @@ def notification_settings(request: HttpRequest) -> HttpResponse:
 
 
 @customer_required
-def activity(request: HttpRequest) -> HttpResponse:
+def activity(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Everything done to this customer's account and mailboxes, staff access included."""
     customer = _customer(request)
     entries = selectors.portal_activity(customer).select_related("actor")

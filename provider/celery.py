@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, TypedDict
 
 from celery import Celery
 from django.db import transaction
@@ -15,6 +15,27 @@ log = logging.getLogger(__name__)
 app = Celery("provider")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+class RetryOptions(TypedDict):
+    """When a task retries by itself, spread into ``@shared_task`` with ``**``: typed so
+    that the declaration still matches celery-types' overloads of ``shared_task``."""
+
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: int
+    retry_backoff_max: int
+    retry_jitter: bool
+    max_retries: int
+
+
+class LongTaskOptions(TypedDict, total=False):
+    """How a long task is acknowledged and limited, spread in like ``RetryOptions`` (the two
+    share no key, so both can be spread into one declaration)."""
+
+    acks_late: bool
+    reject_on_worker_lost: bool
+    soft_time_limit: int
+    time_limit: int
 
 
 # Publishing gives up after about a second: a request must not wait on a broker that is down.

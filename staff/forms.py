@@ -1,7 +1,7 @@
 """Staff forms: customers, their logins, domains and mailboxes; the services check the rules."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.conf import settings
@@ -10,6 +10,9 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Customer
 from mailboxes.models import MIB, Domain, MailServer, Plan, Protocol
 from web.forms import PlanChoiceField, ServiceForm
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 # Blank means "let the service choose": the mailbox's current protocol if the plan allows it,
 # else the plan's first one.
@@ -36,7 +39,7 @@ class CustomerUserForm(ServiceForm):
     )
 
 
-def _password_field(label: str) -> forms.CharField:
+def _password_field(label: StrOrPromise) -> forms.CharField:
     return forms.CharField(
         label=label,
         required=False,
@@ -89,9 +92,11 @@ class MailboxCreateForm(ServiceForm):
         super().__init__(*args, **kwargs)
         # Only this customer's domains: another customer's domain is not a valid choice.
         domains = customer.domains.all()
-        self.fields["domain"].queryset = domains
+        field = self.fields["domain"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = domains
         if len(domains) == 1:  # the usual case: nothing to choose
-            self.fields["domain"].initial = domains[0].pk
+            field.initial = domains[0].pk
 
     @property
     def quota_bytes(self) -> int | None:

@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
@@ -25,6 +25,7 @@ from mailboxes import plan_changes, selectors, services
 from mailboxes.models import MIB, Mailbox
 from mailboxes.passwords import generate_password
 from web.access import staff_required
+from web.http import AuthenticatedHttpRequest
 from web.usage import refresh_message, usage_context
 
 from .forms import (
@@ -42,7 +43,7 @@ CUSTOMERS_PAGE_SIZE = 50
 DRIFT_SHOWN = 50
 
 
-def _by(request: HttpRequest) -> dict[str, Any]:
+def _by(request: AuthenticatedHttpRequest) -> dict[str, Any]:
     """Who acts and from where, for the audit log every service writes."""
     return {"actor": request.user, "ip": request.META.get("REMOTE_ADDR")}
 
@@ -61,7 +62,7 @@ def _password_message(text: str, password: str) -> str:
 
 
 def _render_dashboard(
-    request: HttpRequest, form: CustomerForm | None = None, status: int = 200
+    request: AuthenticatedHttpRequest, form: CustomerForm | None = None, status: int = 200
 ) -> HttpResponse:
     drifting = selectors.drifting_mailboxes()
     context = {
@@ -82,13 +83,13 @@ def _render_dashboard(
 
 
 @staff_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     return _render_dashboard(request)
 
 
 @staff_required
 @require_POST
-def customer_create(request: HttpRequest) -> HttpResponse:
+def customer_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = CustomerForm(request.POST)
     if form.is_valid():
         try:
@@ -109,7 +110,7 @@ def customer_create(request: HttpRequest) -> HttpResponse:
 
 
 def _render_customer(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     customer: Customer,
     *,
     domain_form: DomainForm | None = None,
@@ -133,13 +134,13 @@ def _render_customer(
 
 
 @staff_required
-def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
+def customer_detail(request: AuthenticatedHttpRequest, customer_id: int) -> HttpResponse:
     return _render_customer(request, get_object_or_404(Customer, pk=customer_id))
 
 
 @staff_required
 @require_POST
-def domain_create(request: HttpRequest, customer_id: int) -> HttpResponse:
+def domain_create(request: AuthenticatedHttpRequest, customer_id: int) -> HttpResponse:
     customer = get_object_or_404(Customer, pk=customer_id)
     form = DomainForm(request.POST)
     if form.is_valid():
@@ -162,7 +163,7 @@ def domain_create(request: HttpRequest, customer_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def mailbox_create(request: HttpRequest, customer_id: int) -> HttpResponse:
+def mailbox_create(request: AuthenticatedHttpRequest, customer_id: int) -> HttpResponse:
     customer = get_object_or_404(Customer, pk=customer_id)
     form = MailboxCreateForm(request.POST, customer=customer)
     if form.is_valid():
@@ -192,7 +193,7 @@ def mailbox_create(request: HttpRequest, customer_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def customer_user_create(request: HttpRequest, customer_id: int) -> HttpResponse:
+def customer_user_create(request: AuthenticatedHttpRequest, customer_id: int) -> HttpResponse:
     """Give the customer a login; the person chooses the password through an emailed link."""
     customer = get_object_or_404(Customer, pk=customer_id)
     form = CustomerUserForm(request.POST)
@@ -217,7 +218,7 @@ def customer_user_create(request: HttpRequest, customer_id: int) -> HttpResponse
 
 
 def _render_mailbox(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     mailbox: Mailbox,
     *,
     password_form: PasswordForm | None = None,
@@ -243,7 +244,7 @@ def _get_mailbox(mailbox_id: int) -> Mailbox:
 
 
 @staff_required
-def mailbox_detail(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_detail(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     """The page; for htmx (chart range, polling after a refresh) only its usage block."""
     mailbox = _get_mailbox(mailbox_id)
     if request.htmx:
@@ -254,7 +255,7 @@ def mailbox_detail(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def mailbox_refresh(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_refresh(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     """Measure now. With htmx the usage block comes back; without, the page (PRG)."""
     mailbox = _get_mailbox(mailbox_id)
     claimed = services.mailbox_request_refresh(mailbox=mailbox, **_by(request))
@@ -273,7 +274,7 @@ def mailbox_refresh(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def mailbox_password(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_password(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     mailbox = _get_mailbox(mailbox_id)
     form = PasswordForm(request.POST)
     if form.is_valid():
@@ -294,7 +295,7 @@ def mailbox_password(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def mailbox_quota(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_quota(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     mailbox = _get_mailbox(mailbox_id)
     form = QuotaForm(request.POST)
     if form.is_valid():
@@ -314,7 +315,7 @@ def mailbox_quota(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def mailbox_plan(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_plan(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     mailbox = _get_mailbox(mailbox_id)
     form = PlanForm(request.POST)
     if form.is_valid():
@@ -338,7 +339,7 @@ def mailbox_plan(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 
 def _render_status_error(
-    request: HttpRequest, mailbox: Mailbox, exc: ValidationError
+    request: AuthenticatedHttpRequest, mailbox: Mailbox, exc: ValidationError
 ) -> HttpResponse:
     """A button has no form to carry the error (e.g. suspended twice from two tabs)."""
     for message in exc.messages:
@@ -348,7 +349,7 @@ def _render_status_error(
 
 @staff_required
 @require_POST
-def mailbox_suspend(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_suspend(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     mailbox = _get_mailbox(mailbox_id)
     try:
         services.mailbox_suspend(mailbox=mailbox, **_by(request))
@@ -364,7 +365,7 @@ def mailbox_suspend(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def mailbox_reactivate(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_reactivate(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     mailbox = _get_mailbox(mailbox_id)
     try:
         services.mailbox_reactivate(mailbox=mailbox, **_by(request))
@@ -378,7 +379,7 @@ def mailbox_reactivate(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 @staff_required
 @require_http_methods(["GET", "POST"])
-def mailbox_delete(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_delete(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     """GET asks for confirmation; POST deletes."""
     mailbox = _get_mailbox(mailbox_id)
     if request.method == "POST":
@@ -396,7 +397,7 @@ def mailbox_delete(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 # --- Plan change requests ------------------------------------------------------------------
 
 
-def _plan_request_done(request: HttpRequest, text: str, level: int) -> HttpResponse:
+def _plan_request_done(request: AuthenticatedHttpRequest, text: str, level: int) -> HttpResponse:
     """htmx gets the refreshed list of pending requests; a plain form goes back (PRG)."""
     if request.htmx:
         context = {"plan_requests": selectors.pending_plan_requests(), "notice": text}
@@ -407,7 +408,7 @@ def _plan_request_done(request: HttpRequest, text: str, level: int) -> HttpRespo
 
 @staff_required
 @require_POST
-def plan_request_approve(request: HttpRequest, request_id: int) -> HttpResponse:
+def plan_request_approve(request: AuthenticatedHttpRequest, request_id: int) -> HttpResponse:
     plan_request = get_object_or_404(selectors.plan_request_queryset(), pk=request_id)
     try:
         plan_changes.plan_change_approve(plan_request=plan_request, **_by(request))
@@ -423,7 +424,7 @@ def plan_request_approve(request: HttpRequest, request_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def plan_request_decline(request: HttpRequest, request_id: int) -> HttpResponse:
+def plan_request_decline(request: AuthenticatedHttpRequest, request_id: int) -> HttpResponse:
     plan_request = get_object_or_404(selectors.plan_request_queryset(), pk=request_id)
     try:
         plan_changes.plan_change_decline(
@@ -445,7 +446,7 @@ def plan_request_decline(request: HttpRequest, request_id: int) -> HttpResponse:
 
 
 @staff_required
-def audit_log(request: HttpRequest) -> HttpResponse:
+def audit_log(request: AuthenticatedHttpRequest) -> HttpResponse:
     page = Paginator(selectors.audit_log(), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, "entries": page, "show_target": True}
     return render(request, "staff/audit_log.html", context)

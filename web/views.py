@@ -3,17 +3,18 @@ from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.contrib.auth.forms import PasswordResetForm
+from django.http import HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
 from accounts import throttle
 
-from .forms import SetPasswordLinkForm
+from .http import AuthenticatedHttpRequest
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Each audience's own front door; a login with neither role gets a page that says so."""
     if request.user.is_staff:
         return redirect("staff:dashboard")
@@ -23,7 +24,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def moved_backup_page(request: HttpRequest, rest: str) -> HttpResponse:
+def moved_backup_page(request: AuthenticatedHttpRequest, rest: str) -> HttpResponse:
     """A bookmark from before /backups/ moved under each audience's own pages."""
     door = "/staff/backups/" if request.user.is_staff else "/portal/backups/"
     query = request.META.get("QUERY_STRING")
@@ -34,7 +35,7 @@ class PasswordResetView(auth_views.PasswordResetView):
     """Django's "forgot your password?", with a limit on the emails it sends per address
     and per client: every request lands in somebody's inbox."""
 
-    def form_valid(self, form: SetPasswordLinkForm) -> HttpResponse:
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
         ip = self.request.META.get("REMOTE_ADDR")
         email = form.cleaned_data["email"]
         if not throttle.reset_allowed(ip, email):

@@ -54,7 +54,9 @@ class RestoreForm(ServiceForm):
     ) -> None:
         """``targets``: for the backup of a deleted mailbox, the mailboxes it may go into."""
         super().__init__(*args, **kwargs)
-        self.fields["folder"].choices = [("", "—")] + [
+        folder = self.fields["folder"]
+        assert isinstance(folder, forms.ChoiceField)
+        folder.choices = [("", "—")] + [
             (name, f"{name} ({count})") for name, count in folders
         ]
         if targets is not None:
@@ -62,7 +64,8 @@ class RestoreForm(ServiceForm):
             self.order_fields(["into_mailbox"])
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("scope") == RestoreJob.Scope.FOLDER and not data.get("folder"):
             self.add_error("folder", _("Choose the folder to restore."))
         return data

@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header, urlencode
@@ -26,25 +26,26 @@ from backups.models import Job, Repository, RestoreJob, Snapshot
 from mailboxes.models import Mailbox
 from mailboxes.selectors import customer_mailboxes
 from web.forms import ServiceForm
+from web.http import AuthenticatedHttpRequest
 
 from .forms import MessagesRestoreForm, RestoreForm
 
 
-def _by(request: HttpRequest) -> dict[str, Any]:
+def _by(request: AuthenticatedHttpRequest) -> dict[str, Any]:
     return {"actor": request.user, "ip": request.META.get("REMOTE_ADDR")}
 
 
-def _redirect(request: HttpRequest, name: str, *args: Any) -> HttpResponse:
+def _redirect(request: AuthenticatedHttpRequest, name: str, *args: Any) -> HttpResponse:
     """To another backup page of the same audience's mount."""
     return redirect(reverse(f"backups:{name}", args=args, current_app=request.current_app))
 
 
-def _snapshot(request: HttpRequest, snapshot_id: int) -> Snapshot:
+def _snapshot(request: AuthenticatedHttpRequest, snapshot_id: int) -> Snapshot:
     return get_object_or_404(selectors.snapshots_for(request.user), pk=snapshot_id)
 
 
 def _render_backups(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     overview: selectors.MailboxBackups,
     mailbox: Mailbox | None,
     restore_form: RestoreForm | None = None,
@@ -75,11 +76,13 @@ def _restore_targets(repository: Repository) -> QuerySet[Mailbox] | None:
     for a mailbox that still exists: its backups go back into it."""
     if repository.mailbox_id is not None:
         return None
+    if repository.customer_id is None:  # the customer is gone too: nowhere to restore to
+        return Mailbox.objects.none()
     return customer_mailboxes(repository.customer_id, active_only=True)
 
 
 def _render_mailbox(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     mailbox_id: int,
     restore_form: RestoreForm | None = None,
     form_snapshot: Snapshot | None = None,
@@ -92,13 +95,13 @@ def _render_mailbox(
 
 @login_required
 @require_GET
-def mailbox_backups(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def mailbox_backups(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     return _render_mailbox(request, mailbox_id)
 
 
 @login_required
 @require_GET
-def repository_backups(request: HttpRequest, repository_id: int) -> HttpResponse:
+def repository_backups(request: AuthenticatedHttpRequest, repository_id: int) -> HttpResponse:
     """The backups of a deleted mailbox, kept for a while: download, browse, or restore into
     another of the customer's mailboxes."""
     repository = get_object_or_404(selectors.repositories_for(request.user), pk=repository_id)
@@ -109,7 +112,7 @@ def repository_backups(request: HttpRequest, repository_id: int) -> HttpResponse
 
 @login_required
 @require_POST
-def backup_now(request: HttpRequest, mailbox_id: int) -> HttpResponse:
+def backup_now(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     mailbox = get_object_or_404(selectors.mailboxes_for(request.user), pk=mailbox_id)
     try:
         services.backup_request(mailbox=mailbox, **_by(request))
@@ -122,7 +125,7 @@ def backup_now(request: HttpRequest, mailbox_id: int) -> HttpResponse:
 
 
 def _start_restore(
-    request: HttpRequest, snapshot: Snapshot, form: ServiceForm, **what: Any
+    request: AuthenticatedHttpRequest, snapshot: Snapshot, form: ServiceForm, **what: Any
 ) -> HttpResponse | None:
     """Start the restore a valid form asks for and go to the job's progress; None, with the
     service's objections on the form, when it refuses."""
@@ -145,7 +148,7 @@ def _start_restore(
 
 @login_required
 @require_POST
-def restore(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+def restore(request: AuthenticatedHttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = _snapshot(request, snapshot_id)
     repository = snapshot.repository
     form = RestoreForm(
@@ -171,10 +174,10 @@ def restore(request: HttpRequest, snapshot_id: int) -> HttpResponse:
 
 
 def _render_browse(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     snapshot: Snapshot,
     folder: str | None,
-    page: object,
+    page: str | None,
     form: MessagesRestoreForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
@@ -204,14 +207,14 @@ def _render_browse(
 
 @login_required
 @require_GET
-def browse(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+def browse(request: AuthenticatedHttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = _snapshot(request, snapshot_id)
     return _render_browse(request, snapshot, request.GET.get("folder"), request.GET.get("page"))
 
 
 @login_required
 @require_POST
-def restore_messages(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+def restore_messages(request: AuthenticatedHttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = _snapshot(request, snapshot_id)
     form = MessagesRestoreForm(request.POST, targets=_restore_targets(snapshot.repository))
     if form.is_valid():
@@ -233,7 +236,9 @@ def restore_messages(request: HttpRequest, snapshot_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def download(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+def download(
+    request: AuthenticatedHttpRequest, snapshot_id: int
+) -> HttpResponse | StreamingHttpResponse:
     snapshot = _snapshot(request, snapshot_id)
     try:
         identities()  # fail with a page, not halfway through a stream
@@ -249,7 +254,7 @@ def download(request: HttpRequest, snapshot_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def job_progress(request: HttpRequest, kind: str, job_id: int) -> HttpResponse:
+def job_progress(request: AuthenticatedHttpRequest, kind: str, job_id: int) -> HttpResponse:
     """One URL for the job's page and, for htmx, its progress partial; polling stops once
     the job is over (status 286)."""
     jobs = (
