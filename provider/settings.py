@@ -88,6 +88,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers queue for the one write lock: the web, beat and the workers' backups wait their
     # turn for this many seconds (Python's default, 5, is shorter than a busy backup's commits).
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 30)
+    # The file holds password hashes and sessions: its folder is its owner's alone.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"

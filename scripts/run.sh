@@ -3,6 +3,8 @@
 # the web server. Ctrl-C stops all of it. Settings come from .env (made by scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Everything this starts (database, beat schedule, backups, emails, logs) is its owner's only.
+umask 077
 set -a; . ./.env; set +a
 # Emails are not sent but written to var/mail/, one file each (invitations, password links).
 export EMAIL_BACKEND=${EMAIL_BACKEND:-django.core.mail.backends.filebased.EmailBackend}

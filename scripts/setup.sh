@@ -34,7 +34,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# From here on, what this makes (.venv, .env, var/ and its keys) is its owner's only; not
+# before: packages' install scripts must make system files as they mean to.
+umask 077
+# The checkout's state (database, backups, keys, emails) is private; a var/ made before this
+# rule, world-readable, is closed too.
 mkdir -p var
+chmod -R go= var
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv

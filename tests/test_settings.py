@@ -1,5 +1,5 @@
-"""What the settings give a local checkout (``make run``): a SQLite database that holds under
-concurrent writers.
+"""What the settings give a local checkout (``make run``): a private SQLite database that holds
+under concurrent writers.
 
 Each case imports the settings afresh in a child process, with the environment of that case.
 """
@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 CHECKOUT = Path(settings.BASE_DIR)
@@ -21,6 +23,7 @@ INSTANCE_VARIABLES = (
     "DATABASE_URL", "CACHE_URL", "REDIS_URL", "POSTAMT_VAR_DIR", "DOVECOT_ROOT",
     "DOVECOT_INSTANCE_NAME", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND",
 )  # fmt: skip
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
 
 
 def child_env(**env: str) -> dict[str, str]:
@@ -51,6 +54,15 @@ def run_settings(
     )
     assert result.returncode == 0, result.stderr
     return result
+
+
+def other_user_can_read(path: Path) -> bool:
+    """Whether an unprivileged local user (nobody) can read the file or list the folder."""
+    command = ["ls", str(path)] if path.is_dir() else ["cat", str(path)]
+    result = subprocess.run(
+        command, user="nobody", group="nogroup", extra_groups=[], capture_output=True
+    )
+    return result.returncode == 0
 
 
 # --- The SQLite database of a checkout ------------------------------------------------------
@@ -95,3 +107,41 @@ def test_a_second_sqlite_writer_waits_for_a_slow_commit_instead_of_failing(tmp_p
     assert seen["outcome"] == "written"
     assert seen["rows"] == [1, 2]
     assert seen["journal"] == "wal"  # Dovecot reads while Postamt writes
+
+
+@as_root
+def test_the_sqlite_database_of_a_fresh_checkout_is_private(tmp_path):
+    """Not readable by other local users, whatever the umask of whoever started Postamt:
+    it holds the password hashes and the staff's sessions."""
+    var = tmp_path / "var"
+    tmp_path.chmod(0o755)  # as a checkout's folder is
+    # The child keeps its connection open, so the WAL and shared-memory files exist too.
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import django, sys\ndjango.setup()\n"
+            "from django.db import connection\n"
+            "connection.cursor().execute('CREATE TABLE t (x)')\n"
+            "connection.cursor().execute('INSERT INTO t VALUES (1)')\n"
+            "print('ready', flush=True)\nsys.stdin.read()\n",
+        ],
+        cwd=CHECKOUT,
+        env=child_env(POSTAMT_VAR_DIR=str(var)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=login_umask,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        files = sorted(var.iterdir())
+        assert {f.name for f in files} == {
+            "postamt.sqlite3", "postamt.sqlite3-wal", "postamt.sqlite3-shm",
+        }  # fmt: skip
+        assert stat.S_IMODE(var.stat().st_mode) == 0o700
+        for path in [var, *files]:
+            assert not other_user_can_read(path), path
+    finally:
+        child.communicate("", timeout=30)
+    assert child.returncode == 0
