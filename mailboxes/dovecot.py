@@ -86,6 +86,7 @@ class DovecotInstance:
     master_user: str = "postamt"
     master_password: str = ""
     mail_user: str = "mail"
+    instance_name: str = ""
     mail_fsync: str = "optimized"
     auth_penalty: bool = True
     binary: str = "/usr/sbin/dovecot"
@@ -108,6 +109,7 @@ class DovecotInstance:
             "master_user": settings.POSTAMT_MASTER_USER,
             "master_password": settings.POSTAMT_MASTER_PASSWORD,
             "mail_user": conf["MAIL_USER"],
+            "instance_name": conf["INSTANCE_NAME"],
             "binary": conf["BINARY"],
         }
         values.update(overrides)
@@ -166,6 +168,7 @@ class DovecotInstance:
         shutil.rmtree(self.root / "run", ignore_errors=True)
         context = {
             "server": self.server,
+            "instance_name": self.instance_name or f"postamt-{self.server}",
             "root": self.root,
             "conf_dir": self.conf_dir,
             "mail_root": self.mail_root,

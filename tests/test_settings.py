@@ -1,5 +1,5 @@
 """What the settings give a local checkout (``make run``): a private SQLite database that holds
-under concurrent writers.
+under concurrent writers, and state of its own when several checkouts share one machine.
 
 Each case imports the settings afresh in a child process, with the environment of that case.
 """
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,64 @@ def test_the_sqlite_database_of_a_fresh_checkout_is_private(tmp_path):
     finally:
         child.communicate("", timeout=30)
     assert child.returncode == 0
+
+
+# --- Two instances on one machine -----------------------------------------------------------
+
+THROTTLE = """
+import sys
+from accounts import throttle
+account = ("203.0.113.9", sys.argv[1])
+for _ in range(int(sys.argv[2])):
+    throttle.record_failure(*account)
+print(throttle.is_blocked(*account))
+"""
+
+
+def test_two_instances_on_one_redis_do_not_share_the_login_throttle():
+    """Each names its own Redis database in REDIS_URL and nothing else."""
+    account = f"anna-{uuid.uuid4().hex}@example.org"
+    limits = {"LOGIN_FAILURES_PER_ACCOUNT": "2", "LOGIN_FAILURE_WINDOW": "60"}
+    first, second = os.environ["REDIS_URL"], os.environ["CACHE_URL"]  # this run's databases
+    assert first != second
+
+    def blocked(redis_url: str, failures: int) -> bool:
+        code = f"import sys\nsys.argv[1:] = [{account!r}, '{failures}']\n" + THROTTLE
+        result = run_settings(code, REDIS_URL=redis_url, **limits)
+        return result.stdout.strip() == "True"
+
+    assert blocked(first, failures=2)  # locked out on the first instance
+    assert not blocked(second, failures=0)  # the second never saw those failures
+    assert blocked(first, failures=0)
+
+
+def checkout_copy(parent: Path, name: str) -> Path:
+    """A second checkout of the settings (enough to import them) in another folder."""
+    checkout = parent / name / "postamt"
+    (checkout / "provider").mkdir(parents=True)
+    for module in ("__init__.py", "settings.py", "secrets.py"):
+        shutil.copy(CHECKOUT / "provider" / module, checkout / "provider" / module)
+    return checkout
+
+
+DOVECOT_SETTINGS = """
+import json
+from django.conf import settings
+print(json.dumps({k: str(v) for k, v in settings.DOVECOT.items()}))
+"""
+
+
+def test_each_checkout_gets_a_dovecot_of_its_own(tmp_path):
+    """Two checkouts' ``make run`` must not share Dovecot's configuration and mail, and
+    ``ps`` must tell their processes apart; a checkout finds its own again on restart."""
+
+    def dovecot(checkout: Path) -> dict[str, str]:
+        result = run_settings(DOVECOT_SETTINGS, cwd=checkout, setup=False)
+        return json.loads(result.stdout)
+
+    one, two = checkout_copy(tmp_path, "one"), checkout_copy(tmp_path, "two")
+    first, second = dovecot(one), dovecot(two)
+
+    assert Path(first["ROOT"]) != Path(second["ROOT"])
+    assert first["INSTANCE_NAME"] != second["INSTANCE_NAME"]
+    assert dovecot(one) == first
