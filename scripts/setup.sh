@@ -73,8 +73,15 @@ add_setting BACKUP_ROOT "$PWD/var/backups"
 # (docs/backups.md); here one worker does everything.
 if ! grep -q '^BACKUP_PUBLIC_KEY=' .env; then
   rm -f var/backup-identity.txt
-  public=$(SECRET_KEY=build .venv/bin/python manage.py backup_keygen var/backup-identity.txt | tail -n1)
+  # Its stderr asks to set BACKUP_PUBLIC_KEY: done here, so only a failure is shown.
+  if ! public=$(SECRET_KEY=build .venv/bin/python manage.py backup_keygen \
+                  var/backup-identity.txt 2>var/backup-keygen.log | tail -n1); then
+    cat var/backup-keygen.log >&2; exit 1
+  fi
+  rm -f var/backup-keygen.log
   add_setting BACKUP_PUBLIC_KEY "$public"
   add_setting BACKUP_IDENTITY_FILE "$PWD/var/backup-identity.txt"
+  echo "Backup key pair made: the identity (private key) is in var/backup-identity.txt," \
+       "BACKUP_PUBLIC_KEY and BACKUP_IDENTITY_FILE are set in .env."
 fi
 SECRET_KEY=build .venv/bin/python manage.py compilemessages -v 0 --ignore=.venv
