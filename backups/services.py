@@ -6,6 +6,7 @@ commit and done by the tasks (``engine``, ``restore``), never inside a transacti
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from .models import (
 )
 from .packs import build_pack, pack_key
 from .store import Store, get_store
+
+log = logging.getLogger(__name__)
 
 FAILED_RETRY_AFTER = timedelta(hours=1)
 BROWSE_PAGE_SIZE = 50
@@ -100,11 +103,16 @@ def schedule_due(now: datetime | None = None) -> list[int]:
         .select_related("plan", "backup_repository", "domain__customer")
     )
     sent = []
+    # One mailbox's or job's error (a locked database, a broker away) is logged and skipped:
+    # the others, and the stuck jobs after them, are still sent; the next run tries it again.
     for mailbox in candidates.iterator(chunk_size=500):
         repository = getattr(mailbox, "backup_repository", None)
         last = repository.last_backup_at if repository else None
         if policy.is_due(last, mailbox.plan, now):
-            sent.append(_enqueue_backup(repository or repository_for(mailbox), "schedule").pk)
+            try:
+                sent.append(_enqueue_backup(repository or repository_for(mailbox), "schedule").pk)
+            except Exception:
+                log.exception("backup of %s not scheduled", mailbox.address)
     for job in jobs.stale_jobs(BackupJob):
         enqueue_after_commit("backups.backup_mailbox", job.pk)
         sent.append(job.pk)

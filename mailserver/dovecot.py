@@ -86,6 +86,7 @@ class DovecotInstance:
     master_user: str = "postamt"
     master_password: str = ""
     mail_user: str = "mail"
+    instance_name: str = ""
     mail_fsync: str = "optimized"
     auth_penalty: bool = True
     binary: str = "/usr/sbin/dovecot"
@@ -108,6 +109,7 @@ class DovecotInstance:
             "master_user": settings.POSTAMT_MASTER_USER,
             "master_password": settings.POSTAMT_MASTER_PASSWORD,
             "mail_user": conf["MAIL_USER"],
+            "instance_name": conf["INSTANCE_NAME"],
             "binary": conf["BINARY"],
         }
         values.update(overrides)
@@ -147,11 +149,14 @@ class DovecotInstance:
         if version is None:
             version = "2.4" if detect_version(self.binary) >= (2, 4) else "2.3"
         mail_pw = pwd.getpwnam(self.mail_user)
+        _make_private_root(self.root, mail_pw.pw_gid)
         for directory in (self.conf_dir, self.root / "log", self.root / "state"):
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            directory.mkdir(exist_ok=True, mode=0o700)
+            directory.chmod(0o700)
         _check_traversable(self.mail_root, mail_pw.pw_uid, mail_pw.pw_gid)
-        self.mail_root.mkdir(parents=True, exist_ok=True)
+        self.mail_root.mkdir(exist_ok=True, mode=0o700)
         os.chown(self.mail_root, mail_pw.pw_uid, mail_pw.pw_gid)
+        self.mail_root.chmod(0o700)
         running = self.running_pid()
         if running:
             raise DovecotError(f"Dovecot already runs from {self.root} (pid {running})")
@@ -159,6 +164,7 @@ class DovecotInstance:
         shutil.rmtree(self.root / "run", ignore_errors=True)
         context = {
             "server": self.server,
+            "instance_name": self.instance_name or f"postamt-{self.server}",
             "root": self.root,
             "conf_dir": self.conf_dir,
             "mail_root": self.mail_root,
@@ -256,6 +262,17 @@ class DovecotInstance:
         if not log.exists():
             return "(no log)"
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _make_private_root(root: Path, mail_gid: int) -> None:
+    """Create the root (and any missing parent) so that only root and the mail group may
+    enter it, and nobody else may list it: other local users must not reach the mail or
+    Dovecot's sockets, while mail processes (group mail) must pass through to their homes."""
+    missing = [root, *(p for p in root.parents if not p.exists())]
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        os.chown(path, -1, mail_gid)
+        path.chmod(0o710)
 
 
 def _check_traversable(path: Path, uid: int, gid: int) -> None:

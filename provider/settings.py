@@ -4,7 +4,9 @@ Secrets may also be given as ``NAME_FILE`` pointing at a file (Docker/Kubernetes
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
 import environ
@@ -16,6 +18,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # Templates, static files and translations ship inside the package, so `pip install .` has them.
 PROJECT_DIR = Path(__file__).resolve().parent
 VAR_DIR = Path(os.environ.get("POSTAMT_VAR_DIR", BASE_DIR / "var"))
+# This checkout's name on the machine, from its path: what two checkouts must not share
+# (Dovecot's files, its process titles) is told apart by it.
+CHECKOUT_ID = "{}-{}".format(
+    re.sub(r"[^A-Za-z0-9_.-]+", "-", BASE_DIR.name).strip("-.") or "postamt",
+    hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8],
+)
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -91,6 +99,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL;")
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+    # Writers queue for the one write lock: the web, beat and the workers' backups wait their
+    # turn for this many seconds (Python's default, 5, is shorter than a busy backup's commits).
+    DATABASES["default"]["OPTIONS"].setdefault("timeout", 30)
+    # The file holds password hashes and sessions: its folder is its owner's alone.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -140,14 +153,18 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = secret("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Postamt <postamt@localhost>")
+# For EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend (``make run``).
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
 
 # --- Celery and the cache -----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
-# Shared by every web process (login throttling); a database of its own on the same Redis.
+# Shared by every web process (login throttling). By default in REDIS_URL's database, beside
+# Celery's keys: an instance's cache is then as much its own as its queues, whatever database
+# it was given. A CACHE_URL of its own is needed only to flush the cache (tests do).
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": env.str("CACHE_URL", default=REDIS_URL.rsplit("/", 1)[0] + "/1"),
+        "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
         "KEY_PREFIX": "postamt",
     }
 }
@@ -183,8 +200,11 @@ POSTAMT_DOVEADM_API_KEY = secret("POSTAMT_DOVEADM_API_KEY")
 # The private Dovecot instance that ``make run`` and the test suite start.
 DOVECOT = {
     "SERVER_NAME": env.str("DOVECOT_SERVER_NAME", default="local"),
-    # Outside the checkout: mail processes run as the mail user, who may not enter /root.
-    "ROOT": Path(env.str("DOVECOT_ROOT", default="/var/lib/postamt/dovecot")),
+    # One per checkout, outside it: mail processes run as the mail user, who may not enter
+    # /root or the checkout's private var/.
+    "ROOT": Path(env.str("DOVECOT_ROOT", default=f"/var/lib/postamt/{CHECKOUT_ID}")),
+    # Dovecot's processes are titled "dovecot-<instance name>/imap" and so on.
+    "INSTANCE_NAME": env.str("DOVECOT_INSTANCE_NAME", default=f"postamt-{CHECKOUT_ID}"),
     "BINARY": env.str("DOVECOT_BINARY", default="/usr/sbin/dovecot"),
     "LISTEN": env.str("DOVECOT_LISTEN", default="127.0.0.1"),
     # Where workers reach it, when that is not the listen address (e.g. "*" in a container).

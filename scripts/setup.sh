@@ -34,7 +34,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# From here on, what this makes (.venv, .env, var/ and its keys) is its owner's only; not
+# before: packages' install scripts must make system files as they mean to.
+umask 077
+# The checkout's state (database, backups, keys, emails) is private; a var/ made before this
+# rule, world-readable, is closed too.
 mkdir -p var
+chmod -R go= var
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
@@ -67,8 +73,15 @@ add_setting BACKUP_ROOT "$PWD/var/backups"
 # (docs/backups.md); here one worker does everything.
 if ! grep -q '^BACKUP_PUBLIC_KEY=' .env; then
   rm -f var/backup-identity.txt
-  public=$(SECRET_KEY=build .venv/bin/python manage.py backup_keygen var/backup-identity.txt | tail -n1)
+  # Its stderr asks to set BACKUP_PUBLIC_KEY: done here, so only a failure is shown.
+  if ! public=$(SECRET_KEY=build .venv/bin/python manage.py backup_keygen \
+                  var/backup-identity.txt 2>var/backup-keygen.log | tail -n1); then
+    cat var/backup-keygen.log >&2; exit 1
+  fi
+  rm -f var/backup-keygen.log
   add_setting BACKUP_PUBLIC_KEY "$public"
   add_setting BACKUP_IDENTITY_FILE "$PWD/var/backup-identity.txt"
+  echo "Backup key pair made: the identity (private key) is in var/backup-identity.txt," \
+       "BACKUP_PUBLIC_KEY and BACKUP_IDENTITY_FILE are set in .env."
 fi
 SECRET_KEY=build .venv/bin/python manage.py compilemessages -v 0 --ignore=.venv

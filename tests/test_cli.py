@@ -22,7 +22,7 @@ from django.utils import translation
 from accounts.models import AuditEntry, Customer
 from mailboxes.models import GIB, MIB, Domain, Mailbox, MailServer, Plan
 from mailboxes.passwords import verify_password
-from mailboxes.services import plan_create
+from mailboxes.services import mailbox_change_plan, plan_create
 from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox, make_plan
 
 ACTOR = f"cli:{getpass.getuser()}"
@@ -544,3 +544,17 @@ def test_cli_exit_statuses_success_bad_input_and_usage(transactional_db: None) -
     assert duplicate.stdout == ""
     assert bad_size.returncode == 2
     assert "argument --quota: “2X” is not a size" in bad_size.stderr
+
+
+@pytest.mark.django_db
+def test_the_demo_plans_allow_only_the_protocols_their_names_say() -> None:
+    """``make run``'s seed: "IMAP Standard" refused nothing over POP3."""
+    call_command("seed_demo", stdout=StringIO())
+    pop3_box = Mailbox.objects.get(protocol="pop3")
+
+    for plan in Plan.objects.all():
+        for protocol in ("imap", "pop3"):
+            assert plan.allows(protocol) == (protocol.upper() in plan.name), (plan, protocol)
+        if not plan.allows("pop3"):
+            with pytest.raises(ValidationError):
+                mailbox_change_plan(mailbox=pop3_box, plan=plan, protocol="pop3", actor="t")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, SetPasswordForm
@@ -92,6 +93,13 @@ class SetPasswordLinkForm(PasswordResetForm):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
         self.fields["email"].label = _("Your email address")
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Send the links on ``SITE_URL``, never on the request's Host header: whoever sets
+        that header to their own server would otherwise receive the user's link."""
+        site = urlsplit(settings.SITE_URL)
+        kwargs.update(domain_override=site.netloc, use_https=site.scheme == "https")
+        super().save(*args, **kwargs)
 
     def get_users(self, email: str) -> Iterator[User]:
         for user in User.objects.filter(email__iexact=email, is_active=True):

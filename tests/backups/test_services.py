@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import OperationalError
 from django.utils import timezone
 
 from backups import crypto, services
@@ -66,6 +67,42 @@ def test_run_due_sends_jobs_whose_task_was_lost_again(
     with django_capture_on_commit_callbacks(execute=True):
         assert services.schedule_due() == [stuck.pk]
     assert sent() == [stuck.pk]
+
+
+def test_one_mailboxs_error_does_not_stop_the_others_or_the_stuck_jobs(
+    backup_settings, sent, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    """run_due died on SQLite's "database is locked" in one repository_for; the other
+    mailboxes and the jobs waiting to be sent again were left behind."""
+    domain = make_domain()
+    first, locked, last = (make_mailbox(name, domain=domain) for name in ("a", "locked", "z"))
+    stuck = BackupJob.objects.create(
+        repository=services.repository_for(make_mailbox("stuck", domain=domain)),
+        requested_by="schedule",
+        status=JobStatus.RUNNING,
+        heartbeat_at=timezone.now() - timedelta(hours=2),
+    )
+    BackupJob.objects.filter(pk=stuck.pk).update(created_at=timezone.now() - timedelta(hours=2))
+    repository_for = services.repository_for
+
+    def locked_for_one(mailbox):  # type: ignore[no-untyped-def]
+        if mailbox == locked:
+            raise OperationalError("database is locked")
+        return repository_for(mailbox)
+
+    monkeypatch.setattr(services, "repository_for", locked_for_one)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        scheduled = services.schedule_due()
+
+    jobs = BackupJob.objects.exclude(pk=stuck.pk)
+    assert {job.repository.mailbox for job in jobs} == {first, last}
+    assert sorted(scheduled) == sorted([*(job.pk for job in jobs), stuck.pk]) == sorted(sent())
+    assert "locked@" in caplog.text and "database is locked" in caplog.text
+    monkeypatch.setattr(services, "repository_for", repository_for)
+    # The next run catches up with it.
+    again = services.schedule_due()
+    assert BackupJob.objects.get(pk__in=again, repository__mailbox=locked)
 
 
 def test_restore_requests_are_checked_against_the_snapshot(restore_side):

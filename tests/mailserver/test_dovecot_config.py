@@ -5,9 +5,12 @@ against Debian 13's real Dovecot by scripts/check-dovecot-2.4.sh (see docs/dovec
 """
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import shutil
 import stat
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -233,6 +236,38 @@ def test_secrets_are_root_only(root: Path, version: Version) -> None:
     user, hashed = (conf / "master-users").read_text().strip().split(":", 1)
     assert user == "postamt" and hashed.startswith("{SSHA512}")
     assert "master-secret" not in (conf / "dovecot.conf").read_text()
+
+
+def can_open(user: str, path: Path) -> bool:
+    """Whether the local user (with its own group only, as Dovecot runs its mail processes)
+    can list the folder or read the file."""
+    command = ["ls", str(path)] if path.is_dir() else ["cat", str(path)]
+    group = pwd.getpwnam(user).pw_gid
+    result = subprocess.run(command, user=user, group=group, extra_groups=[], capture_output=True)
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as other users needs root")
+def test_other_local_users_cannot_reach_dovecots_files(root: Path) -> None:
+    """Configuration, logs, state and mail are private; only the mail user (mail
+    processes) passes through to the mail, and only there."""
+    dovecot_root = root / "lib" / "postamt"  # its parents are made as well
+    old_umask = os.umask(0o022)
+    try:
+        dovecot = instance(dovecot_root, "sqlite")
+        dovecot.render(version="2.3")
+    finally:
+        os.umask(old_umask)
+    (dovecot_root / "log" / "dovecot.log").write_text("")
+    private = [
+        root / "lib", dovecot_root, dovecot.config_file, dovecot.conf_dir / "master-users",
+        dovecot_root / "log" / "dovecot.log", dovecot_root / "state", dovecot.mail_root,
+    ]  # fmt: skip
+    for path in private:
+        assert not can_open("nobody", path), path
+    assert can_open("mail", dovecot.mail_root)
+    for path in (dovecot_root, dovecot.config_file, dovecot_root / "log" / "dovecot.log"):
+        assert not can_open("mail", path), path
 
 
 def test_master_password_is_required(root: Path) -> None:

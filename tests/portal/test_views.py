@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
@@ -105,7 +106,7 @@ def test_invited_user_sets_a_password_through_forgot_password(
     assert len(mail.outbox) == 1
     link = re.search(r"https?://[^\s]+/password/reset/[^\s]+/", mail.outbox[0].body)
     assert link, mail.outbox[0].body
-    path = link.group(0).split("testserver", 1)[1]
+    path = urlsplit(link.group(0)).path
     form_page = client.get(path, follow=True)
     assert form_page.status_code == 200
     response = client.post(
@@ -117,6 +118,28 @@ def test_invited_user_sets_a_password_through_forgot_password(
     user.refresh_from_db()
     assert user.check_password("Sunny-Meadow-4471")
     assert client.get(reverse("portal:overview")).status_code == 200
+
+
+def test_the_reset_link_is_on_site_url_whatever_host_the_request_names(
+    client: Client, customer: Customer, settings
+) -> None:
+    """A forged Host header must not make the email carry the token to somebody else's
+    server (ALLOWED_HOSTS may well be "*" behind a proxy)."""
+    settings.SITE_URL = "https://mail.hoster.example"
+    settings.ALLOWED_HOSTS = ["*"]
+    User.objects.create_user("neu@example.org", email="neu@example.org", customer=customer)
+
+    response = client.post(
+        reverse("accounts:password_reset"), {"email": "neu@example.org"}, HTTP_HOST="evil.example"
+    )
+
+    assert response.status_code == 302
+    [message] = mail.outbox
+    html = message.alternatives[0][0]
+    for text in (message.body, html):
+        links = re.findall(r"https?://[^\s\"<]+", text)
+        assert links and all(link.startswith("https://mail.hoster.example/") for link in links)
+        assert "evil.example" not in text
 
 
 def test_password_reset_pages_are_translated(client: Client) -> None:

@@ -198,6 +198,29 @@ def test_dashboard_lists_drift_both_ways(client: Client, staff: User, mailbox: M
     assert "2 users" in html
 
 
+def test_dashboard_says_which_servers_were_checked_for_users_postamt_lacks(
+    client: Client, staff: User
+) -> None:
+    """Only the doveadm HTTP API lists a server's users; where it answered and found nobody
+    unknown, the page must not blame a missing API."""
+    polled = timezone.now() - timedelta(minutes=5)
+    make_server("checked", doveadm_port=10808, last_poll_ok_at=polled)
+    make_server("waiting", doveadm_port=10808)
+    make_server("imap-only", last_poll_ok_at=polled)
+
+    html = client.get(reverse("staff:dashboard")).content.decode()
+    drift = html.split('id="drift-heading"', 1)[1]
+
+    assert "<strong>checked</strong>: none: every user it has is a mailbox in Postamt." in drift
+    assert "<strong>waiting</strong>: not checked yet" in drift
+    assert (
+        "<strong>imap-only</strong>: not checked: the check needs the doveadm HTTP API" in drift
+    )
+    assert drift.count("doveadm HTTP API") == 1
+    german = client.get(reverse("staff:dashboard"), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert "<strong>checked</strong>: keine: Jeder Benutzer dort ist ein Postfach" in german
+
+
 @pytest.fixture
 def plan_request(mailbox: Mailbox) -> PlanChangeRequest:
     bigger = make_plan(protocol="imap", name="IMAP Business", max_quota_bytes=50 * GIB)

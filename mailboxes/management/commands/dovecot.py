@@ -27,10 +27,12 @@ class Command(BaseCommand):
         if action == "render":
             self.stdout.write(str(config))
             return
+        doveadm = f", doveadm HTTP API {instance.listen}:{instance.doveadm_port}"
         self.stdout.write(
             f"Dovecot: IMAP {instance.listen}:{instance.imap_port}, "
             f"POP3 {instance.listen}:{instance.pop3_port}, "
-            f"LMTP {instance.listen}:{instance.lmtp_port}; log {instance.root}/log/dovecot.log"
+            f"LMTP {instance.listen}:{instance.lmtp_port}"
+            f"{doveadm if instance.doveadm_port else ''}; log {instance.root}/log/dovecot.log"
         )
         self.stdout.flush()
         os.execv(instance.binary, [instance.binary, "-F", "-c", str(config)])

@@ -27,11 +27,12 @@ from mailserver.dovecot import DovecotInstance
 ACTOR = "seed_demo"
 PLANS = [
     # The seed's tiers: POP3 is the cheap one that needs little storage; IMAP is paid and backed up.
+    # Each allows the protocol its name says, and only that one.
     dict(name="POP3 Basic", allows_imap=False, allows_pop3=True, default_quota_bytes=500 * MIB,
          max_quota_bytes=2 * GIB, backup_enabled=False, monthly_price=Decimal("0.00")),
-    dict(name="IMAP Standard", allows_imap=True, allows_pop3=True, default_quota_bytes=5 * GIB,
+    dict(name="IMAP Standard", allows_imap=True, allows_pop3=False, default_quota_bytes=5 * GIB,
          max_quota_bytes=20 * GIB, backup_enabled=True, monthly_price=Decimal("3.90")),
-    dict(name="IMAP Business", allows_imap=True, allows_pop3=True, default_quota_bytes=25 * GIB,
+    dict(name="IMAP Business", allows_imap=True, allows_pop3=False, default_quota_bytes=25 * GIB,
          max_quota_bytes=100 * GIB, backup_enabled=True, monthly_price=Decimal("8.90")),
 ]
 
