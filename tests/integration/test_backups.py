@@ -12,7 +12,6 @@ import pyrage
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from imapclient import IMAPClient
 
 from backups import crypto, engine, services
 from backups import restore as restore_engine
@@ -24,6 +23,7 @@ from backups.store import StoreError, get_store
 from backups.tasks import backup_mailbox, check_all
 from mailboxes.models import MIB
 from mailboxes.services import mailbox_delete
+from mailserver.imap import MailboxSession
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
 from tests.factories import make_mailbox, make_plan
@@ -192,11 +192,11 @@ def test_an_unchanged_mailbox_costs_almost_nothing(dovecot, mail_server, restore
     assert (first.messages_total, first.messages_done, first.blobs_written) == (5, 5, 5)
 
     selected: list[str] = []
-    original = IMAPClient.select_folder
+    original = MailboxSession.select
     monkeypatch.setattr(
-        IMAPClient,
-        "select_folder",
-        lambda self, name, readonly=False: selected.append(name) or original(self, name, readonly),
+        MailboxSession,
+        "select",
+        lambda self, name, **kwargs: selected.append(name) or original(self, name, **kwargs),
     )
     second = backup_now(anna)
 
