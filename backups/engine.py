@@ -79,6 +79,7 @@ class ServerFolder:
     uidnext: int
     uidvalidity: int
     highestmodseq: int | None
+    subscribed: bool
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,19 @@ class _Run:
 
     def _changed_folders(self, folders: list[ServerFolder]) -> list[ServerFolder]:
         """Folders whose STATUS differs from the last verified run, or whose stored count
-        does not match the server's MESSAGES (a folder left half done by a crash)."""
+        does not match the server's MESSAGES (a folder left half done by a crash).
+
+        A new subscription moves no STATUS value: it is saved here, stamped with this run's
+        number, so the previous snapshot's manifest is not taken for this one's."""
         states = {s.name: s for s in FolderState.objects.filter(repository=self.repository)}
+        resubscribed = [
+            f for f in folders if f.name in states and states[f.name].subscribed != f.subscribed
+        ]
+        for subscribed in (True, False):
+            FolderState.objects.filter(
+                repository=self.repository,
+                name__in=[f.name for f in resubscribed if f.subscribed == subscribed],
+            ).update(subscribed=subscribed, seq=self.seq)
         counts = dict(
             self._current().values("folder").annotate(n=Count("pk")).values_list("folder", "n")
         )
@@ -385,6 +397,7 @@ class _Run:
                 "uidnext": info.uidnext,
                 "highestmodseq": info.highestmodseq,
                 "messages": len(uids),
+                "subscribed": folder.subscribed,
                 "seq": self.seq,
             },
         )
@@ -423,6 +436,7 @@ class _Run:
                     uidnext=states[f.name].uidnext,
                     highestmodseq=states[f.name].highestmodseq,
                     messages=entries[f.name],
+                    subscribed=f.subscribed,
                 )
                 for f in sorted(folders, key=lambda f: f.name)
             ],
@@ -478,6 +492,7 @@ def _list_folders(session: MailboxSession) -> list[ServerFolder]:
                 uidnext=status.uidnext,
                 uidvalidity=status.uidvalidity,
                 highestmodseq=status.highestmodseq,
+                subscribed=listed.subscribed,
             )
         )
     return result

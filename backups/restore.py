@@ -126,7 +126,7 @@ class _Restore:
             if target not in existing:
                 session.create_folder(target)
                 session.subscribe(target)
-                existing[target] = MailFolder(target, folder.delimiter)
+                existing[target] = MailFolder(target, folder.delimiter, subscribed=True)
                 present: Counter[str] = Counter()
             else:
                 session.select(target)

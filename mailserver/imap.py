@@ -106,6 +106,7 @@ class MailFolder:
 
     name: str
     delimiter: str
+    subscribed: bool
 
 
 @dataclass(frozen=True)
@@ -168,14 +169,34 @@ class MailboxSession:
     # --- folders --------------------------------------------------------------------------
 
     def folders(self) -> list[MailFolder]:
-        """Every selectable folder."""
+        """Every selectable folder and whether it is subscribed: one ``LIST ... RETURN
+        (SUBSCRIBED)`` (RFC 5258), or LIST and LSUB where the server lacks it."""
         with self.guard(what="LIST"):
-            rows = self._client.list_folders()
+            if self._client.has_capability("LIST-EXTENDED"):
+                rows = self._list_subscribed()
+                subscribed = {name for flags, _d, name in rows if b"\\Subscribed" in flags}
+            else:
+                rows = self._client.list_folders()
+                subscribed = {name for _f, _d, name in self._client.list_sub_folders()}
         return [
-            MailFolder(name, (delimiter or b"").decode())
+            MailFolder(name, (delimiter or b"").decode(), name in subscribed)
             for flags, delimiter, name in rows
             if b"\\Noselect" not in flags and b"\\NonExistent" not in flags
         ]
+
+    def _list_subscribed(self) -> list[tuple[tuple[bytes, ...], bytes | None, str]]:
+        # imapclient has no call for LIST's return options; its parser reads the answer.
+        typ, data = self._imap._simple_command(  # noqa: SLF001
+            "LIST", '""', '"*"', "RETURN", "(SUBSCRIBED)"
+        )
+        if typ != "OK":
+            raise CommandRefused(f"LIST failed: {data!r:.200}")
+        typ, data = self._imap._untagged_response(typ, data, "LIST")  # noqa: SLF001
+        rows = self._client._proc_folder_list(data)  # noqa: SLF001
+        for flags, _delimiter, name in rows:
+            if not isinstance(flags, tuple) or not isinstance(name, str):
+                raise UnexpectedAnswer(f"LIST answer not understood: {data!r:.200}")
+        return rows
 
     def status(self, folder: str) -> FolderStatus:
         with self.guard(FolderError, f"cannot read the status of folder {folder!r}"):

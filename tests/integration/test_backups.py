@@ -17,7 +17,15 @@ from backups import crypto, engine, services
 from backups import restore as restore_engine
 from backups.archive import snapshot_archive
 from backups.manifest import Manifest, read_manifest
-from backups.models import BackupJob, Blob, JobStatus, RestoreJob, Snapshot, StoredMessage
+from backups.models import (
+    BackupJob,
+    Blob,
+    FolderState,
+    JobStatus,
+    RestoreJob,
+    Snapshot,
+    StoredMessage,
+)
 from backups.packs import locate, read_blob, read_toc
 from backups.store import StoreError, get_store
 from backups.tasks import backup_mailbox, check_all
@@ -183,6 +191,45 @@ def test_restoring_twice_adds_nothing_twice(dovecot, mail_server, restore_side):
     assert after[f"{root}/Projekte/Bäckerei"] == before["Projekte/Bäckerei"]
     assert after[f"{root}/INBOX"] == before["INBOX"]
     assert sum(len(m) for name, m in after.items() if name.startswith(root)) == 5
+
+
+def test_a_changed_subscription_alone_makes_a_new_manifest(
+    dovecot, mail_server, restore_side, monkeypatch
+):
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    first = backup_now(anna).snapshot
+    recorded = {f.name: f.subscribed for f in manifest_of(first).folders}
+    assert recorded["Sent"] is True and recorded["Архив"] is False
+    with imap(dovecot, anna.address) as client:
+        client.subscribe_folder("Архив")  # moves no STATUS value
+
+    def die(self, folders):  # type: ignore[no-untyped-def]
+        raise StoreError("disk gone")
+
+    monkeypatch.setattr(engine._Run, "_finish", die)
+    dead = BackupJob.objects.create(repository=first.repository, requested_by="test")
+    engine.run_backup(dead.pk)
+    dead.refresh_from_db()
+    assert dead.status == "failed"
+    monkeypatch.undo()
+    second = backup_now(anna)  # the run that died had seen the change: it is not lost
+
+    assert (second.messages_total, second.snapshot.seq) == (0, 2)
+    assert second.snapshot.manifest_key != first.manifest_key
+    archive = next(f for f in manifest_of(second.snapshot).folders if f.name == "Архив")
+    assert archive.subscribed is True
+    third = backup_now(anna).snapshot
+    assert third.manifest_key == second.snapshot.manifest_key  # unchanged again
+
+    # Folder states saved before subscriptions were recorded: one new manifest records them.
+    FolderState.objects.filter(repository=first.repository).update(subscribed=None)
+    fourth = backup_now(anna).snapshot
+    assert fourth.manifest_key != third.manifest_key
+    assert {f.name: f.subscribed for f in manifest_of(fourth).folders} == {
+        **recorded,
+        "Архив": True,
+    }
 
 
 def test_an_unchanged_mailbox_costs_almost_nothing(dovecot, mail_server, restore_side, monkeypatch):

@@ -96,3 +96,21 @@ def test_an_accepted_append_sends_flags_and_date():
 
     raw, flags, date = MESSAGE
     assert sent == [("INBOX", [{"msg": raw, "flags": flags, "date": date}])]
+
+
+def test_without_list_extended_subscriptions_come_from_lsub():
+    session = _session(
+        has_capability=lambda name: False,
+        list_folders=lambda: [
+            ((b"\\HasChildren",), b"/", "INBOX"),
+            ((b"\\Noselect", b"\\HasChildren"), b"/", "Projekte"),
+            ((b"\\HasNoChildren",), b"/", "Projekte/Bäckerei"),
+        ],
+        # LSUB also names subscribed folders that no longer exist.
+        list_sub_folders=lambda: [((), b"/", "Projekte/Bäckerei"), ((), b"/", "Gone")],
+    )
+
+    assert [(f.name, f.delimiter, f.subscribed) for f in session.folders()] == [
+        ("INBOX", "/", False),
+        ("Projekte/Bäckerei", "/", True),
+    ]
