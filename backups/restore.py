@@ -4,12 +4,17 @@ Nothing is added twice: before appending to a folder, the messages already in it
 compared with the ones to restore, first by Message-ID and size (cheap, from the server),
 then, for the candidates only, by the SHA-256 of their content. Counting, not just testing
 membership, keeps two identical messages of the backup as two.
+
+Into the original folders, a restore makes the snapshot's messages look as they did then,
+as a dsync backup would: the messages already there get the snapshot's flags and keywords
+back, and a whole folder or mailbox gets its subscription as recorded. Into a new folder,
+what is there is left alone and every folder created is subscribed. Snapshots that did not
+record subscriptions (older ones) leave them as they are and subscribe what is created.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -112,6 +117,14 @@ class _Restore:
             return folder.name
         return f"{self.job.target_folder}{folder.delimiter or '/'}{folder.name}"
 
+    def _subscribe(self, folder: Folder, created: bool) -> bool | None:
+        """Whether the target folder should be subscribed; None: leave it as it is."""
+        if self.job.target_folder or folder.subscribed is None:
+            return True if created else None
+        if created or self.job.scope != RestoreJob.Scope.MESSAGES:
+            return folder.subscribed
+        return None  # chosen messages bring back messages, not their folder's subscription
+
     def _restore_folder(
         self,
         session: MailboxSession,
@@ -122,23 +135,37 @@ class _Restore:
         opener: ThreadPoolExecutor,
     ) -> None:
         target = self._target(folder)
+        listed = existing.get(target)
         try:
-            if target not in existing:
+            if listed is None:
                 session.create_folder(target)
-                session.subscribe(target)
-                existing[target] = MailFolder(target, folder.delimiter, subscribed=True)
-                present: Counter[str] = Counter()
+                existing[target] = MailFolder(target, folder.delimiter, subscribed=False)
+                present: dict[str, list[tuple[int, list[str]]]] = {}
             else:
                 session.select(target)
                 present = _present(session, entries)
+            subscribe = self._subscribe(folder, created=listed is None)
+            if subscribe is not None and subscribe != existing[target].subscribed:
+                session.subscribe(target, subscribe)
+                existing[target] = MailFolder(target, folder.delimiter, subscribe)
         except (CommandRefused, UnexpectedAnswer) as exc:
             raise RestoreFailed(f"cannot open or create folder {target!r}: {exc}") from exc
         todo = []
+        flags: dict[int, list[str]] = {}
         for entry in entries:
-            if present[entry.sha256] > 0:
-                present[entry.sha256] -= 1
-            else:
+            copies = present.get(entry.sha256)
+            if not copies:
                 todo.append(entry)
+                continue
+            uid, now = copies.pop(0)
+            if not self.job.target_folder and now != sorted(entry.flags):
+                flags[uid] = entry.flags
+        if flags:  # the snapshot's flags and keywords, exactly
+            try:
+                session.select(target, readonly=False)
+                session.set_flags(flags)
+            except CommandRefused as exc:
+                raise RestoreFailed(f"cannot set the flags in folder {target!r}: {exc}") from exc
         skipped = len(entries) - len(todo)
         with transaction.atomic():
             jobs.heartbeat(
@@ -192,22 +219,26 @@ class _Restore:
             )
 
 
-def _present(session: MailboxSession, entries: list[Entry]) -> Counter[str]:
-    """How many copies of each wanted message the selected folder already holds."""
+def _present(
+    session: MailboxSession, entries: list[Entry]
+) -> dict[str, list[tuple[int, list[str]]]]:
+    """The copies of wanted messages the selected folder already holds, by content hash:
+    their UIDs, in order, with their flags now."""
     heads = session.heads(["MESSAGE-ID"])
     wanted = {(e.message_id, e.size) for e in entries}
     hashes = {e.sha256 for e in entries}
     candidates = [
         (uid, head.size)
-        for uid, head in heads.items()
+        for uid, head in sorted(heads.items())
         if (message_id(head.header), head.size) in wanted
     ]
-    present: Counter[str] = Counter()
+    present: dict[str, list[tuple[int, list[str]]]] = {}
     for batch in batches(candidates, lambda c: c[1], count=APPEND_MESSAGES, max_bytes=APPEND_BYTES):
-        for raw in session.bodies(uid for uid, _size in batch).values():
+        bodies = session.bodies(uid for uid, _size in batch)
+        for uid, raw in sorted(bodies.items()):
             digest = hashlib.sha256(raw).hexdigest()
             if digest in hashes:
-                present[digest] += 1
+                present.setdefault(digest, []).append((uid, heads[uid].flags))
     return present
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import imaplib
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +29,7 @@ from .errors import (
     SessionLost,
     UnexpectedAnswer,
 )
-from .fetch import METADATA_CHUNK, MessageInfo, fetch_bodies, folder_metadata
+from .fetch import METADATA_CHUNK, MessageInfo, fetch_bodies, folder_metadata, uid_set
 from .server import Server
 from .usage import Folder, Usage
 
@@ -131,6 +132,7 @@ class MessageHead:
 
     uid: int
     size: int
+    flags: list[str]  # sorted, without \Recent
     header: bytes  # the header fields asked for, as the server sent them
 
 
@@ -224,9 +226,12 @@ class MailboxSession:
         with self.guard(FolderError, f"cannot create folder {folder!r}"):
             self._client.create_folder(folder)
 
-    def subscribe(self, folder: str) -> None:
-        with self.guard(FolderError, f"cannot subscribe to folder {folder!r}"):
-            self._client.subscribe_folder(folder)
+    def subscribe(self, folder: str, subscribed: bool = True) -> None:
+        with self.guard(FolderError, f"cannot change the subscription of {folder!r}"):
+            if subscribed:
+                self._client.subscribe_folder(folder)
+            else:
+                self._client.unsubscribe_folder(folder)
 
     # --- messages of the selected folder ---------------------------------------------------
 
@@ -252,7 +257,7 @@ class MailboxSession:
             return fetch_bodies(self._imap, uids)
 
     def heads(self, fields: Sequence[str]) -> dict[int, MessageHead]:
-        """Size and the header ``fields`` of every message: what restore matches the
+        """Size, flags and the header ``fields`` of every message: what restore matches the
         messages to restore against, without reading them whole."""
         names = " ".join(field.upper() for field in fields)
         item, key = f"BODY.PEEK[HEADER.FIELDS ({names})]", f"BODY[HEADER.FIELDS ({names})]"
@@ -261,15 +266,37 @@ class MailboxSession:
         with self.guard(what="UID FETCH"):
             for start in range(0, len(uids), METADATA_CHUNK):
                 answer = self._client.fetch(
-                    uids[start : start + METADATA_CHUNK], [b"RFC822.SIZE", item.encode()]
+                    uids[start : start + METADATA_CHUNK], [b"FLAGS", b"RFC822.SIZE", item.encode()]
                 )
                 for uid, data in answer.items():
                     found[uid] = MessageHead(
                         uid=uid,
                         size=data[b"RFC822.SIZE"],
+                        flags=sorted(
+                            flag.decode() for flag in data[b"FLAGS"] if flag.lower() != b"\\recent"
+                        ),
                         header=data.get(key.encode()) or b"",
                     )
         return found
+
+    def set_flags(self, flags: Mapping[int, Sequence[str]]) -> None:
+        """Give these messages exactly these flags (``UID STORE ... FLAGS.SILENT``): one
+        command per distinct set of flags, not per message. Needs a folder selected with
+        ``readonly=False``."""
+        by_flags: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for uid, wanted in flags.items():
+            by_flags[tuple(sorted(wanted))].append(uid)
+        with self.guard(what="UID STORE"):
+            for wanted, uids in by_flags.items():
+                for start in range(0, len(uids), METADATA_CHUNK):
+                    typ, data = self._imap.uid(
+                        "STORE",
+                        uid_set(uids[start : start + METADATA_CHUNK]),
+                        "FLAGS.SILENT",
+                        f"({' '.join(wanted)})",
+                    )
+                    if typ != "OK":
+                        raise CommandRefused(f"UID STORE failed: {data!r:.200}")
 
     def append(self, folder: str, messages: Sequence[NewMessage]) -> None:
         """Store messages in a folder with one ``MULTIAPPEND`` (RFC 3502), which the server
