@@ -27,21 +27,10 @@ from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_noop
-from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
 
-from mailserver.errors import MailServerError
-from mailserver.fetch import (
-    METADATA_CHUNK,
-    MIB,
-    MessageInfo,
-    UnexpectedAnswer,
-    batches,
-    fetch_bodies,
-    folder_metadata,
-    tune,
-)
-from mailserver.imap import master_imap
+from mailserver.errors import CommandRefused, FolderError, MailServerError, UnexpectedAnswer
+from mailserver.fetch import METADATA_CHUNK, MIB, MessageInfo, batches
+from mailserver.imap import MailboxSession, SelectedFolder, master_session
 from provider.db import copy_rows
 
 from . import jobs
@@ -64,7 +53,6 @@ BATCH_BYTES = 32 * MIB  # a batch is also cut by size, so a few huge messages st
 # zstd releases the GIL; more threads than cores would only queue for it.
 SEAL_THREADS = min(4, os.cpu_count() or 1)
 MAX_PASSES = 3  # a folder that keeps changing while we read it gets this many tries
-STATUS_ITEMS = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY", b"HIGHESTMODSEQ"]
 STORED_MESSAGE_FIELDS = [
     "repository",
     "folder",
@@ -91,6 +79,7 @@ class ServerFolder:
     uidnext: int
     uidvalidity: int
     highestmodseq: int | None
+    subscribed: bool
 
 
 @dataclass(frozen=True)
@@ -131,12 +120,11 @@ class _Run:
         mailbox = self.repository.mailbox
         if mailbox is None:
             raise BackupFailed(gettext_noop("the mailbox was deleted"))
-        with master_imap(mailbox.mail_server, mailbox.address, timeout=300) as client:
-            tune(client)
-            folders = _list_folders(client)
+        with master_session(mailbox.mail_server, mailbox.address, timeout=300) as session:
+            folders = _list_folders(session)
             changed = self._changed_folders(folders)
             forgot = self._forget_missing_folders({f.name for f in folders})
-            plans = [(folder, self._plan(client, folder)) for folder in changed]
+            plans = [(folder, self._plan(session, folder)) for folder in changed]
             with transaction.atomic():  # counts of this attempt (a resumed run starts over)
                 jobs.heartbeat(
                     self.job,
@@ -150,7 +138,7 @@ class _Run:
                 )
             with ThreadPoolExecutor(SEAL_THREADS) as pool:
                 for folder, new in plans:
-                    self._sync(client, folder, new, pool)
+                    self._sync(session, folder, new, pool)
         previous = None if changed or forgot else self._unchanged_snapshot()
         if previous is not None:
             self._commit_snapshot(
@@ -163,8 +151,19 @@ class _Run:
 
     def _changed_folders(self, folders: list[ServerFolder]) -> list[ServerFolder]:
         """Folders whose STATUS differs from the last verified run, or whose stored count
-        does not match the server's MESSAGES (a folder left half done by a crash)."""
+        does not match the server's MESSAGES (a folder left half done by a crash).
+
+        A new subscription moves no STATUS value: it is saved here, stamped with this run's
+        number, so the previous snapshot's manifest is not taken for this one's."""
         states = {s.name: s for s in FolderState.objects.filter(repository=self.repository)}
+        resubscribed = [
+            f for f in folders if f.name in states and states[f.name].subscribed != f.subscribed
+        ]
+        for subscribed in (True, False):
+            FolderState.objects.filter(
+                repository=self.repository,
+                name__in=[f.name for f in resubscribed if f.subscribed == subscribed],
+            ).update(subscribed=subscribed, seq=self.seq)
         counts = dict(
             self._current().values("folder").annotate(n=Count("pk")).values_list("folder", "n")
         )
@@ -215,14 +214,13 @@ class _Run:
             return None
         return previous
 
-    def _plan(self, client: IMAPClient, folder: ServerFolder) -> list[MessageInfo]:
+    def _plan(self, session: MailboxSession, folder: ServerFolder) -> list[MessageInfo]:
         """Bring the folder's rows in line with the server (UIDs gone, flags changed, a new
         UIDVALIDITY) and return the messages still to fetch."""
-        info = _select(client, folder.name)
-        uidvalidity = info[b"UIDVALIDITY"]
+        uidvalidity = _select(session, folder.name).uidvalidity
         try:
-            metadata = folder_metadata(client)
-        except UnexpectedAnswer as exc:
+            metadata = session.metadata()
+        except (CommandRefused, UnexpectedAnswer) as exc:
             raise BackupFailed(f"folder {folder.name!r}: {exc}") from exc
         known = {
             uid: (pk, flags)
@@ -249,31 +247,31 @@ class _Run:
 
     def _sync(
         self,
-        client: IMAPClient,
+        session: MailboxSession,
         folder: ServerFolder,
         new: list[MessageInfo],
         pool: ThreadPoolExecutor,
     ) -> None:
         """Fetch what is new, then check the folder against the server until they agree."""
         for attempt in range(MAX_PASSES):
-            if attempt and _unchanged_since_listed(client, folder):
+            if attempt and _unchanged_since_listed(session, folder):
                 new = []  # the plan saw the folder as listed: nothing arrived or changed
             elif attempt:
-                new = self._plan(client, folder)
+                new = self._plan(session, folder)
                 if new:
                     with transaction.atomic():
                         jobs.heartbeat(
                             self.job, self.token, messages_total=F("messages_total") + len(new)
                         )
-            if not new and self._verify(client, folder):
+            if not new and self._verify(session, folder):
                 return
-            info = _select(client, folder.name)
-            self._fetch(client, folder, info[b"UIDVALIDITY"], new, pool)
+            uidvalidity = _select(session, folder.name).uidvalidity
+            self._fetch(session, folder, uidvalidity, new, pool)
         raise BackupFailed(f"folder {folder.name!r} kept changing while it was backed up")
 
     def _fetch(
         self,
-        client: IMAPClient,
+        session: MailboxSession,
         folder: ServerFolder,
         uidvalidity: int,
         new: list[MessageInfo],
@@ -289,8 +287,8 @@ class _Run:
                 new, lambda m: m.size, count=settings.BACKUP_BATCH_MESSAGES, max_bytes=BATCH_BYTES
             ):
                 try:
-                    response = fetch_bodies(client, (m.uid for m in batch))
-                except UnexpectedAnswer as exc:
+                    response = session.bodies(m.uid for m in batch)
+                except (CommandRefused, UnexpectedAnswer) as exc:
                     raise BackupFailed(f"folder {folder.name!r}: {exc}") from exc
                 # A UID missing from the answer was expunged meanwhile: verification sees it.
                 bodies = [(m, response[m.uid]) for m in batch if m.uid in response]
@@ -375,27 +373,31 @@ class _Run:
                 ),
             )
 
-    def _verify(self, client: IMAPClient, folder: ServerFolder) -> bool:
+    def _verify(self, session: MailboxSession, folder: ServerFolder) -> bool:
         """The folder's stored UIDs are exactly the server's, as many as its MESSAGES; then
         its state is saved so the next run can skip it while it stays unchanged."""
-        info = _select(client, folder.name)
-        uids = set(client.search())
+        info = _select(session, folder.name)
+        try:
+            uids = set(session.uids())
+        except (CommandRefused, UnexpectedAnswer) as exc:
+            raise BackupFailed(f"folder {folder.name!r}: {exc}") from exc
         stored = set(
             self._current()
-            .filter(folder=folder.name, uidvalidity=info[b"UIDVALIDITY"])
+            .filter(folder=folder.name, uidvalidity=info.uidvalidity)
             .values_list("uid", flat=True)
         )
-        if stored != uids or len(uids) != info[b"EXISTS"]:
+        if stored != uids or len(uids) != info.exists:
             return False
         FolderState.objects.update_or_create(
             repository=self.repository,
             name=folder.name,
             defaults={
                 "delimiter": folder.delimiter,
-                "uidvalidity": info[b"UIDVALIDITY"],
-                "uidnext": info[b"UIDNEXT"],
-                "highestmodseq": info.get(b"HIGHESTMODSEQ"),
+                "uidvalidity": info.uidvalidity,
+                "uidnext": info.uidnext,
+                "highestmodseq": info.highestmodseq,
                 "messages": len(uids),
+                "subscribed": folder.subscribed,
                 "seq": self.seq,
             },
         )
@@ -434,6 +436,7 @@ class _Run:
                     uidnext=states[f.name].uidnext,
                     highestmodseq=states[f.name].highestmodseq,
                     messages=entries[f.name],
+                    subscribed=f.subscribed,
                 )
                 for f in sorted(folders, key=lambda f: f.name)
             ],
@@ -477,42 +480,41 @@ def _describe(planned: MessageInfo, raw: bytes) -> Stored:
     )
 
 
-def _list_folders(client: IMAPClient) -> list[ServerFolder]:
+def _list_folders(session: MailboxSession) -> list[ServerFolder]:
     result = []
-    for flags, delimiter, name in client.list_folders():
-        if b"\\Noselect" in flags or b"\\NonExistent" in flags:
-            continue
-        status = client.folder_status(name, STATUS_ITEMS)
+    for listed in session.folders():
+        status = session.status(listed.name)
         result.append(
             ServerFolder(
-                name=name,
-                delimiter=(delimiter or b"").decode(),
-                messages=status[b"MESSAGES"],
-                uidnext=status[b"UIDNEXT"],
-                uidvalidity=status[b"UIDVALIDITY"],
-                highestmodseq=status.get(b"HIGHESTMODSEQ"),
+                name=listed.name,
+                delimiter=listed.delimiter,
+                messages=status.messages,
+                uidnext=status.uidnext,
+                uidvalidity=status.uidvalidity,
+                highestmodseq=status.highestmodseq,
+                subscribed=listed.subscribed,
             )
         )
     return result
 
 
-def _unchanged_since_listed(client: IMAPClient, folder: ServerFolder) -> bool:
+def _unchanged_since_listed(session: MailboxSession, folder: ServerFolder) -> bool:
     """With CONDSTORE, any expunge, flag change or new message moves HIGHESTMODSEQ or
     UIDNEXT; equal STATUS means the folder is as it was before it was planned, so a second
     metadata FETCH of every message would only repeat what the plan read."""
     if folder.highestmodseq is None:
         return False
-    status = client.folder_status(folder.name, STATUS_ITEMS)
-    return (
-        status[b"MESSAGES"],
-        status[b"UIDNEXT"],
-        status[b"UIDVALIDITY"],
-        status.get(b"HIGHESTMODSEQ"),
-    ) == (folder.messages, folder.uidnext, folder.uidvalidity, folder.highestmodseq)
+    status = session.status(folder.name)
+    return (status.messages, status.uidnext, status.uidvalidity, status.highestmodseq) == (
+        folder.messages,
+        folder.uidnext,
+        folder.uidvalidity,
+        folder.highestmodseq,
+    )
 
 
-def _select(client: IMAPClient, name: str) -> dict[bytes, int]:
+def _select(session: MailboxSession, name: str) -> SelectedFolder:
     try:
-        return client.select_folder(name, readonly=True)
-    except IMAPClientError as exc:  # deleted since it was listed: the next run sees it gone
-        raise BackupFailed(f"cannot open folder {name!r}: {exc}") from exc
+        return session.select(name)
+    except FolderError as exc:  # deleted since it was listed: the next run sees it gone
+        raise BackupFailed(str(exc)) from exc

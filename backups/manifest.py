@@ -71,6 +71,8 @@ class Folder:
     uidnext: int
     highestmodseq: int | None
     messages: list[Entry] = field(default_factory=list)
+    # None in manifests written before subscriptions were recorded.
+    subscribed: bool | None = None
 
 
 @dataclass
@@ -106,6 +108,7 @@ class Manifest:
                     "uidvalidity": f.uidvalidity,
                     "uidnext": f.uidnext,
                     "highestmodseq": f.highestmodseq,
+                    "subscribed": f.subscribed,
                     "messages": [
                         {
                             "uid": m.uid,
@@ -147,6 +150,7 @@ class Manifest:
                     )
                     for m in f["messages"]
                 ],
+                subscribed=f.get("subscribed"),
             )
             for f in data["folders"]
         ]

@@ -89,6 +89,9 @@ class FolderState(models.Model):
     uidnext = models.BigIntegerField()
     highestmodseq = models.BigIntegerField(null=True)
     messages = models.BigIntegerField()
+    # Subscriptions move no STATUS value, so the last one seen is kept to notice a change.
+    # NULL: saved before subscriptions were recorded.
+    subscribed = models.BooleanField(null=True)
     # The snapshot number of the run that saved this state (it may not have finished).
     seq = models.PositiveIntegerField(default=0)
 

@@ -4,12 +4,17 @@ Nothing is added twice: before appending to a folder, the messages already in it
 compared with the ones to restore, first by Message-ID and size (cheap, from the server),
 then, for the candidates only, by the SHA-256 of their content. Counting, not just testing
 membership, keeps two identical messages of the backup as two.
+
+Into the original folders, a restore makes the snapshot's messages look as they did then,
+as a dsync backup would: the messages already there get the snapshot's flags and keywords
+back, and a whole folder or mailbox gets its subscription as recorded. Into a new folder,
+what is there is left alone and every folder created is subscribed. Snapshots that did not
+record subscriptions (older ones) leave them as they are and subscribe what is created.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -17,12 +22,10 @@ import pyrage
 from django.db import transaction
 from django.db.models import F
 from django.utils.translation import gettext_noop
-from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
-from mailserver.errors import MailServerError
-from mailserver.fetch import METADATA_CHUNK, MIB, batches, tune
-from mailserver.imap import master_imap
+from mailserver.errors import CommandRefused, MailServerError, OverQuota, UnexpectedAnswer
+from mailserver.fetch import MIB, batches
+from mailserver.imap import MailboxSession, MailFolder, master_session
 
 from . import jobs
 from .crypto import DecryptFailed, KeyMissing, identities
@@ -33,8 +36,6 @@ from .store import Store, StoreError, get_store
 
 APPEND_MESSAGES = 100
 APPEND_BYTES = 16 * MIB
-HEADER_ITEM = b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
-HEADER_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
 
 
 class RestoreFailed(Exception):
@@ -85,16 +86,11 @@ class _Restore:
                 messages_skipped=0,
                 bytes_restored=0,
             )
-        with master_imap(mailbox.mail_server, mailbox.address, timeout=300) as client:
-            tune(client)
-            existing = {
-                name
-                for flags, _delimiter, name in client.list_folders()
-                if b"\\Noselect" not in flags and b"\\NonExistent" not in flags
-            }
+        with master_session(mailbox.mail_server, mailbox.address, timeout=300) as session:
+            existing = {f.name: f for f in session.folders()}
             with ThreadPoolExecutor(1) as opener:
                 for folder, entries in selected:
-                    self._restore_folder(client, existing, folder, entries, keys, opener)
+                    self._restore_folder(session, existing, folder, entries, keys, opener)
         jobs.finish(self.job, self.token, JobStatus.DONE)
 
     def _select(self, folders: list[Folder]) -> list[tuple[Folder, list[Entry]]]:
@@ -121,35 +117,55 @@ class _Restore:
             return folder.name
         return f"{self.job.target_folder}{folder.delimiter or '/'}{folder.name}"
 
+    def _subscribe(self, folder: Folder, created: bool) -> bool | None:
+        """Whether the target folder should be subscribed; None: leave it as it is."""
+        if self.job.target_folder or folder.subscribed is None:
+            return True if created else None
+        if created or self.job.scope != RestoreJob.Scope.MESSAGES:
+            return folder.subscribed
+        return None  # chosen messages bring back messages, not their folder's subscription
+
     def _restore_folder(
         self,
-        client: IMAPClient,
-        existing: set[str],
+        session: MailboxSession,
+        existing: dict[str, MailFolder],
         folder: Folder,
         entries: list[Entry],
         keys: list[pyrage.x25519.Identity],
         opener: ThreadPoolExecutor,
     ) -> None:
         target = self._target(folder)
+        listed = existing.get(target)
         try:
-            if target not in existing:
-                client.create_folder(target)
-                client.subscribe_folder(target)
-                existing.add(target)
-                present: Counter[str] = Counter()
+            if listed is None:
+                session.create_folder(target)
+                existing[target] = MailFolder(target, folder.delimiter, subscribed=False)
+                present: dict[str, list[tuple[int, list[str]]]] = {}
             else:
-                client.select_folder(target, readonly=True)
-                present = _present(client, entries)
-        except IMAPClientAbortError:
-            raise
-        except IMAPClientError as exc:
+                session.select(target)
+                present = _present(session, entries)
+            subscribe = self._subscribe(folder, created=listed is None)
+            if subscribe is not None and subscribe != existing[target].subscribed:
+                session.subscribe(target, subscribe)
+                existing[target] = MailFolder(target, folder.delimiter, subscribe)
+        except (CommandRefused, UnexpectedAnswer) as exc:
             raise RestoreFailed(f"cannot open or create folder {target!r}: {exc}") from exc
         todo = []
+        flags: dict[int, list[str]] = {}
         for entry in entries:
-            if present[entry.sha256] > 0:
-                present[entry.sha256] -= 1
-            else:
+            copies = present.get(entry.sha256)
+            if not copies:
                 todo.append(entry)
+                continue
+            uid, now = copies.pop(0)
+            if not self.job.target_folder and now != sorted(entry.flags):
+                flags[uid] = entry.flags
+        if flags:  # the snapshot's flags and keywords, exactly
+            try:
+                session.select(target, readonly=False)
+                session.set_flags(flags)
+            except CommandRefused as exc:
+                raise RestoreFailed(f"cannot set the flags in folder {target!r}: {exc}") from exc
         skipped = len(entries) - len(todo)
         with transaction.atomic():
             jobs.heartbeat(
@@ -165,7 +181,7 @@ class _Restore:
             opened = ahead.result() if ahead else self._open(chunk, locations, keys)
             if number + 1 < len(chunks):  # decrypt the next chunk while this one uploads
                 ahead = opener.submit(self._open, chunks[number + 1], locations, keys)
-            self._append(client, target, opened)
+            self._append(session, target, opened)
 
     def _open(
         self,
@@ -177,25 +193,22 @@ class _Restore:
             (e, read_blob(self.store, self.repository, e.sha256, locations, keys)) for e in batch
         ]
 
-    def _append(self, client: IMAPClient, target: str, opened: list[tuple[Entry, bytes]]) -> None:
-        messages = [{"msg": raw, "flags": e.flags, "date": e.internal_date} for e, raw in opened]
+    def _append(
+        self, session: MailboxSession, target: str, opened: list[tuple[Entry, bytes]]
+    ) -> None:
         try:
-            # imapclient's multiappend returns a refusal instead of raising it.
-            status, answer = client.multiappend(target, messages)
-        except IMAPClientAbortError:
-            raise
-        except IMAPClientError as exc:
-            status, answer = "NO", [str(exc).encode()]
-        if status != "OK":
-            reason = b" ".join(a for a in answer if isinstance(a, bytes)).decode(errors="replace")
-            if "OVERQUOTA" in reason.upper():
-                raise RestoreFailed(
-                    gettext_noop(
-                        "the mailbox is over its quota: raise the quota and run the restore"
-                        " again (what was restored stays)"
-                    )
+            session.append(target, [(raw, e.flags, e.internal_date) for e, raw in opened])
+        except OverQuota as exc:
+            raise RestoreFailed(
+                gettext_noop(
+                    "the mailbox is over its quota: raise the quota and run the restore"
+                    " again (what was restored stays)"
                 )
-            raise RestoreFailed(f"the server refused to store messages in {target!r}: {reason}")
+            ) from exc
+        except CommandRefused as exc:
+            raise RestoreFailed(
+                f"the server refused to store messages in {target!r}: {exc}"
+            ) from exc
         with transaction.atomic():
             jobs.heartbeat(
                 self.job,
@@ -206,24 +219,26 @@ class _Restore:
             )
 
 
-def _present(client: IMAPClient, entries: list[Entry]) -> Counter[str]:
-    """How many copies of each wanted message the selected folder already holds."""
-    uids = client.search()
+def _present(
+    session: MailboxSession, entries: list[Entry]
+) -> dict[str, list[tuple[int, list[str]]]]:
+    """The copies of wanted messages the selected folder already holds, by content hash:
+    their UIDs, in order, with their flags now."""
+    heads = session.heads(["MESSAGE-ID"])
     wanted = {(e.message_id, e.size) for e in entries}
     hashes = {e.sha256 for e in entries}
-    candidates: list[tuple[int, int]] = []
-    for start in range(0, len(uids), METADATA_CHUNK):
-        answer = client.fetch(uids[start : start + METADATA_CHUNK], [b"RFC822.SIZE", HEADER_ITEM])
-        for uid, item in answer.items():
-            if (message_id(item[HEADER_KEY]), item[b"RFC822.SIZE"]) in wanted:
-                candidates.append((uid, item[b"RFC822.SIZE"]))
-    present: Counter[str] = Counter()
+    candidates = [
+        (uid, head.size)
+        for uid, head in sorted(heads.items())
+        if (message_id(head.header), head.size) in wanted
+    ]
+    present: dict[str, list[tuple[int, list[str]]]] = {}
     for batch in batches(candidates, lambda c: c[1], count=APPEND_MESSAGES, max_bytes=APPEND_BYTES):
-        answer = client.fetch([uid for uid, _size in batch], [b"BODY.PEEK[]"])
-        for item in answer.values():
-            digest = hashlib.sha256(item[b"BODY[]"]).hexdigest()
+        bodies = session.bodies(uid for uid, _size in batch)
+        for uid, raw in sorted(bodies.items()):
+            digest = hashlib.sha256(raw).hexdigest()
             if digest in hashes:
-                present[digest] += 1
+                present.setdefault(digest, []).append((uid, heads[uid].flags))
     return present
 
 

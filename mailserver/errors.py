@@ -11,9 +11,31 @@ class MailServerUnavailable(MailServerError):
     """Transient: the server is down or unreachable. Worth a retry."""
 
 
+class SessionLost(MailServerUnavailable):
+    """The connection broke or timed out in the middle of a session: what was sent last may
+    or may not have been done, so the caller retries the whole job, not the command."""
+
+
 class MasterLoginRejected(MailServerError):
     """The server refused the master login: a configuration problem, not worth a retry."""
 
 
 class MailboxUnknown(MailServerError):
     """The server does not list this mailbox among its users."""
+
+
+class CommandRefused(MailServerError):
+    """The server is up and answered, but refused the command (NO or BAD)."""
+
+
+class FolderError(CommandRefused):
+    """A folder cannot be opened, created or (un)subscribed; e.g. it was deleted since it
+    was listed."""
+
+
+class OverQuota(CommandRefused):
+    """The mailbox is full: the server refused to store more."""
+
+
+class UnexpectedAnswer(MailServerError):
+    """The server answered in a form the adapter does not read."""

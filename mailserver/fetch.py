@@ -1,15 +1,22 @@
-"""IMAP details that backup and restore share, on top of ``mailserver.imap``."""
+"""The FETCH readers under ``imap.MailboxSession``, and batching that backup and restore share.
+
+The readers go past imapclient to its imaplib connection: they send UID ranges and read the
+answers with regular expressions (see ``folder_metadata``), which is where a full backup
+spends its IMAP time.
+"""
 
 from __future__ import annotations
 
+import imaplib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from imapclient import IMAPClient
 from imapclient.datetime_util import parse_to_datetime
+
+from .errors import CommandRefused, UnexpectedAnswer
 
 T = TypeVar("T")
 
@@ -22,24 +29,12 @@ _UID = re.compile(rb"\bUID (\d+)")
 _METADATA_ITEM = re.compile(rb'(UID|RFC822\.SIZE) (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE "([^"]*)"')
 
 
-class UnexpectedAnswer(Exception):
-    """The server answered in a form this module does not read."""
-
-
 @dataclass(frozen=True)
 class MessageInfo:
     uid: int
     size: int
     flags: list[str]  # without \Recent, a session flag no client can set
     internal_date: datetime
-
-
-def tune(client: IMAPClient) -> None:
-    """Timestamps with their zone and HIGHESTMODSEQ in SELECT answers. (master_imap already
-    turns off imaplib's costly debug formatting and Nagle's delay.)"""
-    client.normalise_times = False
-    if client.has_capability("CONDSTORE"):
-        client.enable("CONDSTORE")
 
 
 def batches(
@@ -59,7 +54,7 @@ def batches(
         yield batch
 
 
-def folder_metadata(client: IMAPClient) -> dict[int, MessageInfo]:
+def folder_metadata(imap: imaplib.IMAP4) -> dict[int, MessageInfo]:
     """UID, size, flags and internal date of every message in the selected folder, with one
     ``UID FETCH 1:*``.
 
@@ -69,9 +64,9 @@ def folder_metadata(client: IMAPClient) -> dict[int, MessageInfo]:
     one line. Lines without a size are unsolicited flag updates and are skipped; the
     solicited line of the same message carries its flags too.
     """
-    status, lines = client._imap.uid("FETCH", "1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE)")
+    status, lines = imap.uid("FETCH", "1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE)")
     if status != "OK":
-        raise UnexpectedAnswer(f"UID FETCH failed: {lines!r}")
+        raise CommandRefused(f"UID FETCH failed: {lines!r:.200}")
     found: dict[int, MessageInfo] = {}
     for line in lines:
         if line is None:  # imaplib's way of saying the folder is empty
@@ -100,12 +95,12 @@ def folder_metadata(client: IMAPClient) -> dict[int, MessageInfo]:
     return found
 
 
-def fetch_bodies(client: IMAPClient, uids: Iterable[int]) -> dict[int, bytes]:
+def fetch_bodies(imap: imaplib.IMAP4, uids: Iterable[int]) -> dict[int, bytes]:
     """The raw messages with these UIDs in the selected folder (a UID expunged meanwhile is
     absent), read past imapclient's lexer as ``folder_metadata`` is."""
-    status, parts = client._imap.uid("FETCH", uid_set(uids), "(UID BODY.PEEK[])")
+    status, parts = imap.uid("FETCH", uid_set(uids), "(UID BODY.PEEK[])")
     if status != "OK":
-        raise UnexpectedAnswer(f"UID FETCH failed: {parts!r}")
+        raise CommandRefused(f"UID FETCH failed: {parts!r:.200}")
     bodies: dict[int, bytes] = {}
     for index, part in enumerate(parts):
         if not isinstance(part, tuple):  # the closing ")" after a literal, or an update

@@ -1,24 +1,43 @@
-"""The one place that speaks IMAP to the mail servers, logged in as the master user."""
+"""The one place that speaks IMAP to the mail servers, logged in as the master user.
+
+Backup and restore see only ``MailboxSession`` (through ``master_session``): plain data in
+and out, and the adapter's own exceptions, so nothing outside this package depends on
+imapclient or imaplib.
+"""
+
 from __future__ import annotations
 
+import imaplib
 import socket
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 
 from imapclient import IMAPClient, imap_utf7
 from imapclient.exceptions import IMAPClientError, LoginError, ProtocolError
 from imapclient.response_parser import parse_response
 
-from .errors import MailServerError, MailServerUnavailable, MasterLoginRejected
+from .errors import (
+    CommandRefused,
+    FolderError,
+    MailServerError,
+    MailServerUnavailable,
+    MasterLoginRejected,
+    OverQuota,
+    SessionLost,
+    UnexpectedAnswer,
+)
+from .fetch import METADATA_CHUNK, MessageInfo, fetch_bodies, folder_metadata, uid_set
 from .server import Server
 from .usage import Folder, Usage
 
 KIB = 1024
 
 
-@contextmanager
-def master_imap(server: Server, address: str, timeout: float = 30) -> Iterator[IMAPClient]:
-    """An IMAP session on ``address``'s mailbox, authenticated as the server's master user."""
+def _login(server: Server, address: str, timeout: float) -> IMAPClient:
+    """A connection logged in to ``address``'s mailbox as the server's master user."""
     try:
         client = IMAPClient(server.hostname, port=server.imap_port, ssl=False, timeout=timeout)
     except (OSError, IMAPClientError) as exc:
@@ -29,22 +48,274 @@ def master_imap(server: Server, address: str, timeout: float = 30) -> Iterator[I
     # reads even when nothing is logged; and without TCP_NODELAY a command ending in a small
     # write waits for a delayed ACK (~40 ms).
     client._imap.debug = 0  # noqa: SLF001
-    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        try:
-            client.login(f"{address}*{server.master_user}", server.master_password())
-        except LoginError as exc:
-            raise MasterLoginRejected(
-                f"{server.name} refused the master login for {address}: {exc}"
-            ) from exc
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.login(f"{address}*{server.master_user}", server.master_password())
+    except LoginError as exc:
+        _logout(client)
+        raise MasterLoginRejected(
+            f"{server.name} refused the master login for {address}: {exc}"
+        ) from exc
+    except (OSError, IMAPClientError) as exc:
+        _logout(client)
+        raise MailServerUnavailable(f"{server.name}: {exc}") from exc
+    return client
+
+
+def _logout(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001 - the session is over either way
+        pass
+
+
+@contextmanager
+def master_imap(server: Server, address: str, timeout: float = 30) -> Iterator[IMAPClient]:
+    """An imapclient session on ``address``'s mailbox, for the adapter's own readers."""
+    client = _login(server, address, timeout)
+    try:
         yield client
     except (OSError, IMAPClientError) as exc:
         raise MailServerUnavailable(f"{server.name}: {exc}") from exc
     finally:
+        _logout(client)
+
+
+@contextmanager
+def master_session(server: Server, address: str, timeout: float = 30) -> Iterator[MailboxSession]:
+    """A ``MailboxSession`` on ``address``'s mailbox, logged in as the master user.
+
+    Unlike ``master_imap``, errors of the caller's own code inside the block pass through
+    as they are: the session turns its own into ``mailserver.errors``.
+    """
+    client = _login(server, address, timeout)
+    try:
+        session = MailboxSession(client, server.name)
+        with session.guard():
+            # Timestamps with their zone; HIGHESTMODSEQ in STATUS and SELECT answers.
+            client.normalise_times = False
+            if client.has_capability("CONDSTORE"):
+                client.enable("CONDSTORE")
+        yield session
+    finally:
+        _logout(client)
+
+
+@dataclass(frozen=True)
+class MailFolder:
+    """A folder that can be selected, as LIST names it."""
+
+    name: str
+    delimiter: str
+    subscribed: bool
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    messages: int
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int | None  # None where the server does not keep modification sequences
+
+
+@dataclass(frozen=True)
+class SelectedFolder:
+    exists: int
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int | None
+
+
+@dataclass(frozen=True)
+class MessageHead:
+    """What restore compares before reading whole messages."""
+
+    uid: int
+    size: int
+    flags: list[str]  # sorted, without \Recent
+    header: bytes  # the header fields asked for, as the server sent them
+
+
+# Flags and an internal date for each raw message to append.
+NewMessage = tuple[bytes, Sequence[str], datetime]
+
+
+class MailboxSession:
+    """What backup and restore do in one mailbox, over one IMAP connection.
+
+    Every method returns plain data and raises only ``mailserver.errors``: ``SessionLost``
+    when the connection broke (worth retrying the job), ``CommandRefused`` and its
+    subclasses when the server answered no, ``UnexpectedAnswer`` when it answered in a
+    form the readers do not know. Methods after ``select`` act on the selected folder.
+    """
+
+    def __init__(self, client: IMAPClient, server_name: str) -> None:
+        self._client = client
+        self._imap: imaplib.IMAP4 = client._imap  # noqa: SLF001 - the readers' way past the lexer
+        self._server = server_name
+
+    @contextmanager
+    def guard(
+        self, refused: type[CommandRefused] = CommandRefused, what: str = ""
+    ) -> Iterator[None]:
+        """Turn imapclient's and the socket's exceptions into the adapter's."""
         try:
-            client.logout()
-        except Exception:  # noqa: BLE001 - the session is over either way
-            pass
+            yield
+        except imaplib.IMAP4.readonly as exc:  # before abort, its base class
+            raise refused(f"{what}: {exc}" if what else str(exc)) from exc
+        except (imaplib.IMAP4.abort, OSError) as exc:
+            raise SessionLost(f"{self._server}: connection lost: {exc}") from exc
+        except IMAPClientError as exc:
+            raise refused(f"{what}: {exc}" if what else str(exc)) from exc
+
+    # --- folders --------------------------------------------------------------------------
+
+    def folders(self) -> list[MailFolder]:
+        """Every selectable folder and whether it is subscribed: one ``LIST ... RETURN
+        (SUBSCRIBED)`` (RFC 5258), or LIST and LSUB where the server lacks it."""
+        with self.guard(what="LIST"):
+            if self._client.has_capability("LIST-EXTENDED"):
+                rows = self._list_subscribed()
+                subscribed = {name for flags, _d, name in rows if b"\\Subscribed" in flags}
+            else:
+                rows = self._client.list_folders()
+                subscribed = {name for _f, _d, name in self._client.list_sub_folders()}
+        return [
+            MailFolder(name, (delimiter or b"").decode(), name in subscribed)
+            for flags, delimiter, name in rows
+            if b"\\Noselect" not in flags and b"\\NonExistent" not in flags
+        ]
+
+    def _list_subscribed(self) -> list[tuple[tuple[bytes, ...], bytes | None, str]]:
+        # imapclient has no call for LIST's return options; its parser reads the answer.
+        typ, data = self._imap._simple_command(  # noqa: SLF001
+            "LIST", '""', '"*"', "RETURN", "(SUBSCRIBED)"
+        )
+        if typ != "OK":
+            raise CommandRefused(f"LIST failed: {data!r:.200}")
+        typ, data = self._imap._untagged_response(typ, data, "LIST")  # noqa: SLF001
+        rows = self._client._proc_folder_list(data)  # noqa: SLF001
+        for flags, _delimiter, name in rows:
+            if not isinstance(flags, tuple) or not isinstance(name, str):
+                raise UnexpectedAnswer(f"LIST answer not understood: {data!r:.200}")
+        return rows
+
+    def status(self, folder: str) -> FolderStatus:
+        with self.guard(FolderError, f"cannot read the status of folder {folder!r}"):
+            status = self._client.folder_status(
+                folder, [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY", b"HIGHESTMODSEQ"]
+            )
+        return FolderStatus(
+            messages=status[b"MESSAGES"],
+            uidnext=status[b"UIDNEXT"],
+            uidvalidity=status[b"UIDVALIDITY"],
+            highestmodseq=status.get(b"HIGHESTMODSEQ"),
+        )
+
+    def select(self, folder: str, *, readonly: bool = True) -> SelectedFolder:
+        with self.guard(FolderError, f"cannot open folder {folder!r}"):
+            info = self._client.select_folder(folder, readonly=readonly)
+        return SelectedFolder(
+            exists=info[b"EXISTS"],
+            uidnext=info[b"UIDNEXT"],
+            uidvalidity=info[b"UIDVALIDITY"],
+            highestmodseq=info.get(b"HIGHESTMODSEQ"),
+        )
+
+    def create_folder(self, folder: str) -> None:
+        with self.guard(FolderError, f"cannot create folder {folder!r}"):
+            self._client.create_folder(folder)
+
+    def subscribe(self, folder: str, subscribed: bool = True) -> None:
+        with self.guard(FolderError, f"cannot change the subscription of {folder!r}"):
+            if subscribed:
+                self._client.subscribe_folder(folder)
+            else:
+                self._client.unsubscribe_folder(folder)
+
+    # --- messages of the selected folder ---------------------------------------------------
+
+    def uids(self) -> list[int]:
+        """``UID SEARCH ALL``, read without imapclient's lexer."""
+        with self.guard(what="UID SEARCH"):
+            typ, data = self._imap.uid("SEARCH", "ALL")
+        if typ != "OK":
+            raise CommandRefused(f"UID SEARCH failed: {data!r:.200}")
+        try:
+            return [int(uid) for line in data if line for uid in line.split()]
+        except (TypeError, ValueError) as exc:
+            raise UnexpectedAnswer(f"UID SEARCH answer not understood: {data!r:.200}") from exc
+
+    def metadata(self) -> dict[int, MessageInfo]:
+        """UID, size, flags and internal date of every message (see ``fetch.folder_metadata``)."""
+        with self.guard(what="UID FETCH"):
+            return folder_metadata(self._imap)
+
+    def bodies(self, uids: Iterable[int]) -> dict[int, bytes]:
+        """The raw messages with these UIDs; a UID expunged meanwhile is absent."""
+        with self.guard(what="UID FETCH"):
+            return fetch_bodies(self._imap, uids)
+
+    def heads(self, fields: Sequence[str]) -> dict[int, MessageHead]:
+        """Size, flags and the header ``fields`` of every message: what restore matches the
+        messages to restore against, without reading them whole."""
+        names = " ".join(field.upper() for field in fields)
+        item, key = f"BODY.PEEK[HEADER.FIELDS ({names})]", f"BODY[HEADER.FIELDS ({names})]"
+        found: dict[int, MessageHead] = {}
+        uids = self.uids()
+        with self.guard(what="UID FETCH"):
+            for start in range(0, len(uids), METADATA_CHUNK):
+                answer = self._client.fetch(
+                    uids[start : start + METADATA_CHUNK], [b"FLAGS", b"RFC822.SIZE", item.encode()]
+                )
+                for uid, data in answer.items():
+                    found[uid] = MessageHead(
+                        uid=uid,
+                        size=data[b"RFC822.SIZE"],
+                        flags=sorted(
+                            flag.decode() for flag in data[b"FLAGS"] if flag.lower() != b"\\recent"
+                        ),
+                        header=data.get(key.encode()) or b"",
+                    )
+        return found
+
+    def set_flags(self, flags: Mapping[int, Sequence[str]]) -> None:
+        """Give these messages exactly these flags (``UID STORE ... FLAGS.SILENT``): one
+        command per distinct set of flags, not per message. Needs a folder selected with
+        ``readonly=False``."""
+        by_flags: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for uid, wanted in flags.items():
+            by_flags[tuple(sorted(wanted))].append(uid)
+        with self.guard(what="UID STORE"):
+            for wanted, uids in by_flags.items():
+                for start in range(0, len(uids), METADATA_CHUNK):
+                    typ, data = self._imap.uid(
+                        "STORE",
+                        uid_set(uids[start : start + METADATA_CHUNK]),
+                        "FLAGS.SILENT",
+                        f"({' '.join(wanted)})",
+                    )
+                    if typ != "OK":
+                        raise CommandRefused(f"UID STORE failed: {data!r:.200}")
+
+    def append(self, folder: str, messages: Sequence[NewMessage]) -> None:
+        """Store messages in a folder with one ``MULTIAPPEND`` (RFC 3502), which the server
+        commits whole or not at all. Raises ``OverQuota`` when the mailbox is full."""
+        try:
+            # imapclient's multiappend returns a refusal instead of raising it.
+            status, answer = self._client.multiappend(
+                folder,
+                [{"msg": raw, "flags": flags, "date": date} for raw, flags, date in messages],
+            )
+        except (imaplib.IMAP4.abort, OSError) as exc:
+            raise SessionLost(f"{self._server}: connection lost: {exc}") from exc
+        except IMAPClientError as exc:
+            status, answer = "NO", [str(exc).encode()]
+        if status != "OK":
+            reason = b" ".join(a for a in answer if isinstance(a, bytes)).decode(errors="replace")
+            if "OVERQUOTA" in reason.upper():
+                raise OverQuota(reason)
+            raise CommandRefused(reason)
 
 
 def read_usage(server: Server, address: str, *, folders: bool = True) -> Usage:
@@ -129,5 +400,3 @@ def append_message(
     """Put a message into a folder of ``address``'s mailbox (as the master user)."""
     with master_imap(server, address) as client:
         client.append(folder, raw, flags=flags)
-
-

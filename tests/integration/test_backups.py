@@ -12,18 +12,26 @@ import pyrage
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from imapclient import IMAPClient
 
 from backups import crypto, engine, services
 from backups import restore as restore_engine
 from backups.archive import snapshot_archive
 from backups.manifest import Manifest, read_manifest
-from backups.models import BackupJob, Blob, JobStatus, RestoreJob, Snapshot, StoredMessage
+from backups.models import (
+    BackupJob,
+    Blob,
+    FolderState,
+    JobStatus,
+    RestoreJob,
+    Snapshot,
+    StoredMessage,
+)
 from backups.packs import locate, read_blob, read_toc
 from backups.store import StoreError, get_store
 from backups.tasks import backup_mailbox, check_all
 from mailboxes.models import MIB
 from mailboxes.services import mailbox_delete
+from mailserver.imap import MailboxSession
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
 from tests.factories import make_mailbox, make_plan
@@ -185,6 +193,170 @@ def test_restoring_twice_adds_nothing_twice(dovecot, mail_server, restore_side):
     assert sum(len(m) for name, m in after.items() if name.startswith(root)) == 5
 
 
+def subscriptions(dovecot, address: str) -> set[str]:  # type: ignore[no-untyped-def]
+    with imap(dovecot, address) as client:
+        return {name for _flags, _delimiter, name in client.list_sub_folders()}
+
+
+def set_flags(client, folder: str, subject: str, flags: list[bytes]) -> None:  # type: ignore[no-untyped-def]
+    """Give the message with this subject exactly these flags, as a mail client would."""
+    client.select_folder(folder)
+    client.set_flags(client.search(["SUBJECT", subject]), flags)
+
+
+def test_a_restore_into_the_original_folders_brings_back_flags_and_subscriptions(
+    dovecot, mail_server, restore_side
+):
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    with imap(dovecot, anna.address) as client:
+        client.subscribe_folder("Projekte/Bäckerei")
+    before = mailbox_contents(dovecot, anna.address)
+    subscribed = subscriptions(dovecot, anna.address)
+    assert "Projekte/Bäckerei" in subscribed and "Архив" not in subscribed
+    snapshot = backup_now(anna).snapshot
+    with imap(dovecot, anna.address) as client:
+        set_flags(client, "INBOX", "one", [])  # read, now unread again
+        set_flags(client, "INBOX", "two", [b"\\Seen", b"$Todo"])  # \Flagged, $Label1 gone
+        set_flags(client, "Sent", "sent", [b"\\Seen", b"\\Answered", b"\\Deleted"])
+        client.unsubscribe_folder("Projekte/Bäckerei")
+        client.subscribe_folder("Архив")
+        client.create_folder("Später")  # not in the snapshot: left as it is
+        client.subscribe_folder("Später")
+    assert mailbox_contents(dovecot, anna.address) != before
+
+    job = restore_now(snapshot)
+
+    assert (job.status, job.messages_restored, job.messages_skipped) == ("done", 0, 5)
+    after = mailbox_contents(dovecot, anna.address)
+    assert {name: after[name] for name in before} == before  # flags and keywords as then
+    assert subscriptions(dovecot, anna.address) == subscribed | {"Später"}
+
+
+def test_a_restore_into_a_new_folder_leaves_flags_and_subscriptions_as_they_are(
+    dovecot, mail_server, restore_side
+):
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    with imap(dovecot, anna.address) as client:
+        client.subscribe_folder("Projekte/Bäckerei")
+    before = mailbox_contents(dovecot, anna.address)
+    snapshot = backup_now(anna).snapshot
+    with imap(dovecot, anna.address) as client:
+        set_flags(client, "INBOX", "one", [b"$Todo"])
+        client.unsubscribe_folder("Projekte/Bäckerei")
+    now = mailbox_contents(dovecot, anna.address)
+    subscribed_now = subscriptions(dovecot, anna.address)
+
+    copy = restore_now(snapshot, into_new_folder=True)
+
+    assert (copy.status, copy.messages_restored, copy.messages_skipped) == ("done", 5, 0)
+    after = mailbox_contents(dovecot, anna.address)
+    assert {name: after[name] for name in now} == now
+    root = services.restored_folder_name(snapshot, "en")
+    # Every folder the restore creates is subscribed, whatever the snapshot recorded.
+    assert subscriptions(dovecot, anna.address) == subscribed_now | {
+        f"{root}/{name}" for name in before
+    }
+    # The snapshot did record the other state: into the original folders it comes back.
+    restore_now(snapshot)
+    after = mailbox_contents(dovecot, anna.address)
+    assert {name: after[name] for name in before} == before
+    assert "Projekte/Bäckerei" in subscriptions(dovecot, anna.address)
+
+
+def test_one_folder_brings_back_its_subscription_chosen_messages_only_their_flags(
+    dovecot, mail_server, restore_side
+):
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    with imap(dovecot, anna.address) as client:
+        client.subscribe_folder("Projekte/Bäckerei")
+        client.select_folder("Архив")
+        (archived,) = client.search()
+        uidvalidity = client.folder_status("Архив", [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+    before = mailbox_contents(dovecot, anna.address)
+    snapshot = backup_now(anna).snapshot
+    with imap(dovecot, anna.address) as client:
+        set_flags(client, "INBOX", "one", [])
+        set_flags(client, "Projekte/Bäckerei", "nested", [b"\\Seen"])
+        set_flags(client, "Архив", "archived", [b"\\Flagged"])
+        client.unsubscribe_folder("Projekte/Bäckerei")
+        client.subscribe_folder("Архив")
+
+    folder = restore_now(snapshot, "folder", folder="Projekte/Bäckerei")
+    chosen = restore_now(snapshot, "messages", messages=[["Архив", uidvalidity, archived]])
+
+    assert (folder.status, chosen.status) == ("done", "done")
+    after = mailbox_contents(dovecot, anna.address)
+    assert after["Projekte/Bäckerei"] == before["Projekte/Bäckerei"]
+    assert after["Архив"] == before["Архив"]
+    assert after["INBOX"] != before["INBOX"]  # not restored: as it is now
+    assert {"Projekte/Bäckerei", "Архив"} <= subscriptions(dovecot, anna.address)
+
+
+def test_a_snapshot_without_subscriptions_restores_flags_and_subscribes_what_it_creates(
+    dovecot, mail_server, restore_side
+):
+    anna = make_mailbox("anna")
+    raw = message("one")
+    with imap(dovecot, anna.address) as client:
+        append(client, "INBOX", raw, (), helpers.DATE)
+        client.create_folder("Alt")  # exists, not subscribed: stays so
+    # Written as manifests were before subscriptions were recorded.
+    snapshot = helpers.make_snapshot(
+        anna, {"INBOX": [(raw, ["\\Seen"])], "Alt": [], "Neu": [(message("two"), [])]}
+    )
+    assert {f.subscribed for f in manifest_of(snapshot).folders} == {None}
+
+    job = restore_now(snapshot)
+
+    assert (job.status, job.messages_restored, job.messages_skipped) == ("done", 1, 1)
+    after = mailbox_contents(dovecot, anna.address)
+    assert [flags for _sha256, flags, _date in after["INBOX"]] == [("\\Seen",)]
+    subscribed = subscriptions(dovecot, anna.address)
+    assert "Neu" in subscribed and "Alt" not in subscribed
+
+
+def test_a_changed_subscription_alone_makes_a_new_manifest(
+    dovecot, mail_server, restore_side, monkeypatch
+):
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    first = backup_now(anna).snapshot
+    recorded = {f.name: f.subscribed for f in manifest_of(first).folders}
+    assert recorded["Sent"] is True and recorded["Архив"] is False
+    with imap(dovecot, anna.address) as client:
+        client.subscribe_folder("Архив")  # moves no STATUS value
+
+    def die(self, folders):  # type: ignore[no-untyped-def]
+        raise StoreError("disk gone")
+
+    monkeypatch.setattr(engine._Run, "_finish", die)
+    dead = BackupJob.objects.create(repository=first.repository, requested_by="test")
+    engine.run_backup(dead.pk)
+    dead.refresh_from_db()
+    assert dead.status == "failed"
+    monkeypatch.undo()
+    second = backup_now(anna)  # the run that died had seen the change: it is not lost
+
+    assert (second.messages_total, second.snapshot.seq) == (0, 2)
+    assert second.snapshot.manifest_key != first.manifest_key
+    archive = next(f for f in manifest_of(second.snapshot).folders if f.name == "Архив")
+    assert archive.subscribed is True
+    third = backup_now(anna).snapshot
+    assert third.manifest_key == second.snapshot.manifest_key  # unchanged again
+
+    # Folder states saved before subscriptions were recorded: one new manifest records them.
+    FolderState.objects.filter(repository=first.repository).update(subscribed=None)
+    fourth = backup_now(anna).snapshot
+    assert fourth.manifest_key != third.manifest_key
+    assert {f.name: f.subscribed for f in manifest_of(fourth).folders} == {
+        **recorded,
+        "Архив": True,
+    }
+
+
 def test_an_unchanged_mailbox_costs_almost_nothing(dovecot, mail_server, restore_side, monkeypatch):
     anna = make_mailbox("anna")
     fill(dovecot, anna.address)
@@ -192,11 +364,11 @@ def test_an_unchanged_mailbox_costs_almost_nothing(dovecot, mail_server, restore
     assert (first.messages_total, first.messages_done, first.blobs_written) == (5, 5, 5)
 
     selected: list[str] = []
-    original = IMAPClient.select_folder
+    original = MailboxSession.select
     monkeypatch.setattr(
-        IMAPClient,
-        "select_folder",
-        lambda self, name, readonly=False: selected.append(name) or original(self, name, readonly),
+        MailboxSession,
+        "select",
+        lambda self, name, **kwargs: selected.append(name) or original(self, name, **kwargs),
     )
     second = backup_now(anna)
 

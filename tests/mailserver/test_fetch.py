@@ -8,12 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from mailserver.fetch import MessageInfo, UnexpectedAnswer, fetch_bodies, folder_metadata, uid_set
+from mailserver.errors import CommandRefused, UnexpectedAnswer
+from mailserver.fetch import MessageInfo, fetch_bodies, folder_metadata, uid_set
 
 
-def _client(status: str, lines: list[object]) -> SimpleNamespace:
-    imap = SimpleNamespace(uid=lambda *args: (status, lines))
-    return SimpleNamespace(_imap=imap)
+def _imap(status: str, lines: list[object]) -> SimpleNamespace:
+    """imaplib's answer to ``uid(...)``: the status and the untagged FETCH data."""
+    return SimpleNamespace(uid=lambda *args: (status, lines))
 
 
 def test_every_message_with_flags_date_and_size():
@@ -23,7 +24,7 @@ def test_every_message_with_flags_date_and_size():
         b'2 (UID 9 FLAGS () RFC822.SIZE 5 INTERNALDATE " 1-Jan-2025 00:00:00 +0000")',
     ]
 
-    found = folder_metadata(_client("OK", lines))
+    found = folder_metadata(_imap("OK", lines))
 
     assert found == {
         7: MessageInfo(7, 20006, ["$Label1", "\\Seen"],
@@ -33,7 +34,7 @@ def test_every_message_with_flags_date_and_size():
 
 
 def test_an_empty_folder_has_no_messages():
-    assert folder_metadata(_client("OK", [None])) == {}
+    assert folder_metadata(_imap("OK", [None])) == {}
 
 
 def test_an_unsolicited_flag_update_does_not_hide_the_message():
@@ -42,21 +43,27 @@ def test_an_unsolicited_flag_update_does_not_hide_the_message():
         b"1 (UID 7 FLAGS (\\Seen \\Deleted) MODSEQ (12))",  # another client, meanwhile
     ]
 
-    assert folder_metadata(_client("OK", lines))[7].flags == ["\\Seen"]
+    assert folder_metadata(_imap("OK", lines))[7].flags == ["\\Seen"]
 
 
 @pytest.mark.parametrize(
-    ("status", "lines"),
+    "lines",
     [
-        ("NO", [b"Mailbox doesn't exist"]),
-        ("OK", [b"1 (UID 7 RFC822.SIZE 10 FLAGS (\\Seen))"]),
-        ("OK", [(b"1 (UID 7 RFC822.SIZE 10 INTERNALDATE {26}", b"03-Mar-2025 10:00:00 +0000")]),
+        [b"1 (UID 7 RFC822.SIZE 10 FLAGS (\\Seen))"],
+        [(b"1 (UID 7 RFC822.SIZE 10 INTERNALDATE {26}", b"03-Mar-2025 10:00:00 +0000")],
     ],
-    ids=["refused", "incomplete", "literal"],
+    ids=["incomplete", "literal"],
 )
-def test_an_answer_it_cannot_read_is_an_error_not_a_guess(status, lines):
+def test_an_answer_it_cannot_read_is_an_error_not_a_guess(lines):
     with pytest.raises(UnexpectedAnswer):
-        folder_metadata(_client(status, lines))
+        folder_metadata(_imap("OK", lines))
+
+
+def test_a_refusal_is_told_apart_from_an_answer_it_cannot_read():
+    with pytest.raises(CommandRefused):
+        folder_metadata(_imap("NO", [b"Mailbox doesn't exist"]))
+    with pytest.raises(CommandRefused):
+        fetch_bodies(_imap("NO", [b"Mailbox doesn't exist"]), [7])
 
 
 def test_bodies_by_uid_wherever_the_server_puts_the_uid():
@@ -68,12 +75,12 @@ def test_bodies_by_uid_wherever_the_server_puts_the_uid():
         b"2 (FLAGS (\\Seen))",  # an update from another session on the way
     ]
 
-    assert fetch_bodies(_client("OK", parts), [7, 9]) == {7: b"hello", 9: b"bye"}
+    assert fetch_bodies(_imap("OK", parts), [7, 9]) == {7: b"hello", 9: b"bye"}
 
 
 def test_a_body_without_uid_is_an_error():
     with pytest.raises(UnexpectedAnswer):
-        fetch_bodies(_client("OK", [(b"1 (BODY[] {5}", b"hello"), b")"]), [7])
+        fetch_bodies(_imap("OK", [(b"1 (BODY[] {5}", b"hello"), b")"]), [7])
 
 
 def test_uid_sets_are_written_as_ranges():
