@@ -298,7 +298,7 @@ class _Run:
                         repository=self.repository, sha256__in={s.sha256 for s in stored}
                     ).values_list("sha256", flat=True)
                 )
-                fresh = {}
+                fresh: dict[str, bytes] = {}
                 for item, (_m, raw) in zip(stored, bodies, strict=True):
                     if item.sha256 not in known:
                         fresh.setdefault(item.sha256, raw)

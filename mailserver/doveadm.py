@@ -19,7 +19,7 @@ def doveadm_usage(server: Server, timeout: float = 600) -> tuple[set[str], dict[
     which is exactly what Dovecot's ``count`` quota adds up. Users without any folder on disk
     yet (never logged in, never received mail) are listed but have no folders.
     """
-    commands = [
+    commands: list[list[object]] = [
         ["user", {"userMask": ["*"]}, "users"],
         ["mailboxStatus", {"allUsers": True, "field": ["messages", "vsize"], "mailboxMask": ["*"]},
          "folders"],
