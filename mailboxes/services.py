@@ -164,7 +164,10 @@ def mailbox_create(
         except ValidationError as exc:
             errors.update(exc.message_dict)
     duplicate = ValidationError(
-        {"local_part": _("The mailbox %(address)s already exists.") % {"address": address}}
+        {
+            "local_part": _("The mailbox %(address)s already exists.")
+            % {"address": f"{local_part.strip().lower()}@{domain.display_name}"}
+        }
     )
     if "local_part" not in errors and Mailbox.objects.filter(address=address).exists():
         errors.update(duplicate.message_dict)

@@ -87,6 +87,15 @@ def test_duplicate_address_is_refused_whatever_the_case() -> None:
     assert Mailbox.objects.count() == 1
 
 
+def test_a_duplicate_on_an_idn_domain_is_named_as_people_write_it() -> None:
+    domain = make_domain(name="bäckerei-müller.example")
+    make_mailbox("anna", domain=domain)
+    with pytest.raises(ValidationError) as exc:
+        make_mailbox("anna", domain=domain)
+    assert "The mailbox anna@bäckerei-müller.example already exists." in messages(exc)
+    assert "xn--" not in messages(exc)
+
+
 @pytest.mark.parametrize("quota", [0, -1])
 def test_quota_must_be_positive(quota: int) -> None:
     with pytest.raises(ValidationError) as exc:

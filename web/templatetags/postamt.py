@@ -1,9 +1,12 @@
 """Template filters that turn stored codes and numbers into words for the pages."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django import template
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -54,6 +57,16 @@ NOTIFICATION_FIELD_LABELS = {
     "only_full_warnings": gettext_lazy("early warnings"),
     "copy_warnings_to_mailbox": gettext_lazy("copies into the mailbox"),
 }
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    """"5 minutes ago", or "just now" for less than a minute: "0 minutes ago" reads as an error."""
+    if moment is None:
+        return ""
+    if timezone.now() - moment < timedelta(minutes=1):
+        return _("just now")
+    return _("%(duration)s ago") % {"duration": timesince(moment)}
 
 
 @register.filter
