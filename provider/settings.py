@@ -276,6 +276,8 @@ BACKUP_BATCH_MESSAGES = env.int("BACKUP_BATCH_MESSAGES", default=500)
 BACKUP_DEAD_SECONDS = env.int("BACKUP_DEAD_SECONDS", default=60)
 # How often beat looks for interrupted jobs to resume.
 BACKUP_RESUME_CHECK_SECONDS = 30
+# A job running longer than this (since it first started) is listed for staff to look at.
+BACKUP_LONG_RUNNING_MINUTES = env.int("BACKUP_LONG_RUNNING_MINUTES", default=30)
 # A queued job whose task has not started for this long is sent again (its message was lost);
 # also how long a repository lease lasts unless its holder renews it.
 BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", default=600)
