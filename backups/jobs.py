@@ -1,31 +1,42 @@
 """Claiming and holding jobs, so that a task delivered twice or redelivered after a crash
-does its work once.
+does its work once, and a run whose worker died is seen and resumed within a minute.
 
-A run claims its job with a conditional UPDATE (queued, or running with a stale heartbeat)
-and then leases the repository, so that one backup, restore or prune touches a repository
-at a time. Both are renewed together by every heartbeat; a dead run stops renewing and,
-after ``BACKUP_STALE_SECONDS``, another run may take over where it stopped.
+A run claims its job with a conditional UPDATE (queued, or interrupted: see
+``models.interrupted``) and then leases the repository, so that one backup, restore or prune
+touches a repository at a time. While it works, a thread of its own beats every sixth of
+``BACKUP_DEAD_SECONDS`` (the run's own heartbeats record progress, per batch); a run whose
+process is gone stops beating and, after ``BACKUP_DEAD_SECONDS``, its job shows as
+interrupted and ``resume`` hands it back to the queue, once, for a new run to continue where
+it stopped.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from mailserver.errors import MailServerUnavailable
 
-from .models import BackupJob, Job, JobStatus, Repository, RestoreJob
+from .models import BackupJob, Job, JobStatus, Repository, RestoreJob, interrupted
+
+log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+# A live run beats this many times per BACKUP_DEAD_SECONDS: a few missed beats (a busy
+# database, a pause of the process) do not make it look dead.
+BEATS_PER_DEAD = 6
 
 J = TypeVar("J", BackupJob, RestoreJob)
 
@@ -69,12 +80,11 @@ def claim(model: type[J], job_id: int) -> tuple[J, str] | None:
     """
     now = timezone.now()
     token = secrets.token_hex(16)
+    # The token of the run that held the job before: if it died, its lease goes with it.
+    previous = model.objects.filter(pk=job_id).values_list("claim", flat=True).first()
     taken = (
         model.objects.filter(pk=job_id)
-        .filter(
-            Q(status=JobStatus.QUEUED)
-            | Q(status=JobStatus.RUNNING, heartbeat_at__lt=_stale_before())
-        )
+        .filter(Q(status=JobStatus.QUEUED) | (interrupted() & Q(claim=previous)))
         .update(
             status=JobStatus.RUNNING,
             claim=token,
@@ -88,6 +98,8 @@ def claim(model: type[J], job_id: int) -> tuple[J, str] | None:
         return None
     if not taken:
         raise Busy(f"job {job_id} is running elsewhere")
+    if previous:
+        release_lease(job.repository_id, previous)
     if job.attempts > MAX_ATTEMPTS:
         model.objects.filter(pk=job.pk, claim=token).update(
             status=JobStatus.FAILED,
@@ -136,13 +148,102 @@ def requeue(job: Job, token: str, error: str) -> None:
         release_lease(job.repository_id, token)
 
 
+def resume(model: type[J], job_id: int) -> bool:
+    """Hand an interrupted job back to the queue, keeping what its dead run stored; True for
+    the one caller that did, who then sends its task. Two callers at once (a "Back up now"
+    and the beat, say) send it once: the conditional UPDATE matches only the dead run's claim.
+
+    The dead run, should it wake up, finds its claim gone and stops (``Superseded``)."""
+    found = model.objects.filter(interrupted(), pk=job_id).values_list("claim", "repository")
+    dead = found.first()
+    if dead is None:
+        return False
+    token, repository_id = dead
+    with transaction.atomic():
+        released = model.objects.filter(interrupted(), pk=job_id, claim=token).update(
+            # heartbeat_at: when it was queued again, so stale_jobs waits before resending.
+            status=JobStatus.QUEUED,
+            claim="",
+            heartbeat_at=timezone.now(),
+        )
+        if released:
+            release_lease(repository_id, token)
+    return bool(released)
+
+
 def stale_jobs(model: type[J]) -> list[J]:
-    """Active jobs nobody has touched for a while: their task was lost or their run died."""
+    """Queued jobs whose task has not started for a while: its message was lost. (A running
+    job whose run died is ``resume``d instead.)"""
     return list(
-        model.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+        model.objects.filter(status=JobStatus.QUEUED)
         .filter(Q(heartbeat_at__lt=_stale_before()) | Q(heartbeat_at__isnull=True))
         .filter(created_at__lt=_stale_before())
     )
+
+
+def beat_interval() -> float:
+    return settings.BACKUP_DEAD_SECONDS / BEATS_PER_DEAD
+
+
+def _beat(model: type[J], job_id: int, repository_id: int, token: str) -> bool:
+    """One heartbeat from the keep-alive thread; False once the run no longer holds the job."""
+    now = timezone.now()
+    with transaction.atomic():
+        # A row locked by the run itself is mid-batch, with its own heartbeat: skip it
+        # rather than wait for it.
+        row = (
+            model.objects.select_for_update(skip_locked=True)
+            .filter(pk=job_id)
+            .values_list("claim", "status")
+            .first()
+        )
+        if row is None:
+            return True
+        if tuple(row) != (token, JobStatus.RUNNING):
+            return False
+        model.objects.filter(pk=job_id).update(heartbeat_at=now)
+    # Apart: this thread never holds one lock while it waits for another.
+    Repository.objects.filter(pk=repository_id, lease_owner=token).update(
+        lease_until=now + timedelta(seconds=settings.BACKUP_STALE_SECONDS)
+    )
+    return True
+
+
+def _keep_beating(
+    stop: threading.Event, model: type[J], job_id: int, repository_id: int, token: str
+) -> None:
+    try:
+        while not stop.wait(beat_interval()):
+            try:
+                if not _beat(model, job_id, repository_id, token):
+                    return
+            except DatabaseError as exc:  # the next beat tries again
+                log.warning("heartbeat of %s %s failed: %s", model.__name__, job_id, exc)
+    finally:
+        connections.close_all()  # this thread's own
+
+
+@contextmanager
+def kept_alive(job: J, token: str) -> Iterator[None]:
+    """Beat for the run from a thread while the body runs, so that the job shows alive however
+    long one step takes (planning a big folder, a batch of large messages, a slow server),
+    and interrupted within ``BACKUP_DEAD_SECONDS`` once its process is gone.
+
+    A run that hangs but lives keeps beating: the task's time limit ends it, and staff see it
+    among the jobs running long (``selectors.needing_attention``)."""
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_keep_beating,
+        args=(stop, type(job), job.pk, job.repository_id, token),
+        name=f"heartbeat-{type(job).__name__}-{job.pk}",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def run(
@@ -164,7 +265,8 @@ def run(
         return None
     job, token = claimed
     try:
-        work(job, token)
+        with kept_alive(job, token):
+            work(job, token)
     except Superseded:
         return None
     except MailServerUnavailable as exc:

@@ -9,9 +9,12 @@ stored) lives here, next to the folder names the usage poll already keeps.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
@@ -183,6 +186,21 @@ class JobStatus(models.TextChoices):
 
 
 ACTIVE = [JobStatus.QUEUED, JobStatus.RUNNING]
+# Not a status of its own: a running job whose run stopped beating (see ``interrupted``).
+INTERRUPTED = "interrupted"
+INTERRUPTED_LABEL = _("interrupted")
+
+
+def dead_before(now: datetime | None = None) -> datetime:
+    """A run that has not beaten since then is dead (``BACKUP_DEAD_SECONDS``)."""
+    return (now or timezone.now()) - timedelta(seconds=settings.BACKUP_DEAD_SECONDS)
+
+
+def interrupted(now: datetime | None = None) -> Q:
+    """The jobs whose run died: still running, with no heartbeat for ``BACKUP_DEAD_SECONDS``.
+    Nothing writes this state: it is read from the heartbeat, so it shows as soon as it is
+    true, and ends when a new run claims the job."""
+    return Q(status=JobStatus.RUNNING, heartbeat_at__lt=dead_before(now))
 
 
 class Job(models.Model):
@@ -213,6 +231,23 @@ class Job(models.Model):
         return self.status in ACTIVE
 
     @property
+    def is_interrupted(self) -> bool:
+        """See ``interrupted``: its worker died mid-run; resuming it continues the work."""
+        return (
+            self.status == JobStatus.RUNNING
+            and self.heartbeat_at is not None
+            and self.heartbeat_at < dead_before()
+        )
+
+    @property
+    def state(self) -> str:
+        """The status as shown: ``INTERRUPTED`` for a running job whose run died."""
+        return INTERRUPTED if self.is_interrupted else self.status
+
+    def get_state_display(self) -> str:
+        return str(INTERRUPTED_LABEL) if self.is_interrupted else self.get_status_display()
+
+    @property
     def percent(self) -> int:
         if self.status == JobStatus.DONE:
             return 100
@@ -231,6 +266,9 @@ class BackupJob(Job):
     snapshot = models.OneToOneField(
         Snapshot, null=True, on_delete=models.SET_NULL, related_name="job"
     )
+    # Not stored: what ``services.backup_request`` did to get the job it returns (started
+    # it, found it under way, or resumed it after its worker died), for the caller to say.
+    request_outcome = ""
 
     class Meta(Job.Meta):
         verbose_name = _("backup job")

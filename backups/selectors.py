@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from functools import reduce
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -20,7 +21,16 @@ from mailboxes.models import Mailbox, Plan
 from mailboxes.selectors import customer_mailboxes
 
 from . import policy
-from .models import BackupJob, JobStatus, Repository, RestoreJob, Snapshot
+from .models import (
+    INTERRUPTED,
+    BackupJob,
+    Job,
+    JobStatus,
+    Repository,
+    RestoreJob,
+    Snapshot,
+    dead_before,
+)
 from .services import snapshot_messages
 
 RECENT_JOBS = 5
@@ -122,20 +132,24 @@ class Attention:
     address: str
     mailbox: Mailbox | None  # None: the mailbox was deleted, its backups are kept
     customer: Customer | None
-    kind: str  # "failed", "overdue" or "check"
+    kind: str  # "failed", "overdue", "check", "interrupted" or "running long"
     since: datetime | None
     detail: str = ""
     problems: list[str] = field(default_factory=list)
+    job: Job | None = None  # the interrupted or long-running job
+    job_kind: str = ""  # its kind: "backup" or "restore"
 
 
 OVERDUE_AFTER_INTERVALS = 2  # a day late on a daily plan: the worker or the schedule is off
+RUNNING_LONG = "running long"
 
 
 def needing_attention(now: datetime | None = None) -> list[Attention]:
     """Mailboxes whose last backup failed, that are overdue (no snapshot for twice their
     plan's interval, or none at all that long after they were created: a backup queue
-    nobody consumes fails no job), and repositories in which the scheduled check found
-    problems."""
+    nobody consumes fails no job), backups and restores that were interrupted (their worker
+    died) or have been running for longer than ``BACKUP_LONG_RUNNING_MINUTES``, and
+    repositories in which the scheduled check found problems."""
     now = now or timezone.now()
     found: list[Attention] = []
     last_job = BackupJob.objects.filter(repository=OuterRef("pk")).order_by("-created_at", "-pk")
@@ -174,6 +188,8 @@ def needing_attention(now: datetime | None = None) -> list[Attention]:
                 Attention(mailbox.address, mailbox, mailbox.domain.customer, "overdue", since)
             )
 
+    found += _troubled_jobs(now)
+
     checked = Repository.objects.exclude(check_problems=[]).select_related(
         "mailbox__domain", "customer"
     )
@@ -185,3 +201,23 @@ def _about(repository: Repository, kind: str, since: datetime | None, **more: An
     return Attention(
         repository.address, repository.mailbox, repository.customer, kind, since, **more
     )
+
+
+def _troubled_jobs(now: datetime) -> list[Attention]:
+    """Running jobs whose worker died, and those running for longer than they should."""
+    dead = dead_before(now)
+    long_ago = now - timedelta(minutes=settings.BACKUP_LONG_RUNNING_MINUTES)
+    troubled = Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=dead) | Q(started_at__lt=long_ago))
+    related = ("repository__mailbox__domain", "repository__customer")
+    found = []
+    for job_kind, running in (
+        ("backup", list(BackupJob.objects.filter(troubled).select_related(*related))),
+        ("restore", list(RestoreJob.objects.filter(troubled).select_related(*related))),
+    ):
+        job: Job
+        for job in running:
+            died = job.heartbeat_at is not None and job.heartbeat_at < dead
+            kind = INTERRUPTED if died else RUNNING_LONG
+            since = job.heartbeat_at if died else job.started_at
+            found.append(_about(job.repository, kind, since, job=job, job_kind=job_kind))
+    return found

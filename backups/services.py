@@ -39,6 +39,7 @@ from .models import (
     RestoreJob,
     Snapshot,
     StoredMessage,
+    interrupted,
 )
 from .packs import build_pack, pack_key
 from .store import Store, get_store
@@ -59,37 +60,84 @@ def repository_for(mailbox: Mailbox) -> Repository:
     return repository
 
 
+# What ``backup_request`` did, on the job it returns (``BackupJob.request_outcome``).
+STARTED = "started"
+UNDER_WAY = "under way"
+RESUMED = "resumed"
+
+
 def _enqueue_backup(repository: Repository, requested_by: str) -> BackupJob:
-    """The repository's active job, or a new one sent to the worker after commit."""
+    """The repository's active job, resumed at once if its worker died, or a new one sent to
+    the worker after commit."""
     active = BackupJob.objects.filter(repository=repository, status__in=ACTIVE).first()
     if active is not None:
+        active.request_outcome = UNDER_WAY
+        if _resume(BackupJob, active.pk):
+            active.refresh_from_db()
+            active.request_outcome = RESUMED
         return active
     try:
         with transaction.atomic():
             job = BackupJob.objects.create(repository=repository, requested_by=requested_by)
     except IntegrityError:  # a concurrent request won: one active job per repository
-        return BackupJob.objects.get(repository=repository, status__in=ACTIVE)
+        job = BackupJob.objects.get(repository=repository, status__in=ACTIVE)
+        job.request_outcome = UNDER_WAY
+        return job
     enqueue_after_commit("backups.backup_mailbox", job.pk)
+    job.request_outcome = STARTED
     return job
+
+
+def _resume(model: type[BackupJob] | type[RestoreJob], job_id: int) -> bool:
+    """Send an interrupted job's task again, if this caller is the one that resumed it."""
+    if model is RestoreJob:
+        if not jobs.resume(RestoreJob, job_id):
+            return False
+        enqueue_after_commit("backups.restore", job_id, queue=settings.BACKUP_RESTORE_QUEUE)
+    else:
+        if not jobs.resume(BackupJob, job_id):
+            return False
+        enqueue_after_commit("backups.backup_mailbox", job_id)
+    return True
 
 
 @transaction.atomic
 def backup_request(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> BackupJob:
-    """Back a mailbox up now, whatever its schedule says."""
+    """Back a mailbox up now, whatever its schedule says. A backup already under way is
+    returned as it is, one whose worker died is resumed (``job.request_outcome`` says
+    which)."""
     if not policy.covers(mailbox.plan, mailbox.protocol):
         raise ValidationError(_("The plan of this mailbox does not include backups."))
     if not mailbox.is_active:
         raise ValidationError(_("A suspended mailbox cannot be backed up."))
     job = _enqueue_backup(repository_for(mailbox), audit.actor_label(actor))
     audit.record(
-        "backup.request", mailbox, actor=actor, ip=ip, customer=mailbox.customer, job=job.pk
+        "backup.request",
+        mailbox,
+        actor=actor,
+        ip=ip,
+        customer=mailbox.customer,
+        job=job.pk,
+        **({"resumed": True} if job.request_outcome == RESUMED else {}),
     )
     return job
 
 
+def resume_interrupted() -> dict[str, list[int]]:
+    """For beat: send every job whose worker died again, each once however many resumers run
+    (see ``jobs.resume``); the new run continues where the dead one stopped. Returns the ids."""
+    resumed: dict[str, list[int]] = {"backup": [], "restore": []}
+    for kind, model in (("backup", BackupJob), ("restore", RestoreJob)):
+        for job_id in model.objects.filter(interrupted()).values_list("pk", flat=True):
+            if _resume(model, job_id):
+                resumed[kind].append(job_id)
+    return resumed
+
+
 def schedule_due(now: datetime | None = None) -> list[int]:
     """For beat: a job for every backed-up mailbox whose last backup is older than its
-    plan's interval, and the jobs whose task was lost sent again. Returns the job ids.
+    plan's interval, the jobs whose task was lost sent again and the interrupted ones
+    resumed. Returns the ids of the backup jobs sent.
 
     A mailbox whose last job failed waits ``FAILED_RETRY_AFTER`` before the next try, so a
     broken one does not get a new failing job every quarter of an hour."""
@@ -113,6 +161,7 @@ def schedule_due(now: datetime | None = None) -> list[int]:
                 sent.append(_enqueue_backup(repository or repository_for(mailbox), "schedule").pk)
             except Exception:
                 log.exception("backup of %s not scheduled", mailbox.address)
+    sent += resume_interrupted()["backup"]
     for job in jobs.stale_jobs(BackupJob):
         enqueue_after_commit("backups.backup_mailbox", job.pk)
         sent.append(job.pk)

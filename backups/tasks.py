@@ -38,14 +38,22 @@ BUSY_RETRY_SECONDS = 60
 
 
 def _again_later(task: Task, exc: jobs.Busy) -> Any:
-    """Someone else holds the job or the repository: come back once they may be done."""
-    countdown = min(BUSY_RETRY_SECONDS, settings.BACKUP_STALE_SECONDS)
+    """Someone else holds the job or the repository: come back once they may be done, or,
+    if it is a dead run that holds the job, once it shows as dead and may be taken over."""
+    countdown = min(BUSY_RETRY_SECONDS, settings.BACKUP_DEAD_SECONDS)
     return task.retry(exc=exc, countdown=countdown, max_retries=60)
 
 
 @shared_task(name="backups.run_due", acks_late=True)
 def run_due() -> list[int]:
     return services.schedule_due()
+
+
+@shared_task(name="backups.resume_interrupted")
+def resume_interrupted() -> dict[str, list[int]]:
+    """For beat, every few seconds: cheap, and a job whose worker died goes on within about a
+    minute instead of waiting for the next scheduled run."""
+    return services.resume_interrupted()
 
 
 @shared_task(name="backups.backup_mailbox", bind=True, **LONG_RUN, **RETRY)

@@ -305,7 +305,16 @@ BACKUP_PUBLIC_KEY = env.str("BACKUP_PUBLIC_KEY", default="")
 BACKUP_IDENTITY_FILE = env.str("BACKUP_IDENTITY_FILE", default="")
 # Messages fetched per IMAP round trip and committed per database transaction.
 BACKUP_BATCH_MESSAGES = env.int("BACKUP_BATCH_MESSAGES", default=500)
-# A job whose heartbeat is older than this is taken to be dead; another run may take it over.
+# A running job without a heartbeat for this long has lost its worker (kill -9, a lost host):
+# it shows as interrupted, and "Back up now" or the next check resumes it. A live run beats
+# every sixth of it, from a thread of its own, however long one step takes.
+BACKUP_DEAD_SECONDS = env.int("BACKUP_DEAD_SECONDS", default=60)
+# How often beat looks for interrupted jobs to resume.
+BACKUP_RESUME_CHECK_SECONDS = 30
+# A job running longer than this (since it first started) is listed for staff to look at.
+BACKUP_LONG_RUNNING_MINUTES = env.int("BACKUP_LONG_RUNNING_MINUTES", default=30)
+# A queued job whose task has not started for this long is sent again (its message was lost);
+# also how long a repository lease lasts unless its holder renews it.
 BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", default=600)
 # Restores need the identity: route them to a worker that holds it (e.g. "restore").
 BACKUP_RESTORE_QUEUE = env.str("BACKUP_RESTORE_QUEUE", default="backup")
@@ -320,6 +329,11 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "backups.run_due",
             "schedule": BACKUP_DUE_CHECK_SECONDS,
             "options": {"expires": BACKUP_DUE_CHECK_SECONDS},
+        },
+        "backups-resume-interrupted": {
+            "task": "backups.resume_interrupted",
+            "schedule": BACKUP_RESUME_CHECK_SECONDS,
+            "options": {"expires": BACKUP_RESUME_CHECK_SECONDS},
         },
         "backups-prune": {
             "task": "backups.prune",

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from backups import check, selectors, services
-from backups.models import BackupJob, JobStatus, Pack, Repository
+from backups.models import BackupJob, JobStatus, Pack, Repository, RestoreJob
 from backups.packs import pack_key
 from mailboxes.models import Mailbox
 from tests.backups.helpers import make_snapshot, message
@@ -107,3 +107,61 @@ def test_the_staff_overview_shows_them(client: Client, backup_settings):
     assert "letzte Sicherung fehlgeschlagen" in html
     assert "Zeitlimit erreicht" in html  # the job's error, translated where it is shown
     assert reverse("staff_backups:mailbox", args=[repository.mailbox_id]) in html
+
+
+def running(repository: Repository, model=BackupJob, *, beat: float, started: float, **fields):  # type: ignore[no-untyped-def]
+    """A running job that last beat ``beat`` seconds ago and started ``started`` ago."""
+    now = timezone.now()
+    return model.objects.create(
+        repository=repository,
+        requested_by="beat",
+        status=JobStatus.RUNNING,
+        claim="a-run",
+        heartbeat_at=now - timedelta(seconds=beat),
+        started_at=now - timedelta(seconds=started),
+        **fields,
+    )
+
+
+def test_interrupted_and_long_running_jobs(backup_settings, settings):
+    settings.BACKUP_LONG_RUNNING_MINUTES = 30
+    dead, slow, fine, restored = (
+        services.repository_for(make_mailbox(name)) for name in ("anna", "bert", "carl", "dora")
+    )
+    Repository.objects.update(last_backup_at=timezone.now())
+    killed = running(dead, beat=settings.BACKUP_DEAD_SECONDS + 1, started=120)
+    stuck = running(slow, beat=2, started=31 * 60)
+    running(fine, beat=2, started=29 * 60)  # working, and not for long yet
+    restore = running(restored, RestoreJob, beat=600, started=700, scope="mailbox")
+
+    items = {a.address: a for a in selectors.needing_attention()}
+
+    assert sorted(attention()) == sorted(
+        [
+            (dead.address, "interrupted"),
+            (slow.address, "running long"),
+            (restored.address, "interrupted"),
+        ]
+    )
+    assert (items[dead.address].job, items[dead.address].job_kind) == (killed, "backup")
+    assert items[dead.address].since == killed.heartbeat_at  # the last sign of life
+    assert items[slow.address].since == stuck.started_at
+    assert (items[restored.address].job, items[restored.address].job_kind) == (restore, "restore")
+
+
+def test_the_staff_overview_lists_an_interrupted_backup(client: Client, backup_settings):
+    repository = services.repository_for(make_mailbox("anna"))
+    Repository.objects.update(last_backup_at=timezone.now())
+    killed = running(
+        repository, beat=backup_settings.BACKUP_DEAD_SECONDS + 5, started=300, messages_total=100
+    )
+    BackupJob.objects.filter(pk=killed.pk).update(messages_done=21)
+    client.force_login(User.objects.create_user("ops", password="x-Staff-2041", is_staff=True))
+
+    html = client.get(reverse("staff:dashboard")).content.decode()
+    assert "backup interrupted" in html and "at 21 %" in html
+    assert reverse("staff_backups:backup_job", args=[killed.pk]) in html
+    assert "None: every backup ran on time" not in html
+
+    german = client.get(reverse("staff:dashboard"), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert "Sicherung unterbrochen" in german

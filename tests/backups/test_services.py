@@ -10,8 +10,17 @@ from django.core.exceptions import ValidationError
 from django.db import OperationalError
 from django.utils import timezone
 
-from backups import crypto, services
-from backups.models import BackupJob, Blob, JobStatus, Repository, Snapshot, StoredMessage
+from accounts.models import AuditEntry
+from backups import crypto, jobs, services, tasks
+from backups.models import (
+    BackupJob,
+    Blob,
+    JobStatus,
+    Repository,
+    RestoreJob,
+    Snapshot,
+    StoredMessage,
+)
 from backups.packs import locate, read_blob
 from backups.store import StoreError, get_store
 from mailboxes.services import mailbox_delete, mailbox_suspend
@@ -67,6 +76,87 @@ def test_run_due_sends_jobs_whose_task_was_lost_again(
     with django_capture_on_commit_callbacks(execute=True):
         assert services.schedule_due() == [stuck.pk]
     assert sent() == [stuck.pk]
+    assert BackupJob.objects.get().status == JobStatus.QUEUED  # until the worker claims it
+
+
+def dead_job(mailbox, settings, model=BackupJob, **fields):  # type: ignore[no-untyped-def]
+    """A job whose run claimed it, stored part of it, and died."""
+    job = model.objects.create(
+        repository=services.repository_for(mailbox), requested_by="schedule", **fields
+    )
+    jobs.claim(model, job.pk)
+    model.objects.filter(pk=job.pk).update(
+        messages_total=100,
+        messages_done=21,
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.BACKUP_DEAD_SECONDS + 1),
+    )
+    return job
+
+
+def test_back_up_now_resumes_an_interrupted_backup_at_once_and_sends_it_once(
+    backup_settings, sent, django_capture_on_commit_callbacks
+):
+    mailbox = make_mailbox("anna")
+    dead = dead_job(mailbox, backup_settings)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.backup_request(mailbox=mailbox, actor="test")
+    with django_capture_on_commit_callbacks(execute=True):
+        again = services.backup_request(mailbox=mailbox, actor="test")
+
+    assert job.pk == again.pk == dead.pk  # the same job: what it stored is not fetched again
+    assert (job.request_outcome, again.request_outcome) == (services.RESUMED, services.UNDER_WAY)
+    assert job.status == JobStatus.QUEUED and not job.is_interrupted
+    assert sent() == [dead.pk]
+    details = [e.details for e in AuditEntry.objects.filter(action="backup.request").order_by("pk")]
+    assert [d.get("resumed") for d in details] == [True, None]
+
+
+def test_back_up_now_leaves_a_live_backup_alone(
+    backup_settings, sent, django_capture_on_commit_callbacks
+):
+    mailbox = make_mailbox("anna")
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.backup_request(mailbox=mailbox, actor="test")
+    jobs.claim(BackupJob, first.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        again = services.backup_request(mailbox=mailbox, actor="test")
+
+    assert first.request_outcome == services.STARTED
+    assert again.request_outcome == services.UNDER_WAY and again.status == JobStatus.RUNNING
+    assert sent() == [first.pk]
+
+
+def test_beat_resumes_interrupted_backups_and_restores_once(
+    restore_side, sent_tasks, django_capture_on_commit_callbacks
+):
+    anna, bert = make_mailbox("anna"), make_mailbox("bert")
+    backup = dead_job(anna, restore_side)
+    snapshot = make_snapshot(bert, {"INBOX": [(message("one"), [])]})
+    restore = dead_job(bert, restore_side, RestoreJob, snapshot=snapshot, scope="mailbox")
+    alive = BackupJob.objects.create(
+        repository=services.repository_for(make_mailbox("carl")), requested_by="schedule"
+    )
+    jobs.claim(BackupJob, alive.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = tasks.resume_interrupted()
+    with django_capture_on_commit_callbacks(execute=True):
+        second = tasks.resume_interrupted()
+
+    assert first == {"backup": [backup.pk], "restore": [restore.pk]}
+    assert second == {"backup": [], "restore": []}
+    assert sorted((name, args) for name, args, _kw in sent_tasks) == [
+        ("backups.backup_mailbox", (backup.pk,)),
+        ("backups.restore", (restore.pk,)),
+    ]
+    assert BackupJob.objects.get(pk=alive.pk).status == JobStatus.RUNNING
+
+
+def test_beat_looks_for_interrupted_jobs_twice_a_minute(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["backups-resume-interrupted"]
+    assert entry["task"] == "backups.resume_interrupted"
+    assert entry["schedule"] <= 30 and entry["options"]["expires"] <= entry["schedule"]
 
 
 def test_one_mailboxs_error_does_not_stop_the_others_or_the_stuck_jobs(

@@ -12,7 +12,9 @@ import pyrage
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.urls import reverse
 
+from accounts.models import User
 from backups import crypto, engine, services
 from backups import restore as restore_engine
 from backups.archive import snapshot_archive
@@ -32,6 +34,7 @@ from backups.tasks import backup_mailbox, check_all
 from mailboxes.models import MIB
 from mailboxes.services import mailbox_delete
 from mailserver.imap import MailboxSession
+from provider.celery import app
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
 from tests.factories import make_mailbox, make_plan
@@ -523,16 +526,18 @@ def test_the_worker_cannot_decrypt_what_it_wrote(
     assert failed.status == "failed" and "BACKUP_IDENTITY_FILE" in failed.error
 
 
-def test_a_worker_killed_mid_backup_leaves_a_run_the_next_worker_completes(
-    dovecot, mail_server, backup_settings, backup_keys, settings
+def test_a_worker_killed_mid_backup_shows_interrupted_and_back_up_now_resumes_it(
+    dovecot, mail_server, backup_settings, backup_keys, settings, client, monkeypatch
 ):
     anna = make_mailbox("anna")
     count = 600
-    with imap(dovecot, anna.address) as client:
+    with imap(dovecot, anna.address) as imap_client:
         for start in range(0, count, 100):
-            client.multiappend(
+            imap_client.multiappend(
                 "INBOX", [message(f"m{i}", f"body {i}") for i in range(start, start + 100)]
             )
+    dead_after = 3  # seconds without a heartbeat (a minute by default)
+    settings.BACKUP_DEAD_SECONDS = dead_after  # as the web side reads it
     db = connection.settings_dict
     env = {
         **os.environ,
@@ -541,10 +546,19 @@ def test_a_worker_killed_mid_backup_leaves_a_run_the_next_worker_completes(
         "BACKUP_PUBLIC_KEY": backup_keys.public,
         "BACKUP_IDENTITY_FILE": "",
         "BACKUP_BATCH_MESSAGES": "3",  # slow enough to be killed in the middle
-        "BACKUP_STALE_SECONDS": "2",
-        "CELERY_VISIBILITY_TIMEOUT": "2",  # the broker gives the message to the next worker
+        "BACKUP_DEAD_SECONDS": str(dead_after),
+        # The broker's visibility timeout stays at its 6 h: it gives the killed run's message
+        # to no one during this test. What resumes the job is "Back up now".
     }
     queue = f"backup-kill-test-{os.getpid()}"
+    sent = []
+    send_task = app.send_task
+
+    # What the service sends goes to this test's own worker process, not the shared queue.
+    def to_this_test_worker(name, *args, **options):  # type: ignore[no-untyped-def]
+        sent.append((name, options.get("args")))
+        return send_task(name, *args, **{**options, "queue": queue})
+
     job = BackupJob.objects.create(repository=services.repository_for(anna), requested_by="test")
     first = start_worker_process(queue, env)
     second = None
@@ -557,11 +571,32 @@ def test_a_worker_killed_mid_backup_leaves_a_run_the_next_worker_completes(
             job.refresh_from_db()
         first.send_signal(signal.SIGKILL)
         first.wait(10)
+        killed = time.monotonic()
         job.refresh_from_db()
         assert job.status == JobStatus.RUNNING and 30 <= job.messages_done < count
         assert not Snapshot.objects.exists()  # nothing half done is visible
 
-        time.sleep(2)  # past the visibility timeout
+        # Staff and the customer see it interrupted as soon as the heartbeat is overdue.
+        owner = User.objects.create_user("owner", customer=anna.customer)
+        staff = User.objects.create_user("ops", password="x-Staff-2041", is_staff=True)
+        badge = '<span class="badge danger">interrupted</span>'
+        pages = [
+            (owner, reverse("portal_backups:backup_job", args=[job.pk]), badge),
+            (owner, reverse("portal_backups:mailbox", args=[anna.pk]), badge),
+            (staff, reverse("staff_backups:backup_job", args=[job.pk]), badge),
+            (staff, reverse("staff:dashboard"), "backup interrupted"),
+        ]
+        for user, url, shown in pages:
+            client.force_login(user)
+            while shown not in client.get(url).content.decode():
+                assert time.monotonic() - killed < dead_after + 5, f"{url} not interrupted"
+                time.sleep(0.1)
+
+        client.force_login(owner)
+        monkeypatch.setattr(app, "send_task", to_this_test_worker)
+        response = client.post(reverse("portal_backups:backup_now", args=[anna.pk]), follow=True)
+        assert "The interrupted backup is resumed." in response.content.decode()
+        assert sent == [("backups.backup_mailbox", (job.pk,))]  # sent once, the same job
         second = start_worker_process(queue, env)
         job = wait(job, timeout=90)
     finally:

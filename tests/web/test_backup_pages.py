@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import AuditEntry, User
 from backups.models import BackupJob, JobStatus, RestoreJob
@@ -177,6 +179,75 @@ def test_job_progress_page_partial_and_end_of_polling(client, mailbox, backup_se
     done = client.get(url, headers={"HX-Request": "true"})
     assert done.status_code == 286  # htmx stops polling
     assert "hx-get" not in done.content.decode()
+
+
+def interrupted_job(mailbox, settings, model=BackupJob, **fields):  # type: ignore[no-untyped-def]
+    """A job whose worker was killed at 21 %: still ``running``, with no heartbeat since."""
+    from backups import jobs
+    from backups.services import repository_for
+
+    job = model.objects.create(repository=repository_for(mailbox), requested_by="x", **fields)
+    jobs.claim(model, job.pk)
+    model.objects.filter(pk=job.pk).update(
+        messages_total=100,
+        messages_done=21,
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.BACKUP_DEAD_SECONDS + 5),
+    )
+    return job
+
+
+@pytest.mark.parametrize("who", ["staff", "owner"])
+def test_a_backup_whose_worker_died_shows_as_interrupted(client, mailbox, backup_settings, who):
+    login(client, who, mailbox)
+    job = interrupted_job(mailbox, backup_settings)
+    url = backup_url(client, "backup_job", job.pk)
+
+    for page in (
+        client.get(backup_url(client, "mailbox", mailbox.pk)),
+        client.get(url),
+        client.get(url, headers={"HX-Request": "true"}),
+    ):
+        assert page.status_code == 200
+        text = page.content.decode()
+        assert '<span class="badge danger">interrupted</span>' in text
+        assert "the process running it stopped before it finished" in text
+        assert backup_url(client, "backup_now", mailbox.pk) in text  # "Resume now"
+        assert 'value="21"' in text and ">running<" not in text
+    assert 'hx-trigger="every 5s"' in text  # still polled, to show it resumed
+
+    BackupJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())  # alive after all
+    text = client.get(url).content.decode()
+    assert '<span class="badge warn">running</span>' in text and "interrupted" not in text
+
+
+def test_a_restore_whose_worker_died_shows_as_interrupted(client, mailbox, snapshot, restore_side):
+    login(client, "owner", mailbox)
+    job = interrupted_job(mailbox, restore_side, RestoreJob, snapshot=snapshot, scope="mailbox")
+
+    text = client.get(backup_url(client, "restore_job", job.pk)).content.decode()
+
+    assert '<span class="badge danger">interrupted</span>' in text
+    assert "nothing is restored twice" in text
+
+
+def test_back_up_now_resumes_an_interrupted_backup_and_says_so(
+    client, mailbox, backup_settings, sent_tasks, django_capture_on_commit_callbacks
+):
+    login(client, "owner", mailbox)
+    job = interrupted_job(mailbox, backup_settings)
+    url = backup_url(client, "backup_now", mailbox.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = client.post(url, follow=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        again = client.post(url, follow=True)
+
+    assert "The interrupted backup is resumed." in resumed.content.decode()
+    assert "The backup has been started." not in resumed.content.decode()
+    assert "A backup of this mailbox is already under way." in again.content.decode()
+    assert sent_tasks == [("backups.backup_mailbox", (job.pk,), {})]
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and BackupJob.objects.count() == 1
 
 
 def test_a_stranger_cannot_see_a_job(client, mailbox, backup_settings):

@@ -115,12 +115,17 @@ def repository_backups(request: AuthenticatedHttpRequest, repository_id: int) ->
 def backup_now(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     mailbox = get_object_or_404(selectors.mailboxes_for(request.user), pk=mailbox_id)
     try:
-        services.backup_request(mailbox=mailbox, **_by(request))
+        job = services.backup_request(mailbox=mailbox, **_by(request))
     except ValidationError as exc:
         for error in exc.messages:
             messages.error(request, error)
     else:
-        messages.success(request, _("The backup has been started."))
+        if job.request_outcome == services.RESUMED:
+            messages.success(request, _("The interrupted backup is resumed."))
+        elif job.request_outcome == services.UNDER_WAY:
+            messages.info(request, _("A backup of this mailbox is already under way."))
+        else:
+            messages.success(request, _("The backup has been started."))
     return _redirect(request, "mailbox", mailbox.pk)
 
 
