@@ -31,6 +31,7 @@ class UsageChart:
     last_bytes: int | None
     peak_bytes: int | None
     points: int
+    latest: tuple[float, float] | None  # the newest sample, marked: alone it makes no line
     width: int = WIDTH
     height: int = HEIGHT
 
@@ -82,6 +83,7 @@ def build_usage_chart(
         return round(HEIGHT - value / scale * HEIGHT, 1)
 
     coords = [(round(offset * WIDTH, 1), y(used)) for offset, used in points]
+    latest = coords[-1] if coords else None
     if len(coords) == 1:  # a single sample: draw it as a short flat line to the present
         coords.append((float(WIDTH), coords[0][1]))
     line = " ".join(f"{x},{yy}" for x, yy in coords)
@@ -101,4 +103,5 @@ def build_usage_chart(
         last_bytes=samples[-1][1] if samples else None,
         peak_bytes=peak,
         points=len(points),
+        latest=latest,
     )

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
-from mailboxes.models import MIB, Domain, MailServer, Plan, Protocol
-from web.forms import PlanChoiceField, ServiceForm
+from mailboxes.models import Domain, MailServer, Plan, Protocol
+from web.forms import PlanChoiceField, QuotaField, ServiceForm
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -65,7 +65,7 @@ class DomainForm(ServiceForm):
 
 
 class MailboxCreateForm(ServiceForm):
-    service_fields = {"quota_bytes": "quota_mb"}
+    service_fields = {"quota_bytes": "quota"}
 
     domain = forms.ModelChoiceField(
         label=_("Domain"), queryset=Domain.objects.none(), empty_label=_("Choose a domain")
@@ -81,11 +81,10 @@ class MailboxCreateForm(ServiceForm):
         label=_("Plan"), queryset=Plan.objects.all(), empty_label=_("Choose a plan")
     )
     protocol = forms.ChoiceField(label=_("Protocol"), choices=PROTOCOL_CHOICES, required=False)
-    quota_mb = forms.IntegerField(
-        label=_("Quota (MB)"),
-        min_value=1,
+    quota = QuotaField(
+        label=_("Quota"),
         required=False,
-        help_text=_("Leave empty for the plan's default."),
+        help_text=_("For example 500M or 5G (a plain number is MB). Empty: the plan's default."),
     )
 
     def __init__(self, *args: Any, customer: Customer, **kwargs: Any) -> None:
@@ -100,8 +99,8 @@ class MailboxCreateForm(ServiceForm):
 
     @property
     def quota_bytes(self) -> int | None:
-        quota_mb = self.cleaned_data.get("quota_mb")
-        return None if quota_mb is None else quota_mb * MIB
+        quota: int | None = self.cleaned_data.get("quota")
+        return quota
 
 
 class PasswordForm(ServiceForm):
@@ -109,13 +108,14 @@ class PasswordForm(ServiceForm):
 
 
 class QuotaForm(ServiceForm):
-    service_fields = {"quota_bytes": "quota_mb"}
+    service_fields = {"quota_bytes": "quota"}
 
-    quota_mb = forms.IntegerField(label=_("Quota (MB)"), min_value=1)
+    quota = QuotaField(label=_("Quota"), help_text=_("For example 500M or 5G (a plain number is MB)."))
 
     @property
     def quota_bytes(self) -> int:
-        return int(self.cleaned_data["quota_mb"]) * MIB
+        quota: int = self.cleaned_data["quota"]
+        return quota
 
 
 class PlanForm(ServiceForm):

@@ -22,7 +22,7 @@ from accounts import services as account_services
 from accounts.models import Customer
 from backups import selectors as backup_selectors
 from mailboxes import plan_changes, selectors, services
-from mailboxes.models import MIB, Mailbox
+from mailboxes.models import Mailbox
 from mailboxes.passwords import generate_password
 from web.access import staff_required
 from web.http import AuthenticatedHttpRequest
@@ -232,7 +232,7 @@ def _render_mailbox(
         "trail": selectors.mailbox_audit_trail(mailbox),
         "password_form": password_form or PasswordForm(),
         "quota_form": quota_form
-        or QuotaForm(initial={"quota_mb": max(1, mailbox.quota_bytes // MIB)}),
+        or QuotaForm(initial={"quota": mailbox.quota_bytes}),
         "plan_form": plan_form
         or PlanForm(initial={"plan": mailbox.plan_id, "protocol": mailbox.protocol}),
     }

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts import throttle
 from accounts.models import User
 from mailboxes.models import Plan, Protocol
+from mailboxes.sizes import parse_size
 
 
 class ServiceForm(forms.Form):
@@ -126,3 +127,27 @@ class PlanChoiceField(forms.ModelChoiceField):
             "protocols": ", ".join(Protocol(p).label for p in obj.protocols),
             "max": filesizeformat(obj.max_quota_bytes),
         }
+
+
+class QuotaField(forms.Field):
+    """A quota as people write it: ``5G``, ``500M``, ``1.5 GB``; a bare number is megabytes,
+    as the field asked for before it took units. Cleans to bytes."""
+
+    widget = forms.TextInput(attrs={"inputmode": "decimal", "size": 10, "maxlength": 32})
+
+    def prepare_value(self, value: Any) -> Any:
+        """Bytes (the initial value) shown as the size they are, e.g. ``5G`` or ``500M``."""
+        if isinstance(value, int):
+            for unit, factor in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2)):
+                if value % factor == 0:
+                    return f"{value // factor}{unit}"
+            return f"{value / 1024**2:.1f}M"
+        return value
+
+    def to_python(self, value: Any) -> int | None:
+        text = str(value or "").strip()
+        if not text:
+            return None
+        if text.replace(".", "", 1).isdigit():
+            text += "M"
+        return parse_size(text)

@@ -6,7 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, reverse_lazy
 
 from .forms import ChoosePasswordForm, LoginForm, SetPasswordLinkForm
-from .views import PasswordResetView, home, moved_backup_page
+from .views import ChoosePasswordView, PasswordResetView, home, moved_backup_page
 
 account_patterns = [
     path(
@@ -36,7 +36,7 @@ account_patterns = [
     ),
     path(
         "password/reset/<uidb64>/<token>/",
-        auth_views.PasswordResetConfirmView.as_view(
+        ChoosePasswordView.as_view(
             form_class=ChoosePasswordForm,
             template_name="registration/password_reset_confirm.html",
             success_url=reverse_lazy("accounts:password_reset_complete"),

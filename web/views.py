@@ -1,11 +1,15 @@
 """The pages every visitor shares: the front page, and what Django's login views need more of."""
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
-from django.http import HttpResponse, HttpResponsePermanentRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import redirect, render
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts import throttle
@@ -47,3 +51,26 @@ class PasswordResetView(auth_views.PasswordResetView):
             return self.render_to_response(self.get_context_data(form=form), status=429)
         throttle.record_reset(ip, email)
         return super().form_valid(form)
+
+
+class ChoosePasswordView(auth_views.PasswordResetConfirmView):
+    """The page an invitation or reset link opens, in the customer's language from the start.
+
+    Nobody is logged in yet, so ``CustomerLanguageMiddleware`` cannot know whose page this is;
+    the link names the user. The switcher's choice, as everywhere, wins.
+    """
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = self.get_user(kwargs["uidb64"])
+        language = user.customer.language if user is not None and user.customer else None
+        if (
+            language in dict(settings.LANGUAGES)
+            and settings.LANGUAGE_COOKIE_NAME not in request.COOKIES
+        ):
+            with translation.override(language):
+                request.LANGUAGE_CODE = language
+                response = super().dispatch(request, *args, **kwargs)
+                if hasattr(response, "render"):
+                    response.render()
+                return response
+        return super().dispatch(request, *args, **kwargs)

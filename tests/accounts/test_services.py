@@ -46,8 +46,11 @@ def test_invitation_is_in_the_customers_language_with_a_working_link(client) -> 
     assert message.alternatives and "<a href=" in message.alternatives[0][0]
     link = next(w for w in message.body.split() if "/accounts/password/reset/" in w)
     path = link.split("://", 1)[1].split("/", 1)[1]
-    page = client.get("/" + path, follow=True)
+    page = client.get("/" + path, follow=True, HTTP_ACCEPT_LANGUAGE="en")
     assert page.context["validlink"]
+    # The set-password page speaks the customer's language too, not the browser's.
+    assert '<html lang="de"' in page.content.decode()
+    assert "Passwort" in page.content.decode()
 
 
 def test_no_invitation_once_a_password_is_set(customer: Customer) -> None:

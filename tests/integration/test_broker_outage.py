@@ -97,7 +97,7 @@ def test_with_the_broker_down_pages_answer_and_the_work_is_done_once_it_is_back(
         timed_post(client, reverse("staff:customer_user_create", args=[customer.pk]),
                    {"email": "neu@example.org"}),
         timed_post(client, reverse("staff:mailbox_refresh", args=[anna.pk])),
-        timed_post(client, reverse("staff:mailbox_quota", args=[anna.pk]), {"quota_mb": 300}),
+        timed_post(client, reverse("staff:mailbox_quota", args=[anna.pk]), {"quota": 300}),
         timed_post(client, reverse("staff:mailbox_delete", args=[bert.pk])),
     ]
     for status, seconds in answers:

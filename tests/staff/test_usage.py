@@ -3,6 +3,7 @@ plan change approvals and customer logins; and the chart geometry."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -312,6 +313,21 @@ def test_chart_over_quota_raises_the_scale_and_single_points_draw_a_line() -> No
     assert len(chart.line.split()) == 2
     empty = build_usage_chart([(now - timedelta(days=40), 5)], quota_bytes=100, days=30, now=now)
     assert empty.empty and empty.line == ""
+
+
+def test_a_mailbox_measured_once_shows_its_one_sample_as_a_point(
+    client: Client, staff: User, mailbox: Mailbox
+) -> None:
+    """Measured just now, the only sample sits on the right edge: a line to the present
+    would have no length, so the newest sample is drawn as a dot."""
+    now = timezone.now()
+    UsageSample.objects.create(mailbox=mailbox, taken_at=now, used_bytes=30 * MIB)
+    Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=30 * MIB, usage_checked_at=now)
+    page = client.get(reverse("staff:mailbox_detail", args=[mailbox.pk])).content.decode()
+    point = re.search(r'<line class="chart-point" x1="([\d.]+)" y1="([\d.]+)"', page)
+    assert point, "no point drawn"
+    assert float(point.group(1)) == pytest.approx(WIDTH, abs=1)
+    assert float(point.group(2)) == pytest.approx(HEIGHT * 0.7, abs=1)  # 30 of 100 MB
 
 
 @pytest.mark.parametrize(

@@ -258,7 +258,7 @@ def mailbox_post(domain: Domain, plan: Plan, **overrides: object) -> dict[str, o
         "password": PASSWORD,
         "plan": plan.pk,
         "protocol": "imap",
-        "quota_mb": "250",
+        "quota": "250",
     }
     data.update(overrides)
     return data
@@ -290,7 +290,7 @@ def test_blank_quota_and_protocol_take_the_plans_defaults(
     pop3 = make_plan(protocol="pop3")
     client.post(
         reverse("staff:mailbox_create", args=[customer.pk]),
-        mailbox_post(domain, pop3, quota_mb="", protocol=""),
+        mailbox_post(domain, pop3, quota="", protocol=""),
     )
     mailbox = Mailbox.objects.get(local_part="bert.meier")
     assert (mailbox.protocol, mailbox.quota_bytes) == ("pop3", pop3.default_quota_bytes)
@@ -319,7 +319,7 @@ def test_an_empty_password_is_generated_and_shown_exactly_once(
         ({"local_part": "Anna"}, "local_part", "already exists"),
         ({"local_part": "anna..b"}, "local_part", "not a valid mailbox name"),
         ({"local_part": "bad name!"}, "local_part", "not a valid mailbox name"),
-        ({"quota_mb": "20000"}, "quota_mb", "allows at most 10.0\xa0GB"),
+        ({"quota": "20000"}, "quota", "allows at most 10.0\xa0GB"),
         ({"password": "short"}, "password", "at least 10 characters"),
         ({"protocol": "pop3"}, "protocol", "does not include POP3"),
     ],
@@ -342,7 +342,7 @@ def test_bad_mailbox_input_shows_the_error_and_keeps_what_was_typed(
     assert text in " ".join(form.errors[field])
     html = response.content.decode()
     assert f'value="{data["local_part"]}"' in html
-    assert f'value="{data["quota_mb"]}"' in html
+    assert f'value="{data["quota"]}"' in html
     assert f'<option value="{domain.pk}" selected>' in html
     assert f'<option value="{plan.pk}" selected>' in html
     assert f'value="{data["password"]}"' not in html  # passwords are never sent back
@@ -505,7 +505,7 @@ def test_a_weak_password_is_refused(client: Client, staff: User, mailbox: Mailbo
 
 def test_staff_can_change_the_quota(client: Client, staff: User, mailbox: Mailbox) -> None:
     response = client.post(
-        reverse("staff:mailbox_quota", args=[mailbox.pk]), {"quota_mb": "512"}, REMOTE_ADDR=IP
+        reverse("staff:mailbox_quota", args=[mailbox.pk]), {"quota": "512"}, REMOTE_ADDR=IP
     )
     assert response.status_code == 302
     mailbox.refresh_from_db()
@@ -518,13 +518,37 @@ def test_staff_can_change_the_quota(client: Client, staff: User, mailbox: Mailbo
     )
 
 
+@pytest.mark.parametrize(
+    ("typed", "expected"), [("5G", 5 * 1024 * MIB), ("1.5 GB", 1536 * MIB), ("300m", 300 * MIB)]
+)
+def test_a_quota_can_be_typed_with_its_unit(
+    client: Client, staff: User, mailbox: Mailbox, typed: str, expected: int
+) -> None:
+    response = client.post(reverse("staff:mailbox_quota", args=[mailbox.pk]), {"quota": typed})
+    assert response.status_code == 302
+    mailbox.refresh_from_db()
+    assert mailbox.quota_bytes == expected
+    page = client.get(reverse("staff:mailbox_detail", args=[mailbox.pk])).content.decode()
+    assert re.search(r'<input[^>]*name="quota"[^>]*value="(5G|1536M|300M)"', page)
+
+
+def test_a_quota_that_is_not_a_size_is_refused_with_an_example(
+    client: Client, staff: User, mailbox: Mailbox
+) -> None:
+    response = client.post(reverse("staff:mailbox_quota", args=[mailbox.pk]), {"quota": "5X"})
+    assert response.status_code == 400
+    assert "for example 500M or 1.5G" in " ".join(response.context["quota_form"].errors["quota"])
+    mailbox.refresh_from_db()
+    assert mailbox.quota_bytes == 100 * MIB
+
+
 def test_a_quota_above_the_plan_is_refused_and_kept_in_the_form(
     client: Client, staff: User, mailbox: Mailbox
 ) -> None:
-    response = client.post(reverse("staff:mailbox_quota", args=[mailbox.pk]), {"quota_mb": "99999"})
+    response = client.post(reverse("staff:mailbox_quota", args=[mailbox.pk]), {"quota": "99999"})
     assert response.status_code == 400
-    assert "allows at most" in " ".join(response.context["quota_form"].errors["quota_mb"])
-    field = re.search(r'<input[^>]*name="quota_mb"[^>]*>', response.content.decode())
+    assert "allows at most" in " ".join(response.context["quota_form"].errors["quota"])
+    field = re.search(r'<input[^>]*name="quota"[^>]*>', response.content.decode())
     assert field
     assert 'value="99999"' in field.group(0)
     assert "autofocus" in field.group(0)  # the page may be long: the browser scrolls to it
