@@ -167,9 +167,14 @@ def test_pages_without_ids_show_only_own_data(
     everything: None,
     name: str,
 ) -> None:
-    """Overview, settings, activity: the other customer's names and addresses never appear."""
+    """Overview, settings, activity: the other customer's names and addresses never appear,
+    while the owner's own do (a blank or broken page must not pass for a safe one)."""
     client.force_login(owner)
-    html = client.get(reverse(f"portal:{name}")).content.decode()
+    response = client.get(reverse(f"portal:{name}"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    # The positive control: this page shows the owner's own data.
+    assert customer.name in html or customer.contact_email in html
     assert other_customer.name not in html
     assert other_customer.contact_email not in html
     assert "fremde.example" not in html
