@@ -47,7 +47,7 @@ def _login(server: Server, address: str, timeout: float) -> IMAPClient:
     # imapclient sets imaplib's debug level to 5, which formats the repr of everything it
     # reads even when nothing is logged; and without TCP_NODELAY a command ending in a small
     # write waits for a delayed ACK (~40 ms).
-    client._imap.debug = 0  # noqa: SLF001
+    client._imap.debug = 0
     try:
         client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.login(f"{address}*{server.master_user}", server.master_password())
@@ -151,7 +151,7 @@ class MailboxSession:
 
     def __init__(self, client: IMAPClient, server_name: str) -> None:
         self._client = client
-        self._imap: imaplib.IMAP4 = client._imap  # noqa: SLF001 - the readers' way past the lexer
+        self._imap: imaplib.IMAP4 = client._imap  # the readers' way past the lexer
         self._server = server_name
 
     @contextmanager
@@ -188,13 +188,13 @@ class MailboxSession:
 
     def _list_subscribed(self) -> list[tuple[tuple[bytes, ...], bytes | None, str]]:
         # imapclient has no call for LIST's return options; its parser reads the answer.
-        typ, data = self._imap._simple_command(  # noqa: SLF001
+        typ, data = self._imap._simple_command(
             "LIST", '""', '"*"', "RETURN", "(SUBSCRIBED)"
         )
         if typ != "OK":
             raise CommandRefused(f"LIST failed: {data!r:.200}")
-        typ, data = self._imap._untagged_response(typ, data, "LIST")  # noqa: SLF001
-        rows = self._client._proc_folder_list(data)  # noqa: SLF001
+        typ, data = self._imap._untagged_response(typ, data, "LIST")
+        rows = self._client._proc_folder_list(data)
         for flags, _delimiter, name in rows:
             if not isinstance(flags, tuple) or not isinstance(name, str):
                 raise UnexpectedAnswer(f"LIST answer not understood: {data!r:.200}")
@@ -367,7 +367,7 @@ def _list_status(client: IMAPClient) -> list[Folder] | None:
     connection; None (use the portable path) if the answer is not what we can parse.
     """
     imap = client._imap
-    typ, _data = imap._simple_command(  # noqa: SLF001
+    typ, _data = imap._simple_command(
         "LIST", '""', '"*"', "RETURN", "(STATUS (MESSAGES SIZE))"
     )
     imap.untagged_responses.pop("LIST", None)

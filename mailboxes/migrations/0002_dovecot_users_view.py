@@ -5,7 +5,7 @@ from django.db import migrations
 from mailboxes.dovecot_view import drop
 
 
-def drop_view(apps, schema_editor):  # noqa: ANN001, ARG001
+def drop_view(apps, schema_editor):
     drop(schema_editor.connection.alias)
 
 

@@ -59,8 +59,8 @@ def _answers(url: str) -> bool:
 def _use_broker(url: str) -> None:
     """Point this process's Celery app at ``url``, dropping connections to the old broker."""
     app.conf.broker_url = url
-    app._pool = None  # noqa: SLF001 - Celery keeps no public way to swap brokers at run time
-    app.amqp._producer_pool = None  # noqa: SLF001
+    app._pool = None  # Celery keeps no public way to swap brokers at run time
+    app.amqp._producer_pool = None
 
 
 @pytest.fixture
