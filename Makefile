@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: run test setup setup-test services-test messages lint
+.PHONY: run test setup setup-test messages lint
 
 setup:
 	@bash scripts/setup.sh run
@@ -13,7 +13,9 @@ setup-test:
 run: setup
 	@bash scripts/run.sh
 
+# Lint first: a formatting slip fails in seconds, not after the whole suite.
 test: setup-test
+	@$(MAKE) --no-print-directory lint
 	@bash scripts/test.sh
 
 # Formatting, lint rules, types, import contracts; stops at the first that fails. mypy imports

@@ -1,4 +1,5 @@
 """The audit log: every service that changes state calls ``record`` inside its transaction."""
+
 from __future__ import annotations
 
 from typing import Any

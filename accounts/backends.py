@@ -1,4 +1,5 @@
 """Log in with an email address (customers) or a user name (staff)."""
+
 from __future__ import annotations
 
 from typing import Any

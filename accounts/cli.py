@@ -20,8 +20,7 @@ def get_customer(ref: str) -> Customer:
         return customer
     if "@" not in ref:
         raise usage_error(
-            _("--customer: give a customer id or contact email, not “%(value)s”.")
-            % {"value": ref}
+            _("--customer: give a customer id or contact email, not “%(value)s”.") % {"value": ref}
         )
     matches = list(Customer.objects.filter(contact_email__iexact=ref).order_by("pk"))
     if not matches:

@@ -1,4 +1,5 @@
 """The email that lets a new customer user choose a password, in the customer's language."""
+
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,4 +1,5 @@
 """People and organisations: staff users, the hoster's customers, and the audit log."""
+
 from __future__ import annotations
 
 from django.conf import settings

@@ -1,4 +1,5 @@
 """State changes for customers and their logins; each is atomic and audited."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -75,12 +76,8 @@ def customer_user_create(
             except ValidationError as exc:  # e.g. longer than a user name may be
                 raise ValidationError({"email": exc.messages}) from exc
             user.save()
-            audit.record(
-                "user.create", user, actor=actor, ip=ip, customer=customer, email=email
-            )
+            audit.record("user.create", user, actor=actor, ip=ip, customer=customer, email=email)
             enqueue_after_commit("accounts.send_user_invite", user.pk)
     except IntegrityError as exc:  # created concurrently under the same name
         raise taken from exc
     return user
-
-

@@ -1,4 +1,5 @@
 """Celery entry points for accounts: ids only, the work lives in ``emails.py``."""
+
 from __future__ import annotations
 
 import smtplib

@@ -1,5 +1,6 @@
 """Throttles in the shared cache (Redis), so every web process counts alike: failed logins,
 and password-reset emails (each one lands in somebody's inbox)."""
+
 from __future__ import annotations
 
 import logging

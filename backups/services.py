@@ -166,9 +166,7 @@ def schedule_due(now: datetime | None = None) -> list[int]:
         enqueue_after_commit("backups.backup_mailbox", job.pk)
         sent.append(job.pk)
     for restore_job in jobs.stale_jobs(RestoreJob):
-        enqueue_after_commit(
-            "backups.restore", restore_job.pk, queue=settings.BACKUP_RESTORE_QUEUE
-        )
+        enqueue_after_commit("backups.restore", restore_job.pk, queue=settings.BACKUP_RESTORE_QUEUE)
     return sent
 
 

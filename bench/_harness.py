@@ -1,4 +1,5 @@
 """Shared set-up for benchmarks: a private database, Dovecot and Celery worker, all real."""
+
 from __future__ import annotations
 
 import os
@@ -73,9 +74,19 @@ def start_worker(queues: str, concurrency: int = 1) -> subprocess.Popen[bytes]:
     """A real worker process, as production runs it."""
     worker = subprocess.Popen(
         [
-            str(ROOT / ".venv/bin/celery"), "-A", "provider", "worker", "-Q", queues,
-            "--concurrency", str(concurrency), "--loglevel", "WARNING", "--without-mingle",
-            "--without-gossip", "--purge",
+            str(ROOT / ".venv/bin/celery"),
+            "-A",
+            "provider",
+            "worker",
+            "-Q",
+            queues,
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+            "--without-mingle",
+            "--without-gossip",
+            "--purge",
         ],
         cwd=ROOT,
     )

@@ -13,6 +13,7 @@ totals) and stores it all. Last line: ``poll ratio=X.XX (target >= 0.50)``.
 
     .venv/bin/python bench/poll.py [--mailboxes N] [--concurrency C]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,9 +44,7 @@ def main() -> None:
         server = mail_server_register_local(dovecot)
         server.poll_concurrency = args.concurrency
         server.save()
-        plan = Plan.objects.create(
-            name="bench", default_quota_bytes=100 * MIB, max_quota_bytes=GIB
-        )
+        plan = Plan.objects.create(name="bench", default_quota_bytes=100 * MIB, max_quota_bytes=GIB)
         customer = Customer.objects.create(name="bench", contact_email="bench@example.org")
         domain = Domain.objects.create(name="bench.example", customer=customer, mail_server=server)
         # One hash for all: argon2 for each of 10,000 mailboxes would take minutes.
@@ -53,9 +52,15 @@ def main() -> None:
         Mailbox.objects.bulk_create(
             [
                 Mailbox(
-                    domain=domain, local_part=f"u{i}", address=f"u{i}@bench.example",
-                    protocol="imap", plan=plan, mail_server=server, quota_bytes=100 * MIB,
-                    password_hash=password_hash, storage_path=f"bench.example/u{i}",
+                    domain=domain,
+                    local_part=f"u{i}",
+                    address=f"u{i}@bench.example",
+                    protocol="imap",
+                    plan=plan,
+                    mail_server=server,
+                    quota_bytes=100 * MIB,
+                    password_hash=password_hash,
+                    storage_path=f"bench.example/u{i}",
                 )
                 for i in range(args.mailboxes)
             ],
@@ -63,8 +68,11 @@ def main() -> None:
         )
         with smtplib.LMTP(dovecot.listen, dovecot.lmtp_port) as lmtp:
             for i in range(0, args.mailboxes, 20):
-                lmtp.sendmail("s@example.org", [f"u{i}@bench.example"],
-                              f"Subject: bench {i}\r\n\r\n{'x' * 5000}\r\n")
+                lmtp.sendmail(
+                    "s@example.org",
+                    [f"u{i}@bench.example"],
+                    f"Subject: bench {i}\r\n\r\n{'x' * 5000}\r\n",
+                )
         print(f"provisioned {args.mailboxes} mailboxes, {args.mailboxes // 20} with mail")
 
         worker = start_worker("default,poll")
@@ -83,8 +91,10 @@ def main() -> None:
 
         MailServer.objects.filter(pk=server.pk).update(doveadm_port=None)
         cold_seconds = full_poll()
-        print(f"first poll over IMAP (Dovecot creates every mailbox's folders): "
-              f"{cold_seconds:.2f} s = {args.mailboxes / cold_seconds:.0f} mailboxes/s")
+        print(
+            f"first poll over IMAP (Dovecot creates every mailbox's folders): "
+            f"{cold_seconds:.2f} s = {args.mailboxes / cold_seconds:.0f} mailboxes/s"
+        )
         imap_seconds = full_poll()
         MailServer.objects.filter(pk=server.pk).update(doveadm_port=dovecot.doveadm_port)
         postamt_seconds = full_poll()
@@ -94,7 +104,9 @@ def main() -> None:
             started = time.perf_counter()
             out = subprocess.run(
                 ["doveadm", "-c", str(dovecot.config_file), "-f", "json", "quota", "get", "-A"],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
             doveadm_seconds = min(doveadm_seconds, time.perf_counter() - started)
         users = {row["username"] for row in json.loads(out)}
@@ -102,11 +114,15 @@ def main() -> None:
 
         postamt_rate = args.mailboxes / postamt_seconds
         doveadm_rate = args.mailboxes / doveadm_seconds
-        print(f"postamt, doveadm HTTP batch: {args.mailboxes} mailboxes in {postamt_seconds:.2f} s"
-              f" = {postamt_rate:.0f} mailboxes/s (totals + every folder, stored with history)")
-        print(f"postamt, portable IMAP path ({args.concurrency} sessions): {imap_seconds:.2f} s = "
-              f"{args.mailboxes / imap_seconds:.0f} mailboxes/s (ratio "
-              f"{args.mailboxes / imap_seconds / doveadm_rate:.2f})")
+        print(
+            f"postamt, doveadm HTTP batch: {args.mailboxes} mailboxes in {postamt_seconds:.2f} s"
+            f" = {postamt_rate:.0f} mailboxes/s (totals + every folder, stored with history)"
+        )
+        print(
+            f"postamt, portable IMAP path ({args.concurrency} sessions): {imap_seconds:.2f} s = "
+            f"{args.mailboxes / imap_seconds:.0f} mailboxes/s (ratio "
+            f"{args.mailboxes / imap_seconds / doveadm_rate:.2f})"
+        )
         print(f"doveadm quota get -A: {doveadm_seconds:.2f} s = {doveadm_rate:.0f} mailboxes/s")
         print(f"poll ratio={postamt_rate / doveadm_rate:.2f} (target >= 0.50)")
     finally:

@@ -9,6 +9,7 @@ the warning rows and queues their emails on Redis. Last line:
 
     .venv/bin/python bench/warnings.py [--mailboxes N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,17 @@ def main() -> None:
     Mailbox.objects.bulk_create(
         (
             Mailbox(
-                domain=domain, local_part=f"u{i}", address=f"u{i}@bench.example",
-                protocol="imap", plan=plans[i % 3], mail_server=server, quota_bytes=quota,
-                password_hash="{ARGON2ID}x", storage_path=f"bench.example/u{i}",
-                used_bytes=int(quota * rng.uniform(0, 0.78)), usage_state="ok",
+                domain=domain,
+                local_part=f"u{i}",
+                address=f"u{i}@bench.example",
+                protocol="imap",
+                plan=plans[i % 3],
+                mail_server=server,
+                quota_bytes=quota,
+                password_hash="{ARGON2ID}x",
+                storage_path=f"bench.example/u{i}",
+                used_bytes=int(quota * rng.uniform(0, 0.78)),
+                usage_state="ok",
             )
             for i in range(args.mailboxes)
         ),

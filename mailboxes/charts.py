@@ -4,6 +4,7 @@ No JavaScript library: the server knows the samples and the quota, so it can dra
 itself. The SVG stretches to any width (``preserveAspectRatio="none"`` with non-scaling
 strokes), and every label is HTML beside it, so text stays readable on a phone.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

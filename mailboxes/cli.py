@@ -74,8 +74,7 @@ def get_domain(name: str) -> Domain:
     )
     if domain is None:
         raise CommandError(
-            _("There is no domain “%(name)s”; create it first with domain_create.")
-            % {"name": name}
+            _("There is no domain “%(name)s”; create it first with domain_create.") % {"name": name}
         )
     return domain
 

@@ -7,6 +7,7 @@ It is dropped before migrations and created after them (see apps.py), because SQ
 a table to alter it and PostgreSQL refuses to change a column a view uses: no migration has
 to know the view exists.
 """
+
 from __future__ import annotations
 
 from typing import Any

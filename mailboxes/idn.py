@@ -1,4 +1,5 @@
 """Internationalised domain names: stored as punycode, shown as Unicode (IDNA 2008, UTS 46)."""
+
 from __future__ import annotations
 
 import idna
@@ -14,9 +15,7 @@ def domain_to_ascii(name: str) -> str:
     try:
         ascii_name = idna.encode(cleaned, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
-        raise ValidationError(
-            _("“%(name)s” is not a valid domain name.") % {"name": name}
-        ) from exc
+        raise ValidationError(_("“%(name)s” is not a valid domain name.") % {"name": name}) from exc
     if len(ascii_name) > 253:
         raise ValidationError(_("A domain name has at most 253 characters."))
     return ascii_name.lower()

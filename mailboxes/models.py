@@ -3,6 +3,7 @@
 The ``dovecot_users`` view (see dovecot_view.py) is the contract with Dovecot: it reads
 passwords, protocols and quota limits from there on every login and delivery.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -55,9 +56,7 @@ class Plan(models.Model):
     keep_daily = models.PositiveSmallIntegerField(_("daily snapshots kept"), default=7)
     keep_weekly = models.PositiveSmallIntegerField(_("weekly snapshots kept"), default=4)
     keep_monthly = models.PositiveSmallIntegerField(_("monthly snapshots kept"), default=6)
-    warning_thresholds = models.JSONField(
-        _("warning thresholds (%)"), default=default_thresholds
-    )
+    warning_thresholds = models.JSONField(_("warning thresholds (%)"), default=default_thresholds)
     monthly_price = models.DecimalField(
         _("monthly price"), max_digits=8, decimal_places=2, default=Decimal("0.00")
     )
@@ -235,6 +234,7 @@ class Mailbox(models.Model):
     # Relative to the server's mail root and unique per mailbox, so an address that is deleted
     # and created again never sees the old owner's mail.
     storage_path = models.CharField(_("storage path"), max_length=400, editable=False)
+
     class UsageState(models.TextChoices):
         UNKNOWN = "unknown", _("not measured yet")
         OK = "ok", _("current")
@@ -288,7 +288,6 @@ class Mailbox(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
-
 
 
 class PollRun(models.Model):

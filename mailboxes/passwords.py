@@ -1,4 +1,5 @@
 """Mailbox passwords: hashes in a scheme Dovecot verifies itself, never clear text."""
+
 from __future__ import annotations
 
 import secrets
@@ -54,9 +55,7 @@ def validate_mailbox_password(password: str, address: str) -> None:
     errors: list[str] = []
     minimum = settings.MAILBOX_MIN_PASSWORD_LENGTH
     if len(password) < minimum:
-        errors.append(
-            _("The password must have at least %(min)d characters.") % {"min": minimum}
-        )
+        errors.append(_("The password must have at least %(min)d characters.") % {"min": minimum})
     if any(c.isspace() for c in password) or any(ord(c) < 32 for c in password):
         errors.append(_("The password must not contain spaces or control characters."))
     local_part = address.split("@", 1)[0].lower()

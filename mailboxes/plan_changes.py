@@ -45,9 +45,7 @@ def plan_change_request(
     protocol = protocol_for(plan, protocol, current=mailbox.protocol)
     note = note.strip()
     if plan.pk == mailbox.plan_id and protocol == mailbox.protocol:
-        raise ValidationError(
-            {"plan": _("This mailbox already has this plan and protocol.")}
-        )
+        raise ValidationError({"plan": _("This mailbox already has this plan and protocol.")})
     if len(note) > 1000:
         raise ValidationError({"note": _("Keep the message under 1000 characters.")})
     pending = ValidationError(

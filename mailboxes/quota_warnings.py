@@ -5,6 +5,7 @@ one conditional UPDATE per kind of change claims them. Only the evaluator whose 
 row (it leaves its ``warning_claim`` token there) creates the warning, so two evaluators at
 once send one email. Emails are sent after commit, each warning row leased before SMTP.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Reads for the staff and customer pages: one place for the joins and counts templates need."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,9 +49,7 @@ def server_list() -> QuerySet[MailServer]:
 
 
 def customer_domains(customer: Customer) -> QuerySet[Domain]:
-    return customer.domains.select_related("mail_server").annotate(
-        mailbox_count=Count("mailboxes")
-    )
+    return customer.domains.select_related("mail_server").annotate(mailbox_count=Count("mailboxes"))
 
 
 def customer_mailboxes(customer: Customer | int, *, active_only: bool = False) -> QuerySet[Mailbox]:
@@ -169,9 +168,9 @@ def servers_with_unknown_users() -> list[MailServer]:
 
 
 def pending_plan_requests() -> QuerySet[PlanChangeRequest]:
-    return PlanChangeRequest.objects.filter(
-        status=PlanChangeRequest.Status.PENDING
-    ).select_related("customer", "mailbox__domain", "mailbox__plan", "plan")
+    return PlanChangeRequest.objects.filter(status=PlanChangeRequest.Status.PENDING).select_related(
+        "customer", "mailbox__domain", "mailbox__plan", "plan"
+    )
 
 
 def plan_request_queryset() -> QuerySet[PlanChangeRequest]:
@@ -204,9 +203,7 @@ def portal_activity(customer: Customer) -> QuerySet[AuditEntry]:
 
 
 def portal_mailbox_activity(customer: Customer, mailbox: Mailbox) -> QuerySet[AuditEntry]:
-    return AuditEntry.objects.filter(
-        customer=customer, target_type="mailbox", target_id=mailbox.pk
-    )
+    return AuditEntry.objects.filter(customer=customer, target_type="mailbox", target_id=mailbox.pk)
 
 
 def plans_for_customers() -> QuerySet[Plan]:

@@ -4,6 +4,7 @@ Each function is atomic, validates with a message a hoster can act on, and write
 log in the same transaction. Dovecot reads the committed rows on the next login, so nothing
 has to be pushed to the mail server; work on the server's disk is queued after commit.
 """
+
 from __future__ import annotations
 
 import re

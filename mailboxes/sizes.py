@@ -4,6 +4,7 @@ Units are binary (1 K = 1024 bytes) whether written ``K``, ``KB`` or ``KiB``: Po
 sizes with Django's ``filesizeformat``, which is binary too, so a limit copied from one of its
 messages ("at most 10.0 GB") means the same thing when it is typed back in.
 """
+
 from __future__ import annotations
 
 import re

@@ -3,6 +3,7 @@
 Poll tasks are idempotent (samples are unique per mailbox and run), so they ack late and are
 requeued if their worker dies; ``PollRun.attempts`` caps how often that can happen.
 """
+
 from __future__ import annotations
 
 import smtplib

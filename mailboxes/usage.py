@@ -4,6 +4,7 @@ A poll measures every active mailbox of one server for one interval slot (a ``Po
 Samples are unique per (mailbox, run), so a redelivered or restarted run only measures
 what is still missing, and a killed worker leaves whole chunks or nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -234,7 +235,10 @@ def _store(run: PollRun | None, outcomes: list[Outcome]) -> int:
         UsageSample.objects.bulk_create(
             [
                 UsageSample(
-                    mailbox=m, run=run, taken_at=now, used_bytes=u.used_bytes,
+                    mailbox=m,
+                    run=run,
+                    taken_at=now,
+                    used_bytes=u.used_bytes,
                     message_count=u.message_count,
                 )
                 for u, m in measured
@@ -271,8 +275,11 @@ def _replace_changed_folders(measured: list[tuple[Usage, Mailbox]], now: datetim
     FolderUsage.objects.filter(mailbox_id__in=list(replace)).delete()
     FolderUsage.objects.bulk_create(
         FolderUsage(
-            mailbox_id=pk, name=f.name, message_count=f.message_count,
-            size_bytes=f.size_bytes, measured_at=now,
+            mailbox_id=pk,
+            name=f.name,
+            message_count=f.message_count,
+            size_bytes=f.size_bytes,
+            measured_at=now,
         )
         for pk, usage in replace.items()
         for f in usage.folders
@@ -326,7 +333,7 @@ def request_refresh(mailbox: Mailbox) -> bool:
 
 
 def pending_refreshes(now: datetime | None = None) -> list[int]:
-    """"Refresh now" requests not measured after a minute (their task was lost, e.g. to a
+    """ "Refresh now" requests not measured after a minute (their task was lost, e.g. to a
     broker outage): the sweeper's. Older than an hour they are moot; the poll has run since."""
     now = now or timezone.now()
     return list(
@@ -397,9 +404,11 @@ def forecast_days_until_full(mailbox: Mailbox, now: datetime | None = None) -> i
 
 def purge_deleted_mailbox(purge_id: int) -> bool:
     """Remove a deleted mailbox's mail where this machine holds it; idempotent."""
-    purge = StoragePurge.objects.select_related("server").filter(
-        pk=purge_id, done_at__isnull=True
-    ).first()
+    purge = (
+        StoragePurge.objects.select_related("server")
+        .filter(pk=purge_id, done_at__isnull=True)
+        .first()
+    )
     if purge is None:
         return False
     StoragePurge.objects.filter(pk=purge.pk).update(attempts=F("attempts") + 1)

@@ -21,8 +21,11 @@ def doveadm_usage(server: Server, timeout: float = 600) -> tuple[set[str], dict[
     """
     commands: list[list[object]] = [
         ["user", {"userMask": ["*"]}, "users"],
-        ["mailboxStatus", {"allUsers": True, "field": ["messages", "vsize"], "mailboxMask": ["*"]},
-         "folders"],
+        [
+            "mailboxStatus",
+            {"allUsers": True, "field": ["messages", "vsize"], "mailboxMask": ["*"]},
+            "folders",
+        ],
     ]
     answers = {tag: (kind, payload) for kind, payload, tag in _doveadm(server, commands, timeout)}
     for tag in ("users", "folders"):

@@ -3,6 +3,7 @@
 Renders a self-contained configuration (no ``conf.d``, no system service) for Dovecot 2.3 or
 2.4, whichever is installed, and runs it in the foreground on loopback ports.
 """
+
 from __future__ import annotations
 
 import base64

@@ -188,9 +188,7 @@ class MailboxSession:
 
     def _list_subscribed(self) -> list[tuple[tuple[bytes, ...], bytes | None, str]]:
         # imapclient has no call for LIST's return options; its parser reads the answer.
-        typ, data = self._imap._simple_command(
-            "LIST", '""', '"*"', "RETURN", "(SUBSCRIBED)"
-        )
+        typ, data = self._imap._simple_command("LIST", '""', '"*"', "RETURN", "(SUBSCRIBED)")
         if typ != "OK":
             raise CommandRefused(f"LIST failed: {data!r:.200}")
         typ, data = self._imap._untagged_response(typ, data, "LIST")
@@ -367,9 +365,7 @@ def _list_status(client: IMAPClient) -> list[Folder] | None:
     connection; None (use the portable path) if the answer is not what we can parse.
     """
     imap = client._imap
-    typ, _data = imap._simple_command(
-        "LIST", '""', '"*"', "RETURN", "(STATUS (MESSAGES SIZE))"
-    )
+    typ, _data = imap._simple_command("LIST", '""', '"*"', "RETURN", "(STATUS (MESSAGES SIZE))")
     imap.untagged_responses.pop("LIST", None)
     statuses = imap.untagged_responses.pop("STATUS", [])
     if typ != "OK":

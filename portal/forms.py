@@ -1,4 +1,5 @@
 """Forms of the customer portal; the services check the rules."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@
 tests/accounts/test_portal_isolation.py walks these patterns: a new route needs an entry
 there for each object id it takes, or that test fails.
 """
+
 from __future__ import annotations
 
 from django.urls import path
@@ -14,13 +15,9 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("mailboxes/<int:mailbox_id>/", views.mailbox_detail, name="mailbox_detail"),
     path("mailboxes/<int:mailbox_id>/refresh/", views.mailbox_refresh, name="mailbox_refresh"),
-    path(
-        "mailboxes/<int:mailbox_id>/password/", views.mailbox_password, name="mailbox_password"
-    ),
+    path("mailboxes/<int:mailbox_id>/password/", views.mailbox_password, name="mailbox_password"),
     path("mailboxes/<int:mailbox_id>/plan/", views.mailbox_plan, name="mailbox_plan"),
-    path(
-        "mailboxes/<int:mailbox_id>/usage.csv", views.mailbox_usage_csv, name="mailbox_usage_csv"
-    ),
+    path("mailboxes/<int:mailbox_id>/usage.csv", views.mailbox_usage_csv, name="mailbox_usage_csv"),
     path(
         "plan-requests/<int:request_id>/cancel/",
         views.plan_request_cancel,

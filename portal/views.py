@@ -9,6 +9,7 @@ One URL serves the full page or, for htmx, the partial it updates; every htmx re
 plain form or link behind it, so each action also works without JavaScript (PRG on success;
 the page again with the bound form and status 400 on an error).
 """
+
 from __future__ import annotations
 
 import csv
@@ -92,8 +93,7 @@ def _render_mailbox(
         "customer": customer,
         "password_form": password_form or MailboxPasswordForm(),
         "plan_requests": selectors.portal_plan_requests(customer).filter(mailbox=mailbox)[:10],
-        "trail": selectors.portal_mailbox_activity(customer, mailbox)
-        .select_related("actor")[:20],
+        "trail": selectors.portal_mailbox_activity(customer, mailbox).select_related("actor")[:20],
         # The backups app's own reads; its pages (restore, download) check access themselves.
         "backups": backup_selectors.mailbox_overview(mailbox),
     }
@@ -246,9 +246,7 @@ def mailbox_usage_csv(request: AuthenticatedHttpRequest, mailbox_id: int) -> Htt
         "taken_at", "used_bytes", "message_count"
     ):
         taken_at, used, count = sample
-        writer.writerow(
-            [taken_at.astimezone(UTC).isoformat(), used, count, mailbox.quota_bytes]
-        )
+        writer.writerow([taken_at.astimezone(UTC).isoformat(), used, count, mailbox.quota_bytes])
     return response
 
 

@@ -1,4 +1,5 @@
 """The Celery application; tasks live in each app's ``tasks.py``."""
+
 from __future__ import annotations
 
 import logging

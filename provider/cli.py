@@ -92,9 +92,7 @@ class ServiceCommand(BaseCommand):
                 action="store_true",
                 help=_("Set a new random password and print it once."),
             )
-        parser.add_argument(
-            "--password", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS
-        )
+        parser.add_argument("--password", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS)
 
     def emit(self, options: dict[str, Any], text: str, data: dict[str, Any]) -> None:
         if options["json"]:

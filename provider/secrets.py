@@ -1,5 +1,6 @@
 """Secrets from the environment: ``NAME``, or the file named by ``NAME_FILE`` (Docker and
 Kubernetes secrets). Settings read theirs at start; mail servers read theirs by name."""
+
 from __future__ import annotations
 
 import os

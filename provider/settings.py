@@ -2,6 +2,7 @@
 
 Secrets may also be given as ``NAME_FILE`` pointing at a file (Docker/Kubernetes secrets).
 """
+
 from __future__ import annotations
 
 import hashlib

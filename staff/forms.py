@@ -1,4 +1,5 @@
 """Staff forms: customers, their logins, domains and mailboxes; the services check the rules."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -110,7 +111,9 @@ class PasswordForm(ServiceForm):
 class QuotaForm(ServiceForm):
     service_fields = {"quota_bytes": "quota"}
 
-    quota = QuotaField(label=_("Quota"), help_text=_("For example 500M or 5G (a plain number is MB)."))
+    quota = QuotaField(
+        label=_("Quota"), help_text=_("For example 500M or 5G (a plain number is MB).")
+    )
 
     @property
     def quota_bytes(self) -> int:

@@ -1,4 +1,5 @@
 """Staff pages under /staff/; every view is wrapped in ``staff_required``."""
+
 from __future__ import annotations
 
 from django.urls import path
@@ -11,9 +12,7 @@ urlpatterns = [
     path("customers/new/", views.customer_create, name="customer_create"),
     path("customers/<int:customer_id>/", views.customer_detail, name="customer_detail"),
     path("customers/<int:customer_id>/domains/new/", views.domain_create, name="domain_create"),
-    path(
-        "customers/<int:customer_id>/mailboxes/new/", views.mailbox_create, name="mailbox_create"
-    ),
+    path("customers/<int:customer_id>/mailboxes/new/", views.mailbox_create, name="mailbox_create"),
     path(
         "customers/<int:customer_id>/users/new/",
         views.customer_user_create,

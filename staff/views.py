@@ -3,6 +3,7 @@
 Every form posts to its own URL; on success the view redirects (PRG), on a validation error it
 renders the page again with the form bound, so nothing typed is lost, and status 400.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -102,9 +103,7 @@ def customer_create(request: AuthenticatedHttpRequest) -> HttpResponse:
         except ValidationError as exc:
             form.add_service_error(exc)
         else:
-            messages.success(
-                request, _("Customer “%(name)s” created.") % {"name": customer.name}
-            )
+            messages.success(request, _("Customer “%(name)s” created.") % {"name": customer.name})
             return redirect("staff:customer_detail", customer.pk)
     return _render_dashboard(request, form, status=400)
 
@@ -154,9 +153,7 @@ def domain_create(request: AuthenticatedHttpRequest, customer_id: int) -> HttpRe
         except ValidationError as exc:
             form.add_service_error(exc)
         else:
-            messages.success(
-                request, _("Domain %(name)s added.") % {"name": domain.display_name}
-            )
+            messages.success(request, _("Domain %(name)s added.") % {"name": domain.display_name})
             return redirect("staff:customer_detail", customer.pk)
     return _render_customer(request, customer, domain_form=form, status=400)
 
@@ -231,8 +228,7 @@ def _render_mailbox(
         "customer": mailbox.customer,
         "trail": selectors.mailbox_audit_trail(mailbox),
         "password_form": password_form or PasswordForm(),
-        "quota_form": quota_form
-        or QuotaForm(initial={"quota": mailbox.quota_bytes}),
+        "quota_form": quota_form or QuotaForm(initial={"quota": mailbox.quota_bytes}),
         "plan_form": plan_form
         or PlanForm(initial={"plan": mailbox.plan_id, "protocol": mailbox.protocol}),
     }

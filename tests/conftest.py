@@ -3,6 +3,7 @@
 Unit tests need only the database. Integration tests use ``transactional_db`` because Dovecot
 and the Celery worker read the database over their own connections and see only committed rows.
 """
+
 from __future__ import annotations
 
 import email

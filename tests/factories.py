@@ -1,4 +1,5 @@
 """Test data made through the real services, as a hoster would make it."""
+
 from __future__ import annotations
 
 import itertools

@@ -26,4 +26,3 @@ def test_every_recorded_action_has_a_label():
 
     assert {"mailbox.create", "mailbox.suspend", "backup.browse"} <= actions  # the scan works
     assert actions - set(ACTION_LABELS) == set()
-

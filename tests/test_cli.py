@@ -1,4 +1,5 @@
 """The provisioning commands: a hoster's scripts create and change everything through them."""
+
 from __future__ import annotations
 
 import getpass
@@ -331,9 +332,7 @@ def test_mailbox_create_json_includes_a_generated_password(domain: Domain, plan:
 def test_mailbox_create_on_an_idn_domain_shows_the_login(server: MailServer, plan: Plan) -> None:
     make_domain(name="müller.example")
 
-    out = run(
-        "mailbox_create anna@MÜLLER.example --plan 'IMAP Pro' --password-stdin", NEW_PASSWORD
-    )
+    out = run("mailbox_create anna@MÜLLER.example --plan 'IMAP Pro' --password-stdin", NEW_PASSWORD)
 
     assert Mailbox.objects.get().address == "anna@xn--mller-kva.example"
     assert "anna@müller.example (login anna@xn--mller-kva.example)" in out

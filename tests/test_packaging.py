@@ -20,8 +20,18 @@ def wheel_files(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     build = tmp_path_factory.mktemp("build")
     shutil.copytree(ROOT, build / "src", ignore=shutil.ignore_patterns(".venv", "var", ".git"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(build / "src")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(build / "src"),
+        ],
         check=True,
     )
     (wheel,) = out.glob("postamt-*.whl")

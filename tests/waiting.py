@@ -11,7 +11,9 @@ import pytest
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], what: str, timeout: float = 10, interval: float = 0.05) -> T:
+def wait_for(
+    condition: Callable[[], T], what: str, timeout: float = 10, interval: float = 0.05
+) -> T:
     """``condition()``'s first truthy value; fails naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):

@@ -1,4 +1,5 @@
 """A real Celery worker process, for tests that kill one (the embedded worker thread can't be)."""
+
 from __future__ import annotations
 
 import subprocess

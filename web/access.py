@@ -2,6 +2,7 @@
 
 A view behind one of them (or ``login_required``) is annotated with
 ``web.http.AuthenticatedHttpRequest``: the guard is what makes its user a logged-in ``User``."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,5 +1,6 @@
 """Forms both audiences use: logging in, choosing a password, and the base class that takes a
 service's errors."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -84,7 +85,7 @@ class LoginForm(AuthenticationForm):
 
 
 class SetPasswordLinkForm(PasswordResetForm):
-    """"Forgot your password?", also for customer users who never chose one.
+    """ "Forgot your password?", also for customer users who never chose one.
 
     Django leaves out users with an unusable password; ours get one on purpose when staff
     create them, and asking again here is how an expired invitation is replaced. Staff
@@ -118,6 +119,8 @@ class ChoosePasswordForm(SetPasswordForm):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
         self.fields["new_password1"].widget.attrs["autocomplete"] = "new-password"
+
+
 class PlanChoiceField(forms.ModelChoiceField):
     """Plans named with what tells them apart when choosing: protocols and largest quota."""
 

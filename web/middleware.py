@@ -1,4 +1,5 @@
 """The customer's language for the portal pages."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,5 +1,6 @@
 """The front page, logging in and out, choosing a password through an emailed link, and the
 addresses of pages that moved."""
+
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
@@ -31,7 +32,9 @@ account_patterns = [
     ),
     path(
         "password/reset/sent/",
-        auth_views.PasswordResetDoneView.as_view(template_name="registration/password_reset_done.html"),
+        auth_views.PasswordResetDoneView.as_view(
+            template_name="registration/password_reset_done.html"
+        ),
         name="password_reset_done",
     ),
     path(

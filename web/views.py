@@ -1,4 +1,5 @@
 """The pages every visitor shares: the front page, and what Django's login views need more of."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,7 +9,9 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.template.response import SimpleTemplateResponse
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -60,17 +63,17 @@ class ChoosePasswordView(auth_views.PasswordResetConfirmView):
     the link names the user. The switcher's choice, as everywhere, wins.
     """
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         user = self.get_user(kwargs["uidb64"])
         language = user.customer.language if user is not None and user.customer else None
         if (
-            language in dict(settings.LANGUAGES)
-            and settings.LANGUAGE_COOKIE_NAME not in request.COOKIES
+            language not in dict(settings.LANGUAGES)
+            or settings.LANGUAGE_COOKIE_NAME in request.COOKIES
         ):
-            with translation.override(language):
-                request.LANGUAGE_CODE = language
-                response = super().dispatch(request, *args, **kwargs)
-                if hasattr(response, "render"):
-                    response.render()
-                return response
-        return super().dispatch(request, *args, **kwargs)
+            return super().dispatch(request, *args, **kwargs)
+        with translation.override(language):
+            request.LANGUAGE_CODE = language
+            response = super().dispatch(request, *args, **kwargs)
+            if isinstance(response, SimpleTemplateResponse):
+                response.render()  # while the language is still the customer's
+            return response

@@ -1,4 +1,5 @@
 """Guessing passwords is slowed down: failures lock an account out for a while, per address."""
+
 from __future__ import annotations
 
 import pytest

@@ -3,6 +3,7 @@
 Screenshots go to ``test-artifacts/e2e/`` (git-ignored): the key screens of every run, and
 the page as it was when a test failed.
 """
+
 from __future__ import annotations
 
 import re

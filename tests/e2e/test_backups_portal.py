@@ -1,5 +1,6 @@
 """A customer restores a backup in a real Chromium and watches it progress, then finds the
 mail back over IMAP. The backup and the restore run on the real Celery worker."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,12 +29,20 @@ MESSAGES = 1000
 
 
 def test_customer_restores_a_backup_with_live_progress(
-    page: Page, live_server, dovecot, mail_server, celery_worker, restore_side, shot  # type: ignore[no-untyped-def]
+    page: Page,
+    live_server,
+    dovecot,
+    mail_server,
+    celery_worker,
+    restore_side,
+    shot,  # type: ignore[no-untyped-def]
 ) -> None:
     customer = make_customer("Bäckerei Müller")
     mailbox = make_mailbox("anna", domain=make_domain(customer, "baeckerei-restore.example"))
     User.objects.create_user(
-        "inhaber@example.org", email="inhaber@example.org", password=USER_PASSWORD,
+        "inhaber@example.org",
+        email="inhaber@example.org",
+        password=USER_PASSWORD,
         customer=customer,
     )
     with imap(dovecot, mailbox.address) as client:
@@ -74,7 +83,13 @@ def test_customer_restores_a_backup_with_live_progress(
 
 
 def test_customer_picks_two_messages_from_a_backup_and_gets_them_back(
-    page: Page, live_server, dovecot, mail_server, celery_worker, restore_side, shot  # type: ignore[no-untyped-def]
+    page: Page,
+    live_server,
+    dovecot,
+    mail_server,
+    celery_worker,
+    restore_side,
+    shot,  # type: ignore[no-untyped-def]
 ) -> None:
     customer = make_customer("Café Zucker")
     mailbox = make_mailbox("ben", domain=make_domain(customer, "cafe-restore.example"))
@@ -108,7 +123,13 @@ def test_customer_picks_two_messages_from_a_backup_and_gets_them_back(
 
 
 def test_customer_restores_a_deleted_mailbox_into_its_successor(
-    page: Page, live_server, dovecot, mail_server, celery_worker, restore_side, shot  # type: ignore[no-untyped-def]
+    page: Page,
+    live_server,
+    dovecot,
+    mail_server,
+    celery_worker,
+    restore_side,
+    shot,  # type: ignore[no-untyped-def]
 ) -> None:
     customer = make_customer("Blumen Berta")
     domain = make_domain(customer, "blumen-restore.example")

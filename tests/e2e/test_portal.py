@@ -1,5 +1,6 @@
 """The customer portal in a real Chromium against the live server, the real Dovecot and a
 real Celery worker: log in, see the quota, change a mailbox password, log in over IMAP."""
+
 from __future__ import annotations
 
 import re
@@ -48,7 +49,9 @@ def shop(mail_server: MailServer):  # type: ignore[no-untyped-def]
     domain = make_domain(customer, "baeckerei-e2e.example")
     mailbox = make_mailbox("anna", domain=domain, plan=make_plan(protocol="imap", name="IMAP S"))
     user = User.objects.create_user(
-        "inhaber@example.org", email="inhaber@example.org", password=USER_PASSWORD,
+        "inhaber@example.org",
+        email="inhaber@example.org",
+        password=USER_PASSWORD,
         customer=customer,
     )
     return customer, mailbox, user
@@ -62,7 +65,13 @@ def log_in(page: Page, base_url: str, email: str, password: str) -> None:
 
 
 def test_customer_sees_quota_changes_password_and_logs_in_over_imap(
-    page: Page, live_server, dovecot, shop, deliver, celery_worker, shot  # type: ignore[no-untyped-def]
+    page: Page,
+    live_server,
+    dovecot,
+    shop,
+    deliver,
+    celery_worker,
+    shot,  # type: ignore[no-untyped-def]
 ) -> None:
     _customer, mailbox, _user = shop
     deliver(mailbox.address, message(300_000))
@@ -110,13 +119,18 @@ def test_customer_sees_quota_changes_password_and_logs_in_over_imap(
 
 
 def test_german_overview_and_the_phone_layout(
-    page: Page, live_server, shop, shot  # type: ignore[no-untyped-def]
+    page: Page,
+    live_server,
+    shop,
+    shot,  # type: ignore[no-untyped-def]
 ) -> None:
     from mailboxes.models import MIB, Mailbox
 
     _customer, mailbox, _user = shop
     Mailbox.objects.filter(pk=mailbox.pk).update(
-        used_bytes=96 * MIB, message_count=1200, usage_state="ok",
+        used_bytes=96 * MIB,
+        message_count=1200,
+        usage_state="ok",
         usage_checked_at=mailbox.created_at,
     )
     log_in(page, live_server.url, "inhaber@example.org", USER_PASSWORD)
@@ -141,7 +155,11 @@ def test_german_overview_and_the_phone_layout(
 
 
 def test_invited_user_chooses_a_password_from_the_email(
-    page: Page, live_server, shop, settings, shot  # type: ignore[no-untyped-def]
+    page: Page,
+    live_server,
+    shop,
+    settings,
+    shot,  # type: ignore[no-untyped-def]
 ) -> None:
     customer, mailbox, _user = shop
     settings.SITE_URL = live_server.url
@@ -164,7 +182,10 @@ def test_invited_user_chooses_a_password_from_the_email(
 
 
 def test_staff_usage_view_switches_the_chart_range(
-    page: Page, live_server, shop, shot  # type: ignore[no-untyped-def]
+    page: Page,
+    live_server,
+    shop,
+    shot,  # type: ignore[no-untyped-def]
 ) -> None:
     from datetime import timedelta
 

@@ -36,8 +36,17 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
-             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
         )
         wait_for(lambda: _answers(self.url), "the private Redis to answer")
@@ -83,7 +92,13 @@ def timed_post(client: Client, url: str, data: dict | None = None) -> tuple[int,
 
 
 def test_with_the_broker_down_pages_answer_and_the_work_is_done_once_it_is_back(
-    client: Client, private_broker: PrivateRedis, dovecot, mail_server, deliver, smtp_server, settings
+    client: Client,
+    private_broker: PrivateRedis,
+    dovecot,
+    mail_server,
+    deliver,
+    smtp_server,
+    settings,
 ):
     client.force_login(User.objects.create_user("hanna", is_staff=True))
     customer = make_customer("Bäckerei")
@@ -94,8 +109,11 @@ def test_with_the_broker_down_pages_answer_and_the_work_is_done_once_it_is_back(
 
     private_broker.stop()
     answers = [
-        timed_post(client, reverse("staff:customer_user_create", args=[customer.pk]),
-                   {"email": "neu@example.org"}),
+        timed_post(
+            client,
+            reverse("staff:customer_user_create", args=[customer.pk]),
+            {"email": "neu@example.org"},
+        ),
         timed_post(client, reverse("staff:mailbox_refresh", args=[anna.pk])),
         timed_post(client, reverse("staff:mailbox_quota", args=[anna.pk]), {"quota": 300}),
         timed_post(client, reverse("staff:mailbox_delete", args=[bert.pk])),
@@ -137,8 +155,11 @@ def test_with_the_broker_down_pages_answer_and_the_work_is_done_once_it_is_back(
         ):
             app.send_task(task)
 
-        wait_for(lambda: any("neu@example.org" in m["To"] for m in smtp_server.messages),
-                 "the invitation", timeout=30)
+        wait_for(
+            lambda: any("neu@example.org" in m["To"] for m in smtp_server.messages),
+            "the invitation",
+            timeout=30,
+        )
         wait_for(lambda: Mailbox.objects.get(pk=anna.pk).used_bytes, "the refresh", timeout=30)
         wait_for(lambda: StoragePurge.objects.get().done_at, "the purge", timeout=30)
     finally:

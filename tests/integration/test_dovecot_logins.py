@@ -1,4 +1,5 @@
 """Provision through the services, then log in over real IMAP and POP3 against Dovecot."""
+
 from __future__ import annotations
 
 import poplib

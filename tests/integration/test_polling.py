@@ -1,4 +1,5 @@
 """Usage polling against the real Dovecot, through a real Celery worker on Redis."""
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,9 @@ def message(subject: str, body_size: int) -> bytes:
 def doveadm_quota(dovecot, address: str) -> int:
     out = subprocess.run(
         ["doveadm", "-c", str(dovecot.config_file), "-f", "json", "quota", "get", "-u", address],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     storage = next(row for row in json.loads(out) if row["type"] == "STORAGE")
     return int(storage["value"]) * 1024
@@ -336,9 +339,15 @@ def test_a_worker_killed_mid_poll_leaves_whole_chunks_and_the_redelivery_complet
     password_hash = hash_password(PASSWORD)
     Mailbox.objects.bulk_create(
         Mailbox(
-            domain=domain, local_part=f"u{i}", address=f"u{i}@{domain.name}", protocol="imap",
-            plan=plan, mail_server=mail_server, quota_bytes=plan.default_quota_bytes,
-            password_hash=password_hash, storage_path=f"{domain.name}/u{i}",
+            domain=domain,
+            local_part=f"u{i}",
+            address=f"u{i}@{domain.name}",
+            protocol="imap",
+            plan=plan,
+            mail_server=mail_server,
+            quota_bytes=plan.default_quota_bytes,
+            password_hash=password_hash,
+            storage_path=f"{domain.name}/u{i}",
         )
         for i in range(399)
     )

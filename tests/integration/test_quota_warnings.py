@@ -1,4 +1,5 @@
 """Quota warnings end to end: LMTP delivery, polling by a real worker, real SMTP."""
+
 from __future__ import annotations
 
 import smtplib
@@ -48,7 +49,14 @@ def poll_now() -> None:
     ],
 )
 def test_filling_a_real_mailbox_sends_exactly_the_expected_emails(
-    dovecot, mail_server, celery_worker, deliver, smtp_server, language, subject_80, subject_95,
+    dovecot,
+    mail_server,
+    celery_worker,
+    deliver,
+    smtp_server,
+    language,
+    subject_80,
+    subject_95,
     advice,
 ):
     customer = make_customer("Bäckerei Müller", language=language)
@@ -70,8 +78,11 @@ def test_filling_a_real_mailbox_sends_exactly_the_expected_emails(
     # The poll and its evaluation are over: no third warning was made, so none can be sent.
     assert QuotaWarning.objects.count() == 2
 
-    wait_for(lambda: not QuotaWarning.objects.exclude(status=QuotaWarning.Status.SENT).exists(),
-             "both warnings sent", timeout=20)
+    wait_for(
+        lambda: not QuotaWarning.objects.exclude(status=QuotaWarning.Status.SENT).exists(),
+        "both warnings sent",
+        timeout=20,
+    )
     assert len(smtp_server.messages) == 2
     first, second = smtp_server.messages
     assert first["To"] == customer.contact_email
@@ -97,9 +108,7 @@ def test_lowering_the_quota_warns_without_new_mail(
     assert "is 9" in smtp_server.messages[0]["Subject"]  # ~93 % of the new 1 MiB
 
 
-def test_two_evaluations_at_once_send_one_email(
-    dovecot, mail_server, celery_worker, smtp_server
-):
+def test_two_evaluations_at_once_send_one_email(dovecot, mail_server, celery_worker, smtp_server):
     mailbox = make_mailbox("anna", quota_bytes=MIB)
     Mailbox.objects.filter(pk=mailbox.pk).update(
         used_bytes=int(MIB * 0.9), usage_state=Mailbox.UsageState.OK
@@ -122,8 +131,11 @@ def test_two_evaluations_at_once_send_one_email(
 
     assert sorted(len(r) for r in results) == [0, 1]
     assert QuotaWarning.objects.count() == 1  # one warning, and a warning is sent once
-    wait_for(lambda: QuotaWarning.objects.get().status == QuotaWarning.Status.SENT,
-             "the warning sent", timeout=20)
+    wait_for(
+        lambda: QuotaWarning.objects.get().status == QuotaWarning.Status.SENT,
+        "the warning sent",
+        timeout=20,
+    )
     assert len(smtp_server.messages) == 1
 
 
@@ -143,8 +155,11 @@ def test_smtp_down_then_up_sends_once(dovecot, mail_server, celery_worker, smtp_
         created_at=warning.created_at.replace(year=2000), lease_until=None
     )
     send_pending_warnings.delay().get(timeout=30)  # the sweeper, as beat runs it
-    wait_for(lambda: QuotaWarning.objects.get(pk=warning_id).status == QuotaWarning.Status.SENT,
-             "the warning sent", timeout=20)
+    wait_for(
+        lambda: QuotaWarning.objects.get(pk=warning_id).status == QuotaWarning.Status.SENT,
+        "the warning sent",
+        timeout=20,
+    )
     assert len(smtp_server.messages) == 1
     assert QuotaWarning.objects.get(pk=warning_id).attempts >= 2
 

@@ -1,4 +1,5 @@
 """A real Celery worker on Redis reads a mailbox through Dovecot's master login."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The warning engine: once per crossing, highest only, hysteresis, reminders, never stale."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -23,7 +24,8 @@ def mailbox(django_capture_on_commit_callbacks):
 
 def use(mailbox: Mailbox, percent: float, state: str = Mailbox.UsageState.OK) -> None:
     Mailbox.objects.filter(pk=mailbox.pk).update(
-        used_bytes=int(mailbox.quota_bytes * percent / 100), usage_state=state,
+        used_bytes=int(mailbox.quota_bytes * percent / 100),
+        usage_state=state,
         usage_checked_at=timezone.now(),
     )
 

@@ -1,4 +1,5 @@
 """Provisioning services: validation messages, atomicity and the audit trail."""
+
 from __future__ import annotations
 
 import pytest
@@ -128,8 +129,12 @@ def test_create_is_audited_with_actor_and_ip() -> None:
     staff = User.objects.create_user("staff", password="x", is_staff=True)
     domain = make_domain()
     mailbox = mailbox_create(
-        domain=domain, local_part="anna", password=PASSWORD, plan=make_plan(),
-        actor=staff, ip="192.0.2.7",
+        domain=domain,
+        local_part="anna",
+        password=PASSWORD,
+        plan=make_plan(),
+        actor=staff,
+        ip="192.0.2.7",
     )
     entry = AuditEntry.objects.get(action="mailbox.create")
     assert (entry.actor, entry.actor_name, entry.ip_address) == (staff, "staff", "192.0.2.7")
@@ -200,8 +205,13 @@ def test_every_problem_is_reported_at_once() -> None:
     plan = make_plan(protocol="pop3", max_quota_bytes=GIB)
     with pytest.raises(ValidationError) as exc:
         mailbox_create(
-            domain=make_domain(), local_part="an..na", password="short", plan=plan,
-            protocol="imap", quota_bytes=2 * GIB, actor="test",
+            domain=make_domain(),
+            local_part="an..na",
+            password="short",
+            plan=plan,
+            protocol="imap",
+            quota_bytes=2 * GIB,
+            actor="test",
         )
     assert set(exc.value.message_dict) == {"local_part", "protocol", "quota_bytes", "password"}
 

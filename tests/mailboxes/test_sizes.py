@@ -1,4 +1,5 @@
 """parse_size: the sizes hosters type for quotas."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -1,4 +1,5 @@
 """History thinning and the "full in about N days" forecast."""
+
 from __future__ import annotations
 
 from datetime import timedelta

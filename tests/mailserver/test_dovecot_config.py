@@ -3,6 +3,7 @@
 Only the installed Dovecot (2.3 on Debian 12) can check its own file here; the 2.4 template is run
 against Debian 13's real Dovecot by scripts/check-dovecot-2.4.sh (see docs/dovecot.md).
 """
+
 from __future__ import annotations
 
 import os
@@ -142,7 +143,7 @@ def test_24_pgsql_block(root: Path) -> None:
         'dbname = "postamt"',
         'user = "dovecot"',
         # Quoted and escaped: unquoted, Dovecot would cut the password at "#".
-        "password = \"se#cret \\'q\\\\\"",
+        'password = "se#cret \\\'q\\\\"',
         "}",
     ]
     assert "sqlite_path" not in text

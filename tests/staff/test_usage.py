@@ -214,9 +214,7 @@ def test_dashboard_says_which_servers_were_checked_for_users_postamt_lacks(
 
     assert "<strong>checked</strong>: none: every user it has is a mailbox in Postamt." in drift
     assert "<strong>waiting</strong>: not checked yet" in drift
-    assert (
-        "<strong>imap-only</strong>: not checked: the check needs the doveadm HTTP API" in drift
-    )
+    assert "<strong>imap-only</strong>: not checked: the check needs the doveadm HTTP API" in drift
     assert drift.count("doveadm HTTP API") == 1
     german = client.get(reverse("staff:dashboard"), HTTP_ACCEPT_LANGUAGE="de").content.decode()
     assert "<strong>checked</strong>: keine: Jeder Benutzer dort ist ein Postfach" in german

@@ -1,4 +1,5 @@
 """The staff pages: access control, every form's happy and unhappy path, and German rendering."""
+
 from __future__ import annotations
 
 import re

@@ -56,9 +56,7 @@ class RestoreForm(ServiceForm):
         super().__init__(*args, **kwargs)
         folder = self.fields["folder"]
         assert isinstance(folder, forms.ChoiceField)
-        folder.choices = [("", "—")] + [
-            (name, f"{name} ({count})") for name, count in folders
-        ]
+        folder.choices = [("", "—")] + [(name, f"{name} ({count})") for name, count in folders]
         if targets is not None:
             self.fields["into_mailbox"] = into_mailbox_field(targets)
             self.order_fields(["into_mailbox"])

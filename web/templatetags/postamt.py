@@ -1,4 +1,5 @@
 """Template filters that turn stored codes and numbers into words for the pages."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -61,7 +62,7 @@ NOTIFICATION_FIELD_LABELS = {
 
 @register.filter
 def ago(moment: datetime | None) -> str:
-    """"5 minutes ago", or "just now" for less than a minute: "0 minutes ago" reads as an error."""
+    """ "5 minutes ago", or "just now" for less than a minute: "0 minutes ago" reads as an error."""
     if moment is None:
         return ""
     if timezone.now() - moment < timedelta(minutes=1):
@@ -101,9 +102,9 @@ def audit_summary(entry: AuditEntry) -> str:
             return str(details["folder"])
         if entry.action == "backup.restore":
             if details.get("messages"):
-                return ngettext(
-                    "%(count)d message", "%(count)d messages", details["messages"]
-                ) % {"count": details["messages"]}
+                return ngettext("%(count)d message", "%(count)d messages", details["messages"]) % {
+                    "count": details["messages"]
+                }
             return str(details.get("folder") or "")
         if entry.action == "mailbox.plan":
             old, new = details["old"], details["new"]

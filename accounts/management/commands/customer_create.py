@@ -1,4 +1,5 @@
 """``manage.py customer_create``: add a customer; prints its id for the next commands."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,6 @@
 """``manage.py customer_user_create``: give a customer a portal login; the person gets an
 email with a link to choose the password (nobody else ever knows it)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """``manage.py domain_create``: add a customer's mail domain (Unicode or punycode)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Render and run the private Dovecot instance configured in settings.DOVECOT."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """``manage.py mailbox_create``: add a mailbox; generates and prints a password unless given one."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """``manage.py mailbox_delete``: remove a mailbox and, soon after, its mail."""
+
 from __future__ import annotations
 
 from typing import Any

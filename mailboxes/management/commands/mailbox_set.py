@@ -1,4 +1,5 @@
 """``manage.py mailbox_set``: change a mailbox's password, quota, plan, protocol or status."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -61,9 +62,7 @@ class Command(ServiceCommand):
             action="store_true",
             help=_("Refuse logins from now on; mail still arrives."),
         )
-        status.add_argument(
-            "--reactivate", action="store_true", help=_("Allow logins again.")
-        )
+        status.add_argument("--reactivate", action="store_true", help=_("Allow logins again."))
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not any(options[name] for name in CHANGES):
@@ -98,6 +97,4 @@ class Command(ServiceCommand):
                 self.call(mailbox_reactivate, mailbox=mailbox)
         self.stdout.write(_("Changed mailbox %(summary)s.") % {"summary": mailbox_summary(mailbox)})
         if options["generate_password"]:
-            self.stdout.write(
-                _("Password (shown only now): %(password)s") % {"password": password}
-            )
+            self.stdout.write(_("Password (shown only now): %(password)s") % {"password": password})

@@ -1,4 +1,5 @@
 """``manage.py mailserver_save``: register a Dovecot server, or change how it is reached."""
+
 from __future__ import annotations
 
 import argparse

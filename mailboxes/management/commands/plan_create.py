@@ -1,4 +1,5 @@
 """``manage.py plan_create``: add a plan that mailboxes can be put on."""
+
 from __future__ import annotations
 
 from decimal import Decimal

@@ -3,6 +3,7 @@
 Safe to run again: existing objects are kept and their passwords reset, so the credentials
 printed are always the ones that work.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -28,12 +29,33 @@ ACTOR = "seed_demo"
 PLANS = [
     # The seed's tiers: POP3 is the cheap one that needs little storage; IMAP is paid and backed up.
     # Each allows the protocol its name says, and only that one.
-    dict(name="POP3 Basic", allows_imap=False, allows_pop3=True, default_quota_bytes=500 * MIB,
-         max_quota_bytes=2 * GIB, backup_enabled=False, monthly_price=Decimal("0.00")),
-    dict(name="IMAP Standard", allows_imap=True, allows_pop3=False, default_quota_bytes=5 * GIB,
-         max_quota_bytes=20 * GIB, backup_enabled=True, monthly_price=Decimal("3.90")),
-    dict(name="IMAP Business", allows_imap=True, allows_pop3=False, default_quota_bytes=25 * GIB,
-         max_quota_bytes=100 * GIB, backup_enabled=True, monthly_price=Decimal("8.90")),
+    dict(
+        name="POP3 Basic",
+        allows_imap=False,
+        allows_pop3=True,
+        default_quota_bytes=500 * MIB,
+        max_quota_bytes=2 * GIB,
+        backup_enabled=False,
+        monthly_price=Decimal("0.00"),
+    ),
+    dict(
+        name="IMAP Standard",
+        allows_imap=True,
+        allows_pop3=False,
+        default_quota_bytes=5 * GIB,
+        max_quota_bytes=20 * GIB,
+        backup_enabled=True,
+        monthly_price=Decimal("3.90"),
+    ),
+    dict(
+        name="IMAP Business",
+        allows_imap=True,
+        allows_pop3=False,
+        default_quota_bytes=25 * GIB,
+        max_quota_bytes=100 * GIB,
+        backup_enabled=True,
+        monthly_price=Decimal("8.90"),
+    ),
 ]
 
 
@@ -55,7 +77,9 @@ class Command(BaseCommand):
             staff.save()
 
         customer = Customer.objects.filter(name="Demo Bäckerei Müller").first() or customer_create(
-            name="Demo Bäckerei Müller", contact_email="inhaber@example.org", language="de",
+            name="Demo Bäckerei Müller",
+            contact_email="inhaber@example.org",
+            language="de",
             actor=ACTOR,
         )
         domain_name = "bäckerei-müller-demo.example"
@@ -73,8 +97,12 @@ class Command(BaseCommand):
             mailbox = Mailbox.objects.filter(domain=domain, local_part=local_part).first()
             if mailbox is None:
                 mailbox = mailbox_create(
-                    domain=domain, local_part=local_part, password=password,
-                    plan=plans[plan_name], protocol=protocol, actor=ACTOR,
+                    domain=domain,
+                    local_part=local_part,
+                    password=password,
+                    plan=plans[plan_name],
+                    protocol=protocol,
+                    actor=ACTOR,
                 )
             else:
                 mailbox_set_password(mailbox=mailbox, password=password, actor=ACTOR)
