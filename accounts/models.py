@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -43,6 +44,13 @@ class Customer(models.Model):
         _("also put warnings into the mailbox"),
         default=False,
         help_text=_("A copy goes into the mailbox itself while it still has room."),
+    )
+    storage_allowance_bytes = models.BigIntegerField(
+        _("storage allowance (bytes)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("What the quotas of all its mailboxes may add up to; empty: no limit."),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 

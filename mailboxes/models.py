@@ -188,6 +188,13 @@ class Domain(models.Model):
     mail_server = models.ForeignKey(
         MailServer, verbose_name=_("mail server"), on_delete=models.PROTECT, related_name="domains"
     )
+    storage_allowance_bytes = models.BigIntegerField(
+        _("storage allowance (bytes)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("What the quotas of all its mailboxes may add up to; empty: no limit."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

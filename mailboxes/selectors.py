@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -49,7 +49,10 @@ def server_list() -> QuerySet[MailServer]:
 
 
 def customer_domains(customer: Customer) -> QuerySet[Domain]:
-    return customer.domains.select_related("mail_server").annotate(mailbox_count=Count("mailboxes"))
+    return customer.domains.select_related("mail_server").annotate(
+        mailbox_count=Count("mailboxes"),
+        allocated_bytes=Coalesce(Sum("mailboxes__quota_bytes"), 0),
+    )
 
 
 def customer_mailboxes(customer: Customer | int, *, active_only: bool = False) -> QuerySet[Mailbox]:

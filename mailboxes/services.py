@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import slug_re, validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -177,6 +179,7 @@ def mailbox_create(
     password_hash = hash_password(password)  # slow on purpose: keep it outside the transaction
     try:
         with transaction.atomic():
+            check_storage_allowance(domain, quota_bytes)
             mailbox = Mailbox.objects.create(
                 domain=domain,
                 local_part=local_part,
@@ -204,6 +207,108 @@ def mailbox_create(
     return mailbox
 
 
+# --- Storage allowances (quota pools) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """How much of an allowance the quotas of the mailboxes take."""
+
+    allocated_bytes: int
+    allowance_bytes: int | None
+
+    @property
+    def left_bytes(self) -> int | None:
+        if self.allowance_bytes is None:
+            return None
+        return max(0, self.allowance_bytes - self.allocated_bytes)
+
+
+def allocation(owner: Customer | Domain) -> Allocation:
+    """The sum of the quotas of a customer's or a domain's mailboxes (suspended ones too: they
+    keep their mail), against its allowance."""
+    mailboxes = customer_mailboxes(owner) if isinstance(owner, Customer) else owner.mailboxes.all()
+    allocated = mailboxes.aggregate(total=Sum("quota_bytes"))["total"] or 0
+    allowance = (
+        type(owner).objects.values_list("storage_allowance_bytes", flat=True).get(pk=owner.pk)
+    )
+    return Allocation(allocated, allowance)
+
+
+def check_storage_allowance(
+    domain: Domain, quota_bytes: int, *, replacing: Mailbox | None = None
+) -> None:
+    """Refuse a quota that would take the domain or its customer past its storage allowance.
+
+    The one rule for pages, CLI, import and API. Locks the customer's row for the rest of the
+    transaction, so two mailboxes created at once cannot both fit into the last gigabyte.
+    """
+    customer = Customer.objects.select_for_update().get(pk=domain.customer_id)
+    domain = Domain.objects.get(pk=domain.pk)
+    for owner, name in (
+        (domain, _("the domain %(name)s") % {"name": domain.display_name}),
+        (customer, _("the customer %(name)s") % {"name": customer.name}),
+    ):
+        if owner.storage_allowance_bytes is None:
+            continue
+        taken = allocation(owner).allocated_bytes - (replacing.quota_bytes if replacing else 0)
+        if taken + quota_bytes > owner.storage_allowance_bytes:
+            raise ValidationError(
+                {
+                    "quota_bytes": _(
+                        "The storage allowance of %(owner)s is %(allowance)s and %(left)s of it "
+                        "is left; this quota needs %(quota)s."
+                    )
+                    % {
+                        "owner": name,
+                        "allowance": filesizeformat(owner.storage_allowance_bytes),
+                        "left": filesizeformat(max(0, owner.storage_allowance_bytes - taken)),
+                        "quota": filesizeformat(quota_bytes),
+                    }
+                }
+            )
+
+
+@transaction.atomic
+def storage_allowance_set(
+    *,
+    owner: Customer | Domain,
+    allowance_bytes: int | None,
+    actor: Actor,
+    ip: str | None = None,
+) -> Customer | Domain:
+    """Give a customer or a domain a storage allowance (None: no limit), never below what its
+    mailboxes' quotas already take."""
+    owner = type(owner).objects.select_for_update().get(pk=owner.pk)
+    if allowance_bytes is not None:
+        allocated = allocation(owner).allocated_bytes
+        if allowance_bytes < allocated:
+            raise ValidationError(
+                {
+                    "allowance_bytes": _(
+                        "%(allocated)s is already given to its mailboxes' quotas: lower those "
+                        "first, or allow at least that much."
+                    )
+                    % {"allocated": filesizeformat(allocated)}
+                }
+            )
+    old = owner.storage_allowance_bytes
+    if old != allowance_bytes:
+        owner.storage_allowance_bytes = allowance_bytes
+        owner.save(update_fields=["storage_allowance_bytes"])
+        customer = owner if isinstance(owner, Customer) else owner.customer
+        audit.record(
+            "storage.allowance",
+            owner,
+            actor=actor,
+            ip=ip,
+            customer=customer,
+            old=old,
+            new=allowance_bytes,
+        )
+    return owner
+
+
 def mailbox_set_password(
     *, mailbox: Mailbox, password: str, actor: Actor, ip: str | None = None
 ) -> Mailbox:
@@ -223,6 +328,8 @@ def mailbox_set_quota(
 ) -> Mailbox:
     _check_quota(quota_bytes, mailbox.plan)
     old = mailbox.quota_bytes
+    if quota_bytes > old:  # less is always allowed, even in a pool over its allowance
+        check_storage_allowance(mailbox.domain, quota_bytes, replacing=mailbox)
     mailbox.quota_bytes = quota_bytes
     mailbox.save(update_fields=["quota_bytes", "updated_at"])
     audit.record(

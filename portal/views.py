@@ -68,6 +68,7 @@ def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = {
         "customer": customer,
         "mailboxes": selectors.customer_mailboxes(customer),
+        "allocation": services.allocation(customer),
         "pending_requests": selectors.portal_plan_requests(customer).filter(
             status=PlanChangeRequest.Status.PENDING
         ),

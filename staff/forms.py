@@ -104,6 +104,18 @@ class MailboxCreateForm(ServiceForm):
         return quota
 
 
+class StorageAllowanceForm(ServiceForm):
+    """A customer's or a domain's storage allowance: what its mailboxes' quotas may add up to."""
+
+    service_fields = {"allowance_bytes": "allowance"}
+
+    allowance = QuotaField(
+        label=_("Storage allowance"),
+        required=False,
+        help_text=_("For example 50G. Empty: no limit."),
+    )
+
+
 class PasswordForm(ServiceForm):
     password = _password_field(_("New password"))
 

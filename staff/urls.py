@@ -12,6 +12,12 @@ urlpatterns = [
     path("customers/new/", views.customer_create, name="customer_create"),
     path("customers/<int:customer_id>/", views.customer_detail, name="customer_detail"),
     path("customers/<int:customer_id>/domains/new/", views.domain_create, name="domain_create"),
+    path(
+        "customers/<int:customer_id>/allowance/",
+        views.customer_allowance,
+        name="customer_allowance",
+    ),
+    path("domains/<int:domain_id>/allowance/", views.domain_allowance, name="domain_allowance"),
     path("customers/<int:customer_id>/mailboxes/new/", views.mailbox_create, name="mailbox_create"),
     path(
         "customers/<int:customer_id>/users/new/",

@@ -23,7 +23,7 @@ from accounts import services as account_services
 from accounts.models import Customer
 from backups import selectors as backup_selectors
 from mailboxes import plan_changes, selectors, services
-from mailboxes.models import Mailbox
+from mailboxes.models import Domain, Mailbox
 from mailboxes.passwords import generate_password
 from web.access import staff_required
 from web.http import AuthenticatedHttpRequest
@@ -37,6 +37,7 @@ from .forms import (
     PasswordForm,
     PlanForm,
     QuotaForm,
+    StorageAllowanceForm,
 )
 
 AUDIT_PAGE_SIZE = 50
@@ -120,6 +121,7 @@ def _render_customer(
     context = {
         "customer": customer,
         "domains": selectors.customer_domains(customer),
+        "allocation": services.allocation(customer),
         "mailboxes": selectors.customer_mailboxes(customer),
         "users": selectors.customer_users(customer),
         "plan_requests": selectors.customer_plan_requests(customer)[:20],
@@ -156,6 +158,39 @@ def domain_create(request: AuthenticatedHttpRequest, customer_id: int) -> HttpRe
             messages.success(request, _("Domain %(name)s added.") % {"name": domain.display_name})
             return redirect("staff:customer_detail", customer.pk)
     return _render_customer(request, customer, domain_form=form, status=400)
+
+
+def _set_allowance(
+    request: AuthenticatedHttpRequest, owner: Customer | Domain, customer: Customer
+) -> HttpResponse:
+    form = StorageAllowanceForm(request.POST)
+    if form.is_valid():
+        try:
+            services.storage_allowance_set(
+                owner=owner, allowance_bytes=form.cleaned_data["allowance"], **_by(request)
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(request, _("Storage allowance saved."))
+            return redirect("staff:customer_detail", customer.pk)
+    for error in [*form.errors.get("allowance", []), *form.non_field_errors()]:
+        messages.error(request, str(error))
+    return redirect("staff:customer_detail", customer.pk)
+
+
+@staff_required
+@require_POST
+def customer_allowance(request: AuthenticatedHttpRequest, customer_id: int) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=customer_id)
+    return _set_allowance(request, customer, customer)
+
+
+@staff_required
+@require_POST
+def domain_allowance(request: AuthenticatedHttpRequest, domain_id: int) -> HttpResponse:
+    domain = get_object_or_404(Domain.objects.select_related("customer"), pk=domain_id)
+    return _set_allowance(request, domain, domain.customer)
 
 
 @staff_required

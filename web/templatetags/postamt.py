@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from accounts.models import AuditEntry
 from mailboxes import selectors
 from mailboxes.models import Mailbox
+from web.forms import QuotaField
 
 register = template.Library()
 
@@ -24,6 +25,7 @@ ACTION_LABELS = {
     "mailbox.create": gettext_lazy("mailbox created"),
     "mailbox.password": gettext_lazy("password changed"),
     "mailbox.quota": gettext_lazy("quota changed"),
+    "storage.allowance": gettext_lazy("storage allowance changed"),
     "mailbox.plan": gettext_lazy("plan or protocol changed"),
     "mailbox.suspend": gettext_lazy("mailbox suspended"),
     "mailbox.reactivate": gettext_lazy("mailbox reactivated"),
@@ -68,6 +70,12 @@ def ago(moment: datetime | None) -> str:
     if timezone.now() - moment < timedelta(minutes=1):
         return _("just now")
     return _("%(duration)s ago") % {"duration": timesince(moment)}
+
+
+@register.filter
+def size_input(size: int | None) -> str:
+    """A size as a quota field shows it (``5G``, ``500M``); empty for None."""
+    return "" if size is None else str(QuotaField().prepare_value(size))
 
 
 @register.filter
