@@ -75,10 +75,6 @@ def mailbox_audit_trail(mailbox: Mailbox) -> QuerySet[AuditEntry]:
     return AuditEntry.objects.filter(target_type="mailbox", target_id=mailbox.pk)
 
 
-def audit_log() -> QuerySet[AuditEntry]:
-    return AuditEntry.objects.select_related("customer")
-
-
 # --- Usage: shared by the staff and the customer pages --------------------------------------
 
 

@@ -9,8 +9,10 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
+from accounts.selectors import AuditFilter
 from mailboxes.models import Domain, MailServer, Plan, Protocol
 from web.forms import PlanChoiceField, QuotaField, ServiceForm
+from web.templatetags.postamt import ACTION_LABELS
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -114,6 +116,32 @@ class StorageAllowanceForm(ServiceForm):
         required=False,
         help_text=_("For example 50G. Empty: no limit."),
     )
+
+
+class AuditFilterForm(forms.Form):
+    """The audit log's filters, read from the query string: a filtered log is a link."""
+
+    actor = forms.CharField(label=_("By"), required=False, max_length=150)
+    customer = forms.CharField(label=_("Customer"), required=False, max_length=200)
+    mailbox = forms.CharField(label=_("Mailbox"), required=False, max_length=320)
+    action = forms.ChoiceField(label=_("Action"), required=False)
+    since = forms.DateField(
+        label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        label=_("Until"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        field = self.fields["action"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", _("Any")), *sorted(ACTION_LABELS.items(), key=lambda c: str(c[1]))]
+
+    def wanted(self) -> AuditFilter:
+        data = self.cleaned_data if self.is_valid() else {}
+        return AuditFilter(**{k: v for k, v in data.items() if v})
 
 
 class PasswordForm(ServiceForm):
