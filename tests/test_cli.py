@@ -557,3 +557,34 @@ def test_the_demo_plans_allow_only_the_protocols_their_names_say() -> None:
         if not plan.allows("pop3"):
             with pytest.raises(ValidationError):
                 mailbox_change_plan(mailbox=pop3_box, plan=plan, protocol="pop3", actor="t")
+
+
+@pytest.mark.django_db
+def test_storage_allowance_is_set_shown_and_enforced_from_the_command_line() -> None:
+    customer = make_customer("Bäckerei Müller")
+    domain = make_domain(customer, "baeckerei.example")
+    make_mailbox("anna", domain=domain, quota_bytes=100 * MIB)
+    out = StringIO()
+    call_command("storage_allowance", "--customer", str(customer.pk), "150M", stdout=out)
+    assert (
+        out.getvalue().strip() == "Bäckerei Müller: 100.0\xa0MB of 150.0\xa0MB given to mailboxes."
+    )
+    with pytest.raises(CommandError, match="50.0\xa0MB of it is left"):
+        call_command(
+            "mailbox_create",
+            "bert@baeckerei.example",
+            "--plan",
+            make_plan(max_quota_bytes=GIB).name,
+            "--quota",
+            "60M",
+            stdout=StringIO(),
+        )
+    with pytest.raises(CommandError, match="already given"):
+        call_command("storage_allowance", "--domain", "baeckerei.example", "10M")
+    shown = StringIO()
+    call_command("storage_allowance", "--domain", "baeckerei.example", "--json", stdout=shown)
+    assert json.loads(shown.getvalue()) == {
+        "name": "baeckerei.example",
+        "allocated_bytes": 100 * MIB,
+        "allowance_bytes": None,
+    }
