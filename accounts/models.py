@@ -9,6 +9,14 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 
+class StaffRole(models.TextChoices):
+    """What a staff user may do; the table is in ``accounts.roles``."""
+
+    SUPPORT = "support", _("Support")
+    ADMIN = "admin", _("Administrator")
+    AUDITOR = "auditor", _("Auditor")
+
+
 class User(AbstractUser):
     """A login: hoster staff (``is_staff``) or, later, a customer's user (``customer`` set)."""
 
@@ -19,6 +27,13 @@ class User(AbstractUser):
         blank=True,
         on_delete=models.CASCADE,
         related_name="users",
+    )
+    # What a staff user may do (accounts.roles); meaningless for a customer's users.
+    staff_role = models.CharField(
+        _("staff role"),
+        max_length=8,
+        choices=StaffRole.choices,
+        default=StaffRole.ADMIN,
     )
     # When the set-password invitation went out: the sweeper sends the ones a broker outage lost.
     invite_sent_at = models.DateTimeField(null=True, blank=True, editable=False)

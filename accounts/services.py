@@ -11,15 +11,16 @@ from django.utils.translation import gettext as _
 
 from provider.celery import enqueue_after_commit
 
-from . import audit
+from . import audit, roles
 from .audit import Actor
-from .models import Customer, User
+from .models import Customer, StaffRole, User
 
 
 @transaction.atomic
 def customer_create(
     *, name: str, contact_email: str, language: str = "en", actor: Actor, ip: str | None = None
 ) -> Customer:
+    roles.authorize(actor, "customer.create")
     name = name.strip()
     contact_email = contact_email.strip()
     errors: dict[str, list[str]] = {}
@@ -57,6 +58,7 @@ def customer_user_create(
     The user name is the address itself, so the login form needs no second identifier, and
     the password is unusable until then: nobody, staff included, ever knows it.
     """
+    roles.authorize(actor, "user.create")
     email = _normalise_email(email)
     try:
         validate_email(email)
@@ -80,4 +82,25 @@ def customer_user_create(
             enqueue_after_commit("accounts.send_user_invite", user.pk)
     except IntegrityError as exc:  # created concurrently under the same name
         raise taken from exc
+    return user
+
+
+@transaction.atomic
+def staff_set_role(*, user: User, role: str, actor: Actor, ip: str | None = None) -> User:
+    """Make a staff user support, admin or auditor (``accounts.roles``)."""
+    roles.authorize(actor, "staff.role")
+    if not user.is_staff:
+        raise ValidationError({"user": _("%(name)s is not staff.") % {"name": user.get_username()}})
+    if role not in StaffRole.values:
+        raise ValidationError(
+            {
+                "role": _("Unknown role “%(role)s”; choose one of: %(choices)s.")
+                % {"role": role, "choices": ", ".join(StaffRole.values)}
+            }
+        )
+    old = user.staff_role
+    if old != role:
+        User.objects.filter(pk=user.pk).update(staff_role=role)
+        user.staff_role = role
+        audit.record("staff.role", user, actor=actor, ip=ip, old=old, new=role)
     return user

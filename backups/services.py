@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from accounts import audit
+from accounts import audit, roles
 from accounts.audit import Actor
 from mailboxes.models import Mailbox
 from mailserver.fetch import batches
@@ -106,6 +106,7 @@ def backup_request(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> 
     """Back a mailbox up now, whatever its schedule says. A backup already under way is
     returned as it is, one whose worker died is resumed (``job.request_outcome`` says
     which)."""
+    roles.authorize(actor, "backup.request", customer_id=mailbox.domain.customer_id)
     if not policy.covers(mailbox.plan, mailbox.protocol):
         raise ValidationError(_("The plan of this mailbox does not include backups."))
     if not mailbox.is_active:
@@ -204,6 +205,7 @@ def restore_request(
 
     The messages go into the backup's own mailbox, or ``into_mailbox``: for the backup of a
     deleted mailbox, another mailbox of the same customer (never another customer's)."""
+    roles.authorize(actor, "backup.restore", customer_id=snapshot.repository.customer_id)
 
     repository = snapshot.repository
     mailbox = into_mailbox or repository.mailbox
@@ -260,6 +262,7 @@ def snapshot_download(
     *, snapshot: Snapshot, actor: Actor, ip: str | None = None
 ) -> Iterator[bytes]:
     """The snapshot as a zip of mbox files; the download itself is audited."""
+    roles.authorize(actor, "backup.download", customer_id=snapshot.repository.customer_id)
     repository = snapshot.repository
     audit.record(
         "backup.download",
@@ -281,6 +284,7 @@ def browse_snapshot(
 
     Staff reading the senders and subjects of a customer's mail is audited, so the customer
     sees it in their activity; customers looking at their own mail are not."""
+    roles.authorize(actor, "backup.browse", customer_id=snapshot.repository.customer_id)
     rows = snapshot_messages(snapshot).filter(folder=folder).order_by("-internal_date", "-uid")
     try:
         keys = crypto.identities()

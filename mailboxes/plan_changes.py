@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts import audit
+from accounts import audit, roles
 from accounts.audit import Actor
 from accounts.models import User
 
@@ -42,6 +42,7 @@ def plan_change_request(
     ip: str | None = None,
 ) -> PlanChangeRequest:
     """Record a customer's wish for another plan or protocol; apply it at once if allowed."""
+    roles.authorize(actor, "plan_request.create", customer_id=mailbox.domain.customer_id)
     protocol = protocol_for(plan, protocol, current=mailbox.protocol)
     note = note.strip()
     if plan.pk == mailbox.plan_id and protocol == mailbox.protocol:
@@ -119,6 +120,7 @@ def plan_change_approve(
     *, plan_request: PlanChangeRequest, actor: Actor, ip: str | None = None
 ) -> PlanChangeRequest:
     """Staff say yes: the mailbox changes plan in the same transaction, or nothing happens."""
+    roles.authorize(actor, "plan_request.approve")
     plan_request = _decide(plan_request, PlanChangeRequest.Status.APPROVED, actor)
     mailbox = Mailbox.objects.select_related("domain__customer", "plan").get(
         pk=plan_request.mailbox_id
@@ -140,6 +142,7 @@ def plan_change_approve(
 def plan_change_decline(
     *, plan_request: PlanChangeRequest, reason: str = "", actor: Actor, ip: str | None = None
 ) -> PlanChangeRequest:
+    roles.authorize(actor, "plan_request.decline")
     plan_request = _decide(plan_request, PlanChangeRequest.Status.DECLINED, actor, reason)
     audit.record(
         "plan_request.decline",
@@ -157,6 +160,7 @@ def plan_change_cancel(
     *, plan_request: PlanChangeRequest, actor: Actor, ip: str | None = None
 ) -> PlanChangeRequest:
     """The customer withdraws a request that is still waiting."""
+    roles.authorize(actor, "plan_request.cancel", customer_id=plan_request.customer_id)
     plan_request = _decide(plan_request, PlanChangeRequest.Status.CANCELLED, actor)
     audit.record(
         "plan_request.cancel", plan_request, actor=actor, ip=ip, customer=plan_request.customer

@@ -21,7 +21,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts import audit
+from accounts import audit, roles
 from accounts.audit import Actor
 from accounts.models import Customer
 from mailserver.dovecot import DovecotInstance
@@ -116,6 +116,7 @@ def domain_create(
     actor: Actor,
     ip: str | None = None,
 ) -> Domain:
+    roles.authorize(actor, "domain.create")
     try:
         ascii_name = domain_to_ascii(name)
     except ValidationError as exc:
@@ -147,6 +148,7 @@ def mailbox_create(
     actor: Actor,
     ip: str | None = None,
 ) -> Mailbox:
+    roles.authorize(actor, "mailbox.create")
     protocol = protocol or plan.protocols[0]
     quota_bytes = plan.default_quota_bytes if quota_bytes is None else quota_bytes
     errors: dict[str, list[str]] = {}
@@ -279,6 +281,7 @@ def storage_allowance_set(
 ) -> Customer | Domain:
     """Give a customer or a domain a storage allowance (None: no limit), never below what its
     mailboxes' quotas already take."""
+    roles.authorize(actor, "storage.allowance")
     owner = type(owner).objects.select_for_update().get(pk=owner.pk)
     if allowance_bytes is not None:
         allocated = allocation(owner).allocated_bytes
@@ -312,6 +315,7 @@ def storage_allowance_set(
 def mailbox_set_password(
     *, mailbox: Mailbox, password: str, actor: Actor, ip: str | None = None
 ) -> Mailbox:
+    roles.authorize(actor, "mailbox.password", customer_id=mailbox.domain.customer_id)
     _check_password(password, mailbox.address)
     password_hash = hash_password(password)
     with transaction.atomic():
@@ -326,6 +330,7 @@ def mailbox_set_password(
 def mailbox_set_quota(
     *, mailbox: Mailbox, quota_bytes: int, actor: Actor, ip: str | None = None
 ) -> Mailbox:
+    roles.authorize(actor, "mailbox.quota")
     _check_quota(quota_bytes, mailbox.plan)
     old = mailbox.quota_bytes
     if quota_bytes > old:  # less is always allowed, even in a pool over its allowance
@@ -355,6 +360,7 @@ def mailbox_change_plan(
     ip: str | None = None,
 ) -> Mailbox:
     """Move a mailbox to another plan and/or protocol; the quota is capped at the new plan's."""
+    roles.authorize(actor, "mailbox.plan", customer_id=mailbox.domain.customer_id)
     protocol = protocol_for(plan, protocol, current=mailbox.protocol)
     old = {"plan": mailbox.plan.name, "protocol": mailbox.protocol, "quota": mailbox.quota_bytes}
     mailbox.plan = plan
@@ -399,17 +405,20 @@ def _set_status(
 @transaction.atomic
 def mailbox_suspend(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> Mailbox:
     """Refuse logins at once; mail keeps arriving so the customer loses nothing."""
+    roles.authorize(actor, "mailbox.suspend")
     return _set_status(mailbox, Mailbox.Status.SUSPENDED, "mailbox.suspend", actor, ip)
 
 
 @transaction.atomic
 def mailbox_reactivate(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> Mailbox:
+    roles.authorize(actor, "mailbox.reactivate")
     return _set_status(mailbox, Mailbox.Status.ACTIVE, "mailbox.reactivate", actor, ip)
 
 
 @transaction.atomic
 def mailbox_delete(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> None:
     """Remove the mailbox: logins and deliveries stop at commit; a worker purges its mail."""
+    roles.authorize(actor, "mailbox.delete")
 
     audit.record("mailbox.delete", mailbox, actor=actor, ip=ip, customer=mailbox.customer)
     purge = StoragePurge.objects.create(
@@ -435,6 +444,7 @@ def plan_create(
     actor: Actor,
     ip: str | None = None,
 ) -> Plan:
+    roles.authorize(actor, "plan.create")
     name = name.strip()
     currency = currency.strip().upper()
     errors: dict[str, list[str]] = {}
@@ -542,6 +552,7 @@ def mail_server_save(
 
     One function for both, so provisioning scripts can be run again and converge.
     """
+    roles.authorize(actor, "mailserver.save")
     server = MailServer.objects.select_for_update().filter(name=name).first()
     created = server is None
     if server is None:
@@ -613,6 +624,7 @@ def customer_update_notifications(
     ip: str | None = None,
 ) -> Customer:
     """Where and how the customer hears about its mailboxes; audited with what changed."""
+    roles.authorize(actor, "customer.notifications", customer_id=customer.pk)
     contact_email = contact_email.strip()
     errors: dict[str, list[str]] = {}
     try:
@@ -672,6 +684,7 @@ def mailbox_request_refresh(*, mailbox: Mailbox, actor: Actor, ip: str | None = 
     other access (the customer sees staff's in their activity log). Rate-limited requests
     change nothing and are not recorded.
     """
+    roles.authorize(actor, "mailbox.refresh", customer_id=mailbox.domain.customer_id)
     with transaction.atomic():
         claimed = request_refresh(mailbox)
         if claimed:

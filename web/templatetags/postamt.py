@@ -11,7 +11,8 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from accounts.models import AuditEntry
+from accounts import roles
+from accounts.models import AuditEntry, User
 from mailboxes import selectors
 from mailboxes.models import Mailbox
 from web.forms import QuotaField
@@ -26,6 +27,7 @@ ACTION_LABELS = {
     "mailbox.password": gettext_lazy("password changed"),
     "mailbox.quota": gettext_lazy("quota changed"),
     "storage.allowance": gettext_lazy("storage allowance changed"),
+    "staff.role": gettext_lazy("staff role changed"),
     "mailbox.plan": gettext_lazy("plan or protocol changed"),
     "mailbox.suspend": gettext_lazy("mailbox suspended"),
     "mailbox.reactivate": gettext_lazy("mailbox reactivated"),
@@ -140,6 +142,24 @@ def usage_level_label(level: str) -> str:
 def refresh_pending(mailbox: Mailbox) -> bool:
     """Whether a requested measurement is still on its way (the card then reloads itself)."""
     return selectors.refresh_pending(mailbox, timezone.now())
+
+
+@register.filter
+def may(user: User, action: str) -> bool:
+    """``{% if request.user|may:"mailbox.delete" %}``: offer only what the role allows
+    (the services refuse the rest anyway)."""
+    return roles.may(user, action)
+
+
+@register.filter
+def public_actor(entry: AuditEntry) -> str:
+    """Who acted, as a customer may see it: their own users by name, the hoster's people by
+    role ("Support", "Administrator"), the hoster's machinery as "Provider"; never a staff name."""
+    if entry.actor is not None and entry.actor.customer_id is not None:
+        return entry.actor_name
+    if entry.actor is not None and entry.actor.is_staff:
+        return roles.public_name(entry.actor, entry.actor_name)
+    return _("Provider")
 
 
 @register.filter
