@@ -1,57 +1,82 @@
 """Throttles in the shared cache (Redis), so every web process counts alike: failed logins,
-and password-reset emails (each one lands in somebody's inbox)."""
+and password-reset emails (each one lands in somebody's inbox).
+
+Counting is one atomic step in Redis (INCR, then EXPIRE NX starts the window), so parallel
+requests cannot slip past a limit between a read and a write. Failed logins count three ways:
+per account and address (a few), per address (more: one office, many people), and per account
+from anywhere (many: rotating addresses must not reset the count, yet a stranger should not
+lock the owner out with five wrong guesses). Without Redis nothing can be counted, so logins and reset emails are
+refused until it is back (``Unavailable``), rather than let anyone guess at full speed.
+"""
 
 from __future__ import annotations
 
 import logging
+from functools import cache
 
+import redis
 from django.conf import settings
-from django.core.cache import cache
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
 
+class Unavailable(Exception):
+    """The counters cannot be read or written: refuse, and say it is temporary."""
+
+
+PREFIX = "postamt:throttle:"
+
+
+@cache
+def _client() -> redis.Redis:
+    """The cache's Redis, asked directly: Django's cache API has no atomic count-and-expire.
+    Short timeouts, so a Redis that is gone costs a refused login, not a hanging one."""
+    return redis.Redis.from_url(
+        settings.CACHES["default"]["LOCATION"], socket_connect_timeout=1, socket_timeout=1
+    )
+
+
 def _reached(limits: dict[str, int]) -> bool:
-    """Whether any counter has reached its limit; without a cache, nobody is held back
-    rather than everybody."""
+    """Whether any counter has reached its limit."""
     try:
-        counts = cache.get_many(list(limits))
+        counts = _client().mget([PREFIX + key for key in limits])
     except RedisError as exc:
-        log.warning("throttling unavailable: %s", exc)
-        return False
-    return any(counts.get(key, 0) >= limit for key, limit in limits.items())
+        log.error("throttle counters unavailable: %s", exc)
+        raise Unavailable from exc
+    return any(
+        int(count or 0) >= limit for count, limit in zip(counts, limits.values(), strict=True)
+    )
 
 
 def _count(keys: list[str], window: int) -> None:
     try:
+        pipe = _client().pipeline()
         for key in keys:
-            # add() starts the window once; incr() keeps its expiry.
-            if not cache.add(key, 1, timeout=window):
-                try:
-                    cache.incr(key)
-                except ValueError:  # expired between add and incr
-                    cache.add(key, 1, timeout=window)
+            full = PREFIX + key
+            pipe.incr(full)
+            pipe.expire(full, window, nx=True)
+        pipe.execute()
     except RedisError as exc:
-        log.warning("throttling unavailable: %s", exc)
+        log.error("throttle counters unavailable: %s", exc)
+        raise Unavailable from exc
 
 
-def _login_keys(ip: str | None, username: str) -> tuple[str, str]:
-    return f"login-fail:{ip}:{username.strip().lower()}", f"login-fail-ip:{ip}"
+def _login_limits(ip: str | None, username: str) -> dict[str, int]:
+    account = username.strip().lower()
+    return {
+        f"login-fail:{ip}:{account}": settings.LOGIN_FAILURES_PER_ACCOUNT,
+        f"login-fail-ip:{ip}": settings.LOGIN_FAILURES_PER_IP,
+        f"login-fail-account:{account}": settings.LOGIN_FAILURES_PER_ACCOUNT_ANYWHERE,
+    }
 
 
 def is_blocked(ip: str | None, username: str) -> bool:
-    account_key, ip_key = _login_keys(ip, username)
-    return _reached(
-        {
-            account_key: settings.LOGIN_FAILURES_PER_ACCOUNT,
-            ip_key: settings.LOGIN_FAILURES_PER_IP,
-        }
-    )
+    return _reached(_login_limits(ip, username))
 
 
 def record_failure(ip: str | None, username: str) -> None:
-    _count(list(_login_keys(ip, username)), settings.LOGIN_FAILURE_WINDOW)
+    _count(list(_login_limits(ip, username)), settings.LOGIN_FAILURE_WINDOW)
 
 
 def window_minutes() -> int:

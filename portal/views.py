@@ -30,6 +30,7 @@ from backups import selectors as backup_selectors
 from mailboxes import plan_changes, selectors, services
 from mailboxes.models import Mailbox, PlanChangeRequest
 from web.access import customer_required
+from web.client import client_ip
 from web.http import AuthenticatedHttpRequest
 from web.usage import refresh_message, usage_context
 
@@ -41,7 +42,7 @@ MAILBOX = "portal/mailbox_detail.html"
 
 
 def _by(request: AuthenticatedHttpRequest) -> dict[str, Any]:
-    return {"actor": request.user, "ip": request.META.get("REMOTE_ADDR")}
+    return {"actor": request.user, "ip": client_ip(request)}
 
 
 def _customer(request: AuthenticatedHttpRequest) -> Customer:

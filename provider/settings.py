@@ -120,8 +120,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 # Failed logins per account and IP, and per IP, within the window (seconds) before a lockout.
+# Reverse proxies in front of Postamt (addresses or networks): only from these is
+# X-Forwarded-For believed, for the login throttle and the audit log's addresses.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
 LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=30)
+LOGIN_FAILURES_PER_ACCOUNT_ANYWHERE = env.int("LOGIN_FAILURES_PER_ACCOUNT_ANYWHERE", default=50)
 LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
 PASSWORD_RESETS_PER_ADDRESS = env.int("PASSWORD_RESETS_PER_ADDRESS", default=3)
 PASSWORD_RESETS_PER_IP = env.int("PASSWORD_RESETS_PER_IP", default=10)

@@ -32,6 +32,7 @@ from mailboxes import plan_changes, selectors, services
 from mailboxes.models import Domain, Mailbox
 from mailboxes.passwords import generate_password
 from web.access import staff_required
+from web.client import client_ip
 from web.http import AuthenticatedHttpRequest
 from web.templatetags.postamt import audit_action
 from web.usage import refresh_message, usage_context
@@ -55,7 +56,7 @@ DRIFT_SHOWN = 50
 
 def _by(request: AuthenticatedHttpRequest) -> dict[str, Any]:
     """Who acts and from where, for the audit log every service writes."""
-    return {"actor": request.user, "ip": request.META.get("REMOTE_ADDR")}
+    return {"actor": request.user, "ip": client_ip(request)}
 
 
 def _password_message(text: str, password: str) -> str:

@@ -20,6 +20,8 @@ from accounts.models import User
 from mailboxes.models import Plan, Protocol
 from mailboxes.sizes import parse_size
 
+from .client import client_ip
+
 
 class ServiceForm(forms.Form):
     """A form whose input goes to a service function.
@@ -52,6 +54,12 @@ class ServiceForm(forms.Form):
             self.add_error(field if field in self.fields else None, errors)
 
 
+UNAVAILABLE = _(
+    "Logging in is not possible for a moment (a service it needs is down). Please try again "
+    "in a few minutes."
+)
+
+
 class LoginForm(AuthenticationForm):
     """Django's login form; the name field says that an email address works.
 
@@ -68,20 +76,23 @@ class LoginForm(AuthenticationForm):
         )
 
     def clean(self) -> dict[str, Any]:
-        ip = self.request.META.get("REMOTE_ADDR") if self.request else None
+        ip = client_ip(self.request) if self.request else None
         username = self.cleaned_data.get("username") or ""
-        if throttle.is_blocked(ip, username):
-            raise ValidationError(
-                _("Too many failed logins. Please wait %(minutes)d minutes and try again.")
-                % {"minutes": throttle.window_minutes()},
-                code="throttled",
-            )
         try:
-            return super().clean()
-        except ValidationError as exc:
-            if exc.code == "invalid_login":
-                throttle.record_failure(ip, username)
-            raise
+            if throttle.is_blocked(ip, username):
+                raise ValidationError(
+                    _("Too many failed logins. Please wait %(minutes)d minutes and try again.")
+                    % {"minutes": throttle.window_minutes()},
+                    code="throttled",
+                )
+            try:
+                return super().clean()
+            except ValidationError as exc:
+                if exc.code == "invalid_login":
+                    throttle.record_failure(ip, username)
+                raise
+        except throttle.Unavailable as exc:
+            raise ValidationError(UNAVAILABLE, code="unavailable") from exc
 
 
 class SetPasswordLinkForm(PasswordResetForm):

@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from accounts import throttle
 
+from .client import client_ip
 from .http import AuthenticatedHttpRequest
 
 
@@ -43,16 +44,22 @@ class PasswordResetView(auth_views.PasswordResetView):
     and per client: every request lands in somebody's inbox."""
 
     def form_valid(self, form: PasswordResetForm) -> HttpResponse:
-        ip = self.request.META.get("REMOTE_ADDR")
+        ip = client_ip(self.request)
         email = form.cleaned_data["email"]
-        if not throttle.reset_allowed(ip, email):
+        try:
+            allowed = throttle.reset_allowed(ip, email)
+            if allowed:
+                throttle.record_reset(ip, email)
+        except throttle.Unavailable:
+            form.add_error(None, _("No link can be sent for a moment. Please try again later."))
+            return self.render_to_response(self.get_context_data(form=form), status=503)
+        if not allowed:
             form.add_error(
                 None,
                 _("Too many links were asked for. Please wait %(minutes)d minutes and try again.")
                 % {"minutes": throttle.reset_window_minutes()},
             )
             return self.render_to_response(self.get_context_data(form=form), status=429)
-        throttle.record_reset(ip, email)
         return super().form_valid(form)
 
 

@@ -88,3 +88,52 @@ def test_one_client_cannot_mail_many_addresses(client, staff, settings, mailoutb
     assert ask_for_link(client, "ops@hoster.example").status_code == 429
     assert ask_for_link(client, "ops@hoster.example", ip="203.0.113.9").status_code == 302
     assert len(mailoutbox) == 1
+
+
+def test_rotating_addresses_do_not_reset_an_accounts_count(client, staff, settings):
+    settings.LOGIN_FAILURES_PER_ACCOUNT_ANYWHERE = 6
+    for i in range(6):
+        login(client, "ops", "wrong", ip=f"203.0.113.{i + 1}")
+    response = login(client, "ops", "Right-Pass-2041", ip="198.51.100.99")
+    assert "Too many failed logins" in response.content.decode()
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(client, staff, settings):
+    """Without the proxy list everybody behind the proxy would share one count; with it, a
+    client cannot escape its count by writing its own X-Forwarded-For."""
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    from web.client import _trusted
+
+    _trusted.cache_clear()
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 2
+
+    def via_proxy(forwarded: str, password: str = "wrong"):  # type: ignore[no-untyped-def]
+        return client.post(
+            reverse("accounts:login"),
+            {"username": "ops", "password": password},
+            REMOTE_ADDR="10.1.2.3",
+            HTTP_X_FORWARDED_FOR=forwarded,
+        )
+
+    via_proxy("1.2.3.4, 198.51.100.7")  # a forged first entry; the proxy appended the truth
+    via_proxy("5.6.7.8, 198.51.100.7")
+    assert "Too many failed logins" in via_proxy("9.9.9.9, 198.51.100.7").content.decode()
+    assert via_proxy("198.51.100.8", "Right-Pass-2041").status_code == 302  # another client
+    _trusted.cache_clear()
+
+
+def test_logins_are_refused_while_the_counters_cannot_be_reached(client, staff, settings):
+    """Without Redis nothing could be counted: refusing is safe, letting anyone guess is not."""
+    from accounts import throttle
+
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:9/0"}
+    }
+    throttle._client.cache_clear()
+    try:
+        response = login(client, "ops", "Right-Pass-2041")
+        assert response.status_code == 200
+        assert "not possible for a moment" in response.content.decode()
+        assert "_auth_user_id" not in client.session
+    finally:
+        throttle._client.cache_clear()

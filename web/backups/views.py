@@ -25,6 +25,7 @@ from backups.crypto import KeyMissing, identities
 from backups.models import Job, Repository, RestoreJob, Snapshot
 from mailboxes.models import Mailbox
 from mailboxes.selectors import customer_mailboxes
+from web.client import client_ip
 from web.forms import ServiceForm
 from web.http import AuthenticatedHttpRequest
 
@@ -32,7 +33,7 @@ from .forms import MessagesRestoreForm, RestoreForm
 
 
 def _by(request: AuthenticatedHttpRequest) -> dict[str, Any]:
-    return {"actor": request.user, "ip": request.META.get("REMOTE_ADDR")}
+    return {"actor": request.user, "ip": client_ip(request)}
 
 
 def _redirect(request: AuthenticatedHttpRequest, name: str, *args: Any) -> HttpResponse:
