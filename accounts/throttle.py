@@ -5,8 +5,9 @@ Counting is one atomic step in Redis (INCR, then EXPIRE NX starts the window), s
 requests cannot slip past a limit between a read and a write. Failed logins count three ways:
 per account and address (a few), per address (more: one office, many people), and per account
 from anywhere (many: rotating addresses must not reset the count, yet a stranger should not
-lock the owner out with five wrong guesses). Without Redis nothing can be counted, so logins and reset emails are
-refused until it is back (``Unavailable``), rather than let anyone guess at full speed.
+lock the owner out with five wrong guesses). Without Redis nothing can be counted, so logins
+and reset emails are refused until it is back (``Unavailable``), rather than let anyone guess
+at full speed.
 """
 
 from __future__ import annotations

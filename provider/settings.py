@@ -6,9 +6,11 @@ Secrets may also be given as ``NAME_FILE`` pointing at a file (Docker/Kubernetes
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.utils.translation import gettext_lazy as _
@@ -27,6 +29,16 @@ CHECKOUT_ID = "{}-{}".format(
 )
 
 env = environ.Env()
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
@@ -49,6 +61,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    # Second factors for staff: authenticator apps (TOTP), recovery codes, security keys.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
     # Domain apps: models, services, selectors, tasks, commands.
     "accounts",
     "mailboxes",
@@ -66,6 +83,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed a second factor.
+    "django_otp.middleware.OTPMiddleware",
     "web.middleware.CustomerLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -130,6 +149,27 @@ LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
 PASSWORD_RESETS_PER_ADDRESS = env.int("PASSWORD_RESETS_PER_ADDRESS", default=3)
 PASSWORD_RESETS_PER_IP = env.int("PASSWORD_RESETS_PER_IP", default=10)
 PASSWORD_RESET_WINDOW = env.int("PASSWORD_RESET_WINDOW", default=60 * 60)
+# Second factors (required for every staff user, web.access.staff_required). Authenticator apps
+# show this name beside the code; security keys are bound to the site's host name (WebAuthn
+# refuses IP addresses: use a name such as localhost, not 127.0.0.1).
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Postamt")
+OTP_WEBAUTHN_RP_NAME = OTP_TOTP_ISSUER
+_site = urlsplit(SITE_URL)
+_key_host = _site.hostname or "localhost"
+if _is_ip_address(_key_host):  # e.g. the default 127.0.0.1: keys work on localhost instead
+    _key_host = "localhost"
+OTP_WEBAUTHN_RP_ID = env.str("OTP_WEBAUTHN_RP_ID", default=_key_host)
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list(
+    "OTP_WEBAUTHN_ALLOWED_ORIGINS",
+    default=[f"{_site.scheme}://{_key_host}" + (f":{_site.port}" if _site.port else "")],
+)
+# A key is a second factor after the password, never a login of its own: the password step
+# is where logins are throttled.
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+OTP_WEBAUTHN_EXCEPTION_LOGGER_NAME = "web.twofactor"
+# Recovery codes made at enrolment (each works once).
+POSTAMT_RECOVERY_CODES = 10
+
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",

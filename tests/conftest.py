@@ -142,6 +142,17 @@ def _empty_cache() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _staff_logins_pass_the_second_factor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``client.force_login(staff)`` also marks the session verified: staff pages want the
+    second factor, and most tests are about something else (tests/twofactor.py)."""
+    from django.test import Client
+
+    from tests import twofactor
+
+    monkeypatch.setattr(Client, "force_login", twofactor.force_login)
+
+
+@pytest.fixture(autouse=True)
 def _english_after_each_test() -> Iterator[None]:
     """A request in German leaves German active in this thread; don't let it leak."""
     from django.utils import translation

@@ -15,7 +15,7 @@ RECORDED = re.compile(r'(?:record\(\s*|_set_status\([^)]*?)"([a-z_]+\.[a-z_]+)"'
 
 def recorded_actions() -> set[str]:
     found: set[str] = set()
-    for app in ("accounts", "mailboxes", "backups"):
+    for app in ("accounts", "mailboxes", "backups", "web"):
         for path in (ROOT / app).rglob("*.py"):
             found.update(RECORDED.findall(path.read_text()))
     return found

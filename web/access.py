@@ -8,16 +8,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.http.response import HttpResponseBase
+from django.urls import reverse
+from django_htmx.http import HttpResponseClientRedirect
 
 View = Callable[..., HttpResponseBase]
 
 
 def staff_required(view: View) -> View:
-    """Let hoster staff through; send anonymous users to the login page.
+    """Let hoster staff through once they passed their second factor; send anonymous users to
+    the login page, and staff who only gave their password to the second step (which sends
+    those without a second factor on to set one up).
 
     A logged-in customer gets a 404, not a 403: staff URLs should not even be revealed to exist.
     """
@@ -28,10 +33,28 @@ def staff_required(view: View) -> View:
             return redirect_to_login(request.get_full_path())
         if not request.user.is_staff:
             raise Http404
+        if not second_factor_passed(request):
+            return _to_second_factor(request)
         request.current_app = "staff_backups"  # shared pages link within /staff/
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def second_factor_passed(request: HttpRequest) -> bool:
+    """Whether this session passed a second factor (django_otp.login stored the device).
+
+    OTPMiddleware installs ``user.is_verified()``; without it, nobody counts as verified."""
+    is_verified = getattr(request.user, "is_verified", None)
+    return bool(is_verified and is_verified())
+
+
+def _to_second_factor(request: HttpRequest) -> HttpResponseBase:
+    url = reverse("accounts:two_factor") + "?" + urlencode({"next": request.get_full_path()})
+    if getattr(request, "htmx", False):
+        # An htmx request would swap the page into a fragment: make the browser go there.
+        return HttpResponseClientRedirect(url)
+    return HttpResponseRedirect(url)
 
 
 def customer_required(view: View) -> View:

@@ -4,12 +4,14 @@ addresses of pages that moved."""
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, reverse_lazy
+from django.urls import URLPattern, URLResolver, include, path, reverse_lazy
 
 from .forms import ChoosePasswordForm, LoginForm, SetPasswordLinkForm
+from .twofactor import urls as twofactor_urls
+from .twofactor import webauthn as webauthn_urls
 from .views import ChoosePasswordView, PasswordResetView, home, moved_backup_page
 
-account_patterns = [
+account_patterns: list[URLPattern | URLResolver] = [
     path(
         "login/",
         auth_views.LoginView.as_view(
@@ -18,6 +20,8 @@ account_patterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Staff only: the second factor after the password (web/twofactor/).
+    path("two-factor/", include(twofactor_urls)),
     path(
         "password/reset/",
         PasswordResetView.as_view(
@@ -60,6 +64,7 @@ account_patterns = [
 urlpatterns = [
     path("", home, name="home"),
     path("accounts/", include((account_patterns, "accounts"))),
+    path("accounts/webauthn/", include((webauthn_urls.urlpatterns, "otp_webauthn"))),
     # Before the staff and portal pages had a door each, backups lived under /backups/.
     path("backups/<path:rest>", moved_backup_page),
 ]

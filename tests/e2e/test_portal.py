@@ -202,8 +202,14 @@ def test_staff_usage_view_switches_the_chart_range(
     Mailbox.objects.filter(pk=mailbox.pk).update(
         used_bytes=80 * MIB, usage_state="ok", usage_checked_at=now
     )
-    User.objects.create_user("hanna", password="Staff-Pass-2041", is_staff=True)
+    from tests.twofactor import current_code, totp_device
+
+    staff = User.objects.create_user("hanna", password="Staff-Pass-2041", is_staff=True)
+    device = totp_device(staff)
     log_in(page, live_server.url, "hanna", "Staff-Pass-2041")
+    page.get_by_label("Code").fill(current_code(device))  # the second step
+    page.get_by_role("button", name="Confirm").click()
+    expect(page).to_have_url(re.compile(r"/staff/$"))
     page.goto(f"{live_server.url}/staff/mailboxes/{mailbox.pk}/")
     block = page.locator(f"#usage-{mailbox.pk}")
     expect(block).to_contain_text("Usage over the last 30 days")

@@ -46,6 +46,11 @@ ACTION_LABELS = {
     "backup.restore": gettext_lazy("restore from a backup started"),
     "backup.download": gettext_lazy("backup downloaded"),
     "backup.browse": gettext_lazy("senders and subjects in a backup viewed"),
+    "twofactor.enrol": gettext_lazy("second factor set up"),
+    "twofactor.remove": gettext_lazy("second factor removed"),
+    "twofactor.recovery_codes": gettext_lazy("new recovery codes made"),
+    "twofactor.recovery_code_used": gettext_lazy("recovery code used to log in"),
+    "twofactor.reset": gettext_lazy("every second factor removed (reset)"),
 }
 
 # Words for the usage levels of selectors.UsageSummary, shown next to the bar's icon.
