@@ -27,13 +27,10 @@ from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts import audit
 from accounts.models import User
+from web.client import client_ip
 
 RECOVERY_DEVICE_NAME = "recovery"
 TOTP_DIGITS = 6  # django-otp's default; recovery codes are 8 letters and digits
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR")
 
 
 def device_kind(device: Device) -> str:

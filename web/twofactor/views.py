@@ -28,6 +28,8 @@ from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts import throttle
 from web.access import second_factor_passed, staff_required
+from web.client import client_ip
+from web.forms import UNAVAILABLE
 from web.http import AuthenticatedHttpRequest
 
 from . import services
@@ -82,8 +84,16 @@ def verify(request: AuthenticatedHttpRequest) -> HttpResponseBase:
     )
     status = 200
     if request.method == "POST":
-        ip = services.client_ip(request)
-        if throttle.is_blocked(ip, _throttle_key(request)):
+        ip = client_ip(request)
+        try:
+            blocked = throttle.is_blocked(ip, _throttle_key(request))
+        except throttle.Unavailable:
+            form.is_valid()
+            form.add_error(None, UNAVAILABLE)
+            status = 503
+        if status == 503:
+            pass
+        elif blocked:
             form.is_valid()
             form.add_error(
                 None,
@@ -108,7 +118,10 @@ def verify(request: AuthenticatedHttpRequest) -> HttpResponseBase:
                         % {"count": left},
                     )
                 return redirect(_next_url(request))
-            throttle.record_failure(ip, _throttle_key(request))
+            try:
+                throttle.record_failure(ip, _throttle_key(request))
+            except throttle.Unavailable:
+                pass  # the code was wrong either way; the next try checks the counters again
             form.add_error("code", _("This code is not right, or it was used already."))
             status = 400
         else:
