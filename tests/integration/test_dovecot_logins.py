@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import poplib
 import time
+from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings
@@ -11,6 +12,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from mailboxes.models import MIB, Mailbox, MailboxLogin, MailServer
+from mailboxes.selectors import with_last_login
 from mailboxes.services import (
     mailbox_change_plan,
     mailbox_delete,
@@ -207,6 +209,16 @@ def test_imap_and_pop3_logins_are_recorded_per_protocol(dovecot, mail_server: Ma
     assert before <= imap_at <= time.time() and before <= pop3_at <= time.time()
     assert recorded(anna.address) == {"imap": imap_at}
     assert recorded(bob.address) == {"pop3": pop3_at}
+    # What the staff pages and lists read.
+    anna, bob = with_last_login(Mailbox.objects.filter(pk__in=[anna.pk, bob.pk])).order_by("pk")
+    assert (anna.last_imap_login, anna.last_pop3_login) == (
+        datetime.fromtimestamp(imap_at, UTC),
+        None,
+    )
+    assert (bob.last_imap_login, bob.last_pop3_login) == (
+        None,
+        datetime.fromtimestamp(pop3_at, UTC),
+    )
 
 
 def test_the_next_login_updates_the_time(dovecot, mail_server: MailServer) -> None:
