@@ -1,4 +1,4 @@
-"""Last logins per protocol as Dovecot records them, and which mailboxes are unused.
+"""Last logins per protocol as Dovecot records them, and the report of unused mailboxes.
 
 Rows are written here the way Dovecot's dict writes them (login name, protocol, Unix time);
 tests/integration/test_dovecot_logins.py has Dovecot write them for real.
@@ -6,12 +6,15 @@ tests/integration/test_dovecot_logins.py has Dovecot write them for real.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from mailboxes.models import MIB, Mailbox, MailboxLogin
 from mailboxes.selectors import (
@@ -188,3 +191,68 @@ def test_suspended_mailboxes_are_listed_they_still_fill_up(boxes):
     mailbox_suspend(mailbox=boxes["unmeasured"], actor="test")
 
     assert "unmeasured" in [m.local_part for m in unused_mailboxes(days=30, now=NOW)]
+
+
+# --- manage.py unused_mailboxes ---------------------------------------------------------------
+
+
+def run(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    with translation.override("en"):
+        call_command("unused_mailboxes", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_the_report_lists_unused_mailboxes_and_flags_pop3(boxes):
+    tracking_began(NOW - timedelta(days=1000))
+
+    out, err = run("--days", "30")
+
+    lines = out.splitlines()
+    assert err == ""
+    assert lines[0].startswith("3 mailboxes without an IMAP or POP3 login since ")
+    assert lines[1].split() == ["mailbox", "protocol", "used", "last", "IMAP", "last", "POP3",
+                                "note"]  # fmt: skip
+    full_pop, half, unmeasured = lines[2:]
+    assert full_pop.startswith("full-pop@")
+    assert "9.0\xa0MB of 10.0\xa0MB (90%)" in full_pop
+    assert full_pop.endswith("POP3: mail is not being collected")
+    assert half.startswith("half@") and "50.0\xa0MB of 100.0\xa0MB (50%)" in half
+    assert "never" in half  # POP3: never
+    assert "not measured yet" in unmeasured
+    assert unmeasured.count("never") == 2
+
+
+def test_the_report_says_since_when_logins_are_recorded(boxes):
+    tracking_began(NOW - timedelta(days=5))
+
+    out, err = run("--days", "30")
+
+    assert "Logins are recorded since " in err
+    assert "none since " in out and "never" not in out
+
+
+def test_the_report_says_when_every_mailbox_was_used():
+    tracking_began(NOW - timedelta(days=1000))
+    anna = created(make_mailbox("anna"), NOW - timedelta(days=100))
+    login(anna, "imap", NOW)
+
+    out, _err = run("--days", "30")
+
+    assert out.startswith("Every mailbox older than 30 days has logged in since ")
+
+
+def test_the_report_as_json(boxes):
+    out, _err = run("--days", "100", "--json")
+
+    data = json.loads(out)
+    assert [row["address"].split("@")[0] for row in data] == ["full-pop", "unmeasured"]
+    assert data[0]["protocol"] == "pop3" and data[0]["used_bytes"] == 9 * MIB
+    assert data[0]["last_imap_login"] is None
+    assert datetime.fromisoformat(data[0]["last_pop3_login"]) == NOW - timedelta(days=200)
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "many"])
+def test_the_report_wants_a_positive_number_of_days(days):
+    with pytest.raises(CommandError, match="is not a number of days"):
+        run("--days", days)
