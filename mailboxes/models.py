@@ -6,6 +6,7 @@ passwords, protocols and quota limits from there on every login and delivery.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -295,6 +296,39 @@ class Mailbox(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+
+class MailboxLogin(models.Model):
+    """When a mailbox last logged in over one protocol: written by Dovecot, read by Postamt.
+
+    Dovecot's ``last_login`` plugin writes here through its SQL dict (``dict-sql``) on every
+    IMAP or POP3 login, with ``INSERT ... ON CONFLICT (username, protocol) DO UPDATE``: so
+    the natural key is the primary key, and the table has no other column Dovecot would have
+    to fill. It is the one table Dovecot writes to; everything else it only reads (the
+    ``dovecot_users`` view). Its name is part of the Dovecot templates, like the view's.
+
+    Rows are keyed by login name, not by mailbox: a deleted mailbox leaves its rows, and one
+    created again at the same address must not inherit them, so readers only count logins
+    made since the mailbox was created (``selectors.with_last_login``).
+    """
+
+    pk = models.CompositePrimaryKey("username", "protocol")
+    username = models.CharField(_("login name"), max_length=320)
+    protocol = models.CharField(_("protocol"), max_length=8)
+    # Unix time in seconds, as Dovecot writes it (its dict has no timestamp type).
+    last_login = models.BigIntegerField(_("last login (Unix time)"))
+
+    class Meta:
+        db_table = "dovecot_last_login"
+        verbose_name = _("last login")
+        verbose_name_plural = _("last logins")
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.protocol} @ {self.last_login}"
+
+    @property
+    def last_login_at(self) -> datetime:
+        return datetime.fromtimestamp(self.last_login, tz=UTC)
 
 
 class PollRun(models.Model):

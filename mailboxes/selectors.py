@@ -6,14 +6,38 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.migrations.recorder import MigrationRecorder
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    DateTimeField,
+    Exists,
+    F,
+    FloatField,
+    Func,
+    Max,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Sum,
+)
+from django.db.models.functions import Cast, Coalesce, Greatest
 from django.utils import timezone
 
 from accounts.models import AuditEntry, Customer, User
 
 from .charts import RANGES, build_usage_chart
-from .models import Domain, FolderUsage, Mailbox, MailServer, Plan, PlanChangeRequest, QuotaWarning
+from .models import (
+    Domain,
+    FolderUsage,
+    Mailbox,
+    MailboxLogin,
+    MailServer,
+    Plan,
+    PlanChangeRequest,
+    Protocol,
+    QuotaWarning,
+)
 from .usage import forecast_days_until_full
 
 
@@ -68,7 +92,9 @@ def customer_mailboxes(customer: Customer | int, *, active_only: bool = False) -
 
 def mailbox_queryset() -> QuerySet[Mailbox]:
     """Mailboxes with what their detail page shows, for ``get_object_or_404``."""
-    return Mailbox.objects.select_related("domain__customer", "plan", "mail_server")
+    return with_last_login(
+        Mailbox.objects.select_related("domain__customer", "plan", "mail_server")
+    )
 
 
 def mailbox_audit_trail(mailbox: Mailbox) -> QuerySet[AuditEntry]:
@@ -150,6 +176,123 @@ def mailbox_usage_details(mailbox: Mailbox, *, days: int, now: datetime | None =
         "warnings": mailbox_warnings(mailbox),
         "refresh_pending": refresh_pending(mailbox, now),
     }
+
+
+# --- Last logins: written by Dovecot into dovecot_last_login (models.MailboxLogin) ----------
+
+LOGIN_PROTOCOLS = [p.value for p in Protocol]
+
+
+class UnixTime(Func):
+    """A datetime as whole seconds since 1970, the unit Dovecot writes."""
+
+    output_field = BigIntegerField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = "FLOOR(EXTRACT(EPOCH FROM %(expressions)s))::bigint"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Django keeps SQLite datetimes as UTC text, which strftime reads. "%%%%" is one "%"
+        # once the template is filled in and once more when the query is run.
+        template = "CAST(strftime('%%%%s', %(expressions)s) AS INTEGER)"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
+class FromUnixTime(Func):
+    """Seconds since 1970 (NULL stays NULL) as a datetime, for the pages and for ordering."""
+
+    output_field = DateTimeField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="to_timestamp(%(expressions)s)", **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = "datetime(%(expressions)s, 'unixepoch')"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
+def _own_logins(protocols: list[str]) -> QuerySet[MailboxLogin]:
+    """The outer mailbox's logins over ``protocols``, made since it was created: an address
+    deleted and created again must not inherit its predecessor's logins."""
+    return MailboxLogin.objects.filter(
+        username=OuterRef("address"),
+        protocol__in=protocols,
+        last_login__gte=UnixTime(OuterRef("created_at")),
+    )
+
+
+def _last_login(protocols: list[str]) -> FromUnixTime:
+    latest = _own_logins(protocols).order_by().values("username").annotate(at=Max("last_login"))
+    return FromUnixTime(Subquery(latest.values("at")))
+
+
+LAST_LOGIN_MIGRATION = ("mailboxes", "0009_last_login")
+
+
+def _tracking_started() -> Subquery:
+    """When the table Dovecot writes logins to was made (that migration's applied time)."""
+    app, name = LAST_LOGIN_MIGRATION
+    applied = MigrationRecorder.Migration.objects.filter(app=app, name=name).values("applied")
+    return Subquery(applied[:1], output_field=DateTimeField())
+
+
+def with_last_login(mailboxes: QuerySet[Mailbox]) -> QuerySet[Mailbox]:
+    """Annotates when each mailbox last logged in, as aware datetimes or None:
+    ``last_imap_login``, ``last_pop3_login`` and ``last_login`` (the later of the two), and
+    ``logins_recorded_since``: its creation, or when Postamt began recording logins if that
+    was later. None means "never" only when that is the mailbox's creation; otherwise it
+    means "none since then".
+
+    For lists: each is a correlated lookup by primary key per row, so they can be shown,
+    sorted (``order_by(F("last_login").desc(nulls_last=True))``) and filtered on. To find
+    mailboxes unused since a date, ``not_logged_in_since`` is cheaper than filtering these.
+    """
+    return mailboxes.annotate(
+        last_imap_login=_last_login([Protocol.IMAP]),
+        last_pop3_login=_last_login([Protocol.POP3]),
+        last_login=_last_login(LOGIN_PROTOCOLS),
+        logins_recorded_since=Greatest(
+            F("created_at"), Coalesce(_tracking_started(), F("created_at"))
+        ),
+    )
+
+
+def not_logged_in_since(mailboxes: QuerySet[Mailbox], since: datetime) -> QuerySet[Mailbox]:
+    """The mailboxes with no IMAP or POP3 login at or after ``since``."""
+    recent = MailboxLogin.objects.filter(
+        username=OuterRef("address"),
+        protocol__in=LOGIN_PROTOCOLS,
+        last_login__gte=int(since.timestamp()),
+    )
+    return mailboxes.exclude(Exists(recent))
+
+
+def last_login_tracked_since() -> datetime | None:
+    """When Postamt's database began recording logins (the migration that made the table):
+    no login recorded means "none since then", not "never", for older mailboxes."""
+    app, name = LAST_LOGIN_MIGRATION
+    return (
+        MigrationRecorder.Migration.objects.filter(app=app, name=name)
+        .values_list("applied", flat=True)
+        .first()
+    )
+
+
+def unused_mailboxes(*, days: int, now: datetime | None = None) -> QuerySet[Mailbox]:
+    """Mailboxes without an IMAP or POP3 login for ``days`` days, most full first.
+
+    Mailboxes younger than that are left out: they cannot have been unused for so long.
+    Suspended ones stay in: mail still arrives, so they fill up just the same.
+    """
+    since = (now or timezone.now()) - timedelta(days=days)
+    mailboxes = Mailbox.objects.filter(created_at__lte=since).select_related(
+        "domain__customer", "plan", "mail_server"
+    )
+    fullness = Cast(F("used_bytes"), FloatField()) / F("quota_bytes")
+    return with_last_login(not_logged_in_since(mailboxes, since)).order_by(
+        fullness.desc(nulls_last=True), F("used_bytes").desc(nulls_last=True), "address"
+    )
 
 
 # --- Staff dashboard ------------------------------------------------------------------------

@@ -185,10 +185,11 @@ class DovecotInstance:
         }
         self._write(self.config_file, render_to_string(f"dovecot/dovecot-{version}.conf", context))
         if version == "2.3":
-            self._write(
-                self.conf_dir / "dovecot-sql.conf.ext",
-                render_to_string("dovecot/dovecot-sql-2.3.conf.ext", context),
-            )
+            for name in ("dovecot-sql", "dovecot-dict-sql"):
+                self._write(
+                    self.conf_dir / f"{name}.conf.ext",
+                    render_to_string(f"dovecot/{name}-2.3.conf.ext", context),
+                )
         self._write(
             self.conf_dir / "master-users",
             f"{self.master_user}:{ssha512(self.master_password)}\n",

@@ -139,9 +139,9 @@ import os
 from pathlib import Path
 from django.db import connection
 from accounts.services import customer_create
-from mailboxes.dovecot import DovecotInstance
+from mailserver.dovecot import DovecotInstance
 from mailboxes.models import MIB, Plan
-from mailboxes.services import domain_create, mailbox_create
+from mailboxes.services import domain_create, mail_server_register_local, mailbox_create
 
 env = os.environ
 instance = DovecotInstance(
@@ -152,7 +152,7 @@ instance = DovecotInstance(
     master_user=env["POSTAMT_MASTER_USER"], master_password=env["POSTAMT_MASTER_PASSWORD"],
     mail_fsync="never", auth_penalty=False, db=dict(connection.settings_dict),
 )
-server = instance.register()
+server = mail_server_register_local(instance)
 def plan(name, imap, max_quota):
     return Plan.objects.create(name=name, allows_imap=imap, allows_pop3=not imap,
         default_quota_bytes=min(100 * MIB, max_quota), max_quota_bytes=max_quota)
@@ -170,7 +170,7 @@ instance.render(version="2.4")
 probe() {
   "$PY" - <<'PY'
 """Probe the running Dovecot from outside; stdlib only. Exit status: number of failures."""
-import base64, imaplib, json, os, poplib, re, smtplib, socket, sys, time, urllib.request
+import base64, imaplib, json, os, poplib, re, smtplib, socket, subprocess, sys, time, urllib.request
 
 HOST = "127.0.0.1"
 IMAP, POP3, LMTP = (int(os.environ[k]) for k in ("IMAP_PORT", "POP3_PORT", "LMTP_PORT"))
@@ -340,6 +340,50 @@ def doveadm_quota_get():
     return json.dumps(storage[ANNA])
 
 
+def django(code):
+    """Run ``code`` in Postamt's shell against the same database; its output, stripped."""
+    result = subprocess.run([os.environ["PY"], "manage.py", "shell", "-v0", "-c", code],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def recorded_logins(until):
+    """{(login, protocol): Unix time} from dovecot_last_login once ``until(rows)`` holds (the
+    dict process writes after the session), or as it is after about 10 s."""
+    code = ("import json; from mailboxes.models import MailboxLogin; "
+            "print(json.dumps(list(MailboxLogin.objects.values_list("
+            "'username', 'protocol', 'last_login'))))")
+    deadline = time.monotonic() + 10
+    while True:
+        rows = {(user, protocol): at for user, protocol, at in json.loads(django(code))}
+        if until(rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def last_login_per_protocol():
+    """Own logins recorded per protocol; refused, master (worker) and LMTP sessions not."""
+    expected = {(ANNA, "imap"), (BOB, "pop3"), (TINY, "imap")}
+    rows = recorded_logins(lambda rows: expected <= set(rows))
+    assert set(rows) == expected, f"recorded {sorted(rows)}, expected {sorted(expected)}"
+    now = time.time()
+    assert all(now - 120 < at <= now + 5 for at in rows.values()), rows
+    return ", ".join(f"{user} {protocol}" for user, protocol in sorted(rows))
+
+
+def last_login_updated():
+    """A row already there is updated (INSERT ... ON CONFLICT DO UPDATE), not duplicated."""
+    django("from mailboxes.models import MailboxLogin; "
+           f"MailboxLogin.objects.filter(username='{ANNA}', protocol='imap')"
+           ".update(last_login=1000)")
+    imap(ANNA, PASSWORD).logout()
+    rows = recorded_logins(lambda rows: rows.get((ANNA, "imap"), 0) > 1000)
+    at = rows.get((ANNA, "imap"))
+    assert at and at > 1000, f"still {at}"
+    return f"{ANNA} imap: 1000 -> {at}"
+
+
 check("Dovecot ready", wait_ready)
 if not results[-1]:
     sys.exit(1)
@@ -358,13 +402,16 @@ check("LMTP delivery arrives and counts", lmtp_delivery)
 check("LMTP delivery over quota refused with 552", lmtp_over_quota)
 check("STATUS (MESSAGES SIZE)", status_size)
 check("doveadm HTTP API quotaGet allUsers", doveadm_quota_get)
+check("last login recorded per protocol, not for refused, master or LMTP sessions",
+      last_login_per_protocol)
+check("last login updated on the next login", last_login_updated)
 failures = results.count(False)
 print(f"{len(results) - failures}/{len(results)} probes passed")
 sys.exit(failures)
 PY
 }
 
-export IMAP_PORT POP3_PORT LMTP_PORT DOVEADM_PORT BOX_PASSWORD=Brave-Otter-2041
+export IMAP_PORT POP3_PORT LMTP_PORT DOVEADM_PORT PY BOX_PASSWORD=Brave-Otter-2041
 rm -rf "${CHROOT:?}$WORK"
 mkdir -p "$CHROOT$WORK"
 chmod 755 "$CHROOT" "$CHROOT/srv" "$CHROOT$WORK"  # the mail user must reach the mail root

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import poplib
+import time
+from datetime import UTC, datetime
 
 import pytest
+from django.conf import settings
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from mailboxes.models import MIB, MailServer
+from mailboxes.models import MIB, Mailbox, MailboxLogin, MailServer
+from mailboxes.selectors import with_last_login
 from mailboxes.services import (
     mailbox_change_plan,
     mailbox_delete,
@@ -17,6 +21,7 @@ from mailboxes.services import (
     mailbox_set_quota,
     mailbox_suspend,
 )
+from mailboxes.usage import refresh_mailbox_usage
 from mailserver.dovecot import DovecotInstance
 from tests.factories import PASSWORD, make_mailbox, make_plan
 from tests.waiting import wait_for
@@ -165,3 +170,96 @@ def test_deleted_mailbox_mail_is_purged_by_the_worker(
     wait_for(lambda: StoragePurge.objects.filter(done_at__isnull=False).exists(), "the purge")
     assert not maildir.exists()
     assert StoragePurge.objects.get().done_at is not None
+
+
+# --- Last login per protocol: Dovecot's last_login plugin writes dovecot_last_login -----------
+
+
+def recorded(address: str) -> dict[str, int]:
+    """What Dovecot wrote for ``address``: {protocol: Unix time}."""
+    rows = MailboxLogin.objects.filter(username=address).values_list("protocol", "last_login")
+    return dict(rows)
+
+
+def wait_recorded(address: str, protocol: str, after: int = 0) -> int:
+    """The time Dovecot records for the login; it writes once the session has ended."""
+    return wait_for(
+        lambda: (at := recorded(address).get(protocol)) and at > after and at,
+        f"the {protocol} login of {address} to be recorded",
+    )
+
+
+def settled(dovecot: DovecotInstance) -> None:
+    """A login made now is recorded: sessions that ended before it had their turn too."""
+    barrier = make_mailbox("barrier")
+    assert imap_can_login(dovecot, barrier.address, PASSWORD)
+    wait_recorded(barrier.address, "imap")
+
+
+def test_imap_and_pop3_logins_are_recorded_per_protocol(dovecot, mail_server: MailServer) -> None:
+    anna = make_mailbox("anna", protocol="imap")
+    bob = make_mailbox("bob", protocol="pop3")
+    before = int(time.time())
+
+    assert imap_can_login(dovecot, anna.address, PASSWORD)
+    assert pop3_can_login(dovecot, bob.address, PASSWORD)
+
+    imap_at = wait_recorded(anna.address, "imap")
+    pop3_at = wait_recorded(bob.address, "pop3")
+    assert before <= imap_at <= time.time() and before <= pop3_at <= time.time()
+    assert recorded(anna.address) == {"imap": imap_at}
+    assert recorded(bob.address) == {"pop3": pop3_at}
+    # What the staff pages and lists read.
+    anna, bob = with_last_login(Mailbox.objects.filter(pk__in=[anna.pk, bob.pk])).order_by("pk")
+    assert (anna.last_imap_login, anna.last_pop3_login) == (
+        datetime.fromtimestamp(imap_at, UTC),
+        None,
+    )
+    assert (bob.last_imap_login, bob.last_pop3_login) == (
+        None,
+        datetime.fromtimestamp(pop3_at, UTC),
+    )
+
+
+def test_the_next_login_updates_the_time(dovecot, mail_server: MailServer) -> None:
+    anna = make_mailbox("anna")
+    MailboxLogin.objects.create(username=anna.address, protocol="imap", last_login=1000)
+
+    assert imap_can_login(dovecot, anna.address, PASSWORD)
+
+    assert wait_recorded(anna.address, "imap", after=1000) >= anna.created_at.timestamp() - 1
+    assert MailboxLogin.objects.filter(username=anna.address).count() == 1
+
+
+def test_refused_logins_record_nothing(dovecot, mail_server: MailServer) -> None:
+    anna = make_mailbox("anna", protocol="imap")
+    bob = make_mailbox("bob", protocol="pop3")
+    carl = make_mailbox("carl", protocol="imap")
+    mailbox_suspend(mailbox=carl, actor="test")
+
+    assert not imap_can_login(dovecot, anna.address, "not-the-password")
+    assert not pop3_can_login(dovecot, anna.address, PASSWORD)  # an IMAP box over POP3
+    assert not imap_can_login(dovecot, bob.address, PASSWORD)  # a POP3 box over IMAP
+    assert not imap_can_login(dovecot, carl.address, PASSWORD)  # suspended
+
+    settled(dovecot)
+    assert not MailboxLogin.objects.filter(
+        username__in=[anna.address, bob.address, carl.address]
+    ).exists()
+
+
+def test_workers_and_deliveries_are_not_logins(dovecot, mail_server: MailServer, deliver) -> None:
+    """Polls, refreshes and backups log in as the master user; they must not make a mailbox
+    nobody uses look used. Nor must mail arriving over LMTP."""
+    anna = make_mailbox("anna", protocol="imap")
+    bob = make_mailbox("bob", protocol="pop3")
+    assert deliver(anna.address, "Subject: hello\r\n\r\nhi\r\n") == {}
+
+    for mailbox in (anna, bob):
+        measured = refresh_mailbox_usage(mailbox.pk)  # "Refresh now": a master IMAP session
+        assert measured is not None and measured.usage_state == Mailbox.UsageState.OK
+    master = f"{bob.address}*{settings.POSTAMT_MASTER_USER}"
+    assert pop3_can_login(dovecot, master, settings.POSTAMT_MASTER_PASSWORD)
+
+    settled(dovecot)
+    assert not MailboxLogin.objects.filter(username__in=[anna.address, bob.address]).exists()

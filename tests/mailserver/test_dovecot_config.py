@@ -114,7 +114,8 @@ def test_24_queries_read_the_view(root: Path, backend: str) -> None:
     assert "AND active = 1 AND (protocol = '%{protocol}' OR '%{master_user}' <> '')" in passdb
     userdb = block(text, "userdb sql")
     assert f"SELECT '{root}/mail/' || storage_path AS home" in userdb
-    assert "quota_bytes AS quota_storage_size FROM dovecot_users" in userdb
+    assert "quota_bytes AS quota_storage_size," in userdb
+    assert "FROM dovecot_users WHERE username = '%{user}' AND server = 'mx1'" in userdb
     assert "iterate_query = SELECT username AS user FROM dovecot_users WHERE server = 'mx1'" in (
         userdb
     )
@@ -161,6 +162,55 @@ def test_24_sqlite_path(root: Path) -> None:
     assert "sql_driver = sqlite" in lines
     assert f'sqlite_path = "{root}/postamt.sqlite3"' in lines
     assert not re.search(r"(?m)^pgsql ", text)
+
+
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_24_last_login_goes_to_postamts_table(root: Path, backend: str) -> None:
+    text = render(root, backend, "2.4")
+    assert settings_lines(block(text, "last_login")) == [
+        "dict proxy {",
+        "name = lastlogin",
+        "}",
+        "key = last-login/%{protocol}/%{user}",
+    ]
+    server = settings_lines(block(text, "dict_server"))
+    assert server == [
+        "dict lastlogin {",
+        "driver = sql",
+        "dict_map shared/last-login/$protocol/$user {",
+        "sql_table = dovecot_last_login",
+        "value_field last_login {",
+        "type = uint",
+        "}",
+        "key_field protocol {",
+        "value = $protocol",
+        "}",
+        "key_field username {",
+        "value = $user",
+        "}",
+        "}",
+        "}",
+    ]
+    # The dict process runs as root (a SQLite file anywhere); only the mail user may use it.
+    assert settings_lines(block(text, "service dict")) == [
+        "user = root",
+        "unix_listener dict {",
+        "mode = 0600",
+        "user = mail",
+        "}",
+    ]
+
+
+def test_24_last_login_only_for_own_imap_and_pop3_logins(root: Path) -> None:
+    text = render(root, "pgsql", "2.4")
+    assert "last_login = yes" in block(text, "protocol imap")
+    assert "last_login = yes" in block(text, "protocol pop3")
+    assert "last_login" not in block(text, "mail_plugins")  # not for LMTP or doveadm
+    # Workers' master logins turn it off: polling must not look like the customer's login.
+    userdb = block(text, "userdb sql")
+    assert (
+        "CASE WHEN '%{master_user}' <> '' THEN 'no' END AS \"*/mail_plugins/last_login\""
+    ) in userdb
 
 
 # --- 2.3 ------------------------------------------------------------------------------------
@@ -211,6 +261,50 @@ def test_23_sql_file(root: Path, backend: str) -> None:
         )
 
 
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_23_last_login_goes_to_postamts_table(root: Path, backend: str) -> None:
+    text = render(root, backend, "2.3")
+    lines = settings_lines(text)
+    assert "last_login_key = last-login/%s/%u" in lines
+    assert "mail_plugins = $mail_plugins imap_quota last_login" in block(text, "protocol imap")
+    assert "mail_plugins = $mail_plugins last_login" in block(text, "protocol pop3")
+    assert settings_lines(block(text, "dict")) == [
+        f"lastlogin = {backend}:{root}/conf/dovecot-dict-sql.conf.ext"
+    ]
+    assert settings_lines(block(text, "service dict")) == [
+        "user = root",
+        "unix_listener dict {",
+        "mode = 0600",
+        "user = mail",
+        "}",
+    ]
+    dict_sql = (root / "conf" / "dovecot-dict-sql.conf.ext").read_text()
+    sql = (root / "conf" / "dovecot-sql.conf.ext").read_text()
+    connect = [line for line in settings_lines(sql) if line.startswith("connect = ")]
+    assert connect and connect[0] in settings_lines(dict_sql)
+    assert settings_lines(block(dict_sql, "map")) == [
+        "pattern = shared/last-login/$protocol/$user",
+        "table = dovecot_last_login",
+        "value_field = last_login",
+        "value_type = uint",
+        "fields {",
+        "protocol = $protocol",
+        "username = $user",
+        "}",
+    ]
+
+
+def test_23_last_login_only_for_own_logins(root: Path) -> None:
+    """The userdb hands the dict to the user's own logins only, not to master logins."""
+    text = render(root, "sqlite", "2.3")
+    assert not [line for line in settings_lines(text) if line.startswith("last_login_dict")]
+    sql = settings_lines((root / "conf" / "dovecot-sql.conf.ext").read_text())
+    queries = dict(line.split(" = ", 1) for line in sql if " = " in line)
+    assert (
+        "CASE WHEN '%{master_user}' = '' THEN 'proxy::lastlogin' END AS last_login_dict"
+    ) in queries["user_query"]
+
+
 # --- both -----------------------------------------------------------------------------------
 
 
@@ -231,7 +325,7 @@ def test_secrets_are_root_only(root: Path, version: Version) -> None:
     conf = root / "conf"
     files = [conf / "dovecot.conf", conf / "master-users"]
     if version == "2.3":
-        files.append(conf / "dovecot-sql.conf.ext")
+        files += [conf / "dovecot-sql.conf.ext", conf / "dovecot-dict-sql.conf.ext"]
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     user, hashed = (conf / "master-users").read_text().strip().split(":", 1)
