@@ -109,6 +109,55 @@ def test_customer_sees_quota_changes_password_and_logs_in_over_imap(
     expect(page.locator("table.audit")).to_contain_text("inhaber@example.org")
 
 
+def expect_the_whole_page(page: Page, title: str) -> None:
+    """The page is still all there: an htmx swap replaced only its part."""
+    expect(page).to_have_title(f"{title} · Postamt")
+    expect(page.locator("link[rel=stylesheet]")).to_have_count(1)
+    expect(page.get_by_role("banner")).to_be_visible()
+    expect(page.get_by_role("navigation", name="Main navigation")).to_be_visible()
+    expect(page.get_by_role("main")).to_be_visible()
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_form_errors_are_swapped_in_place_and_the_page_stays(
+    page: Page, live_server, shop, settings, shot  # type: ignore[no-untyped-def]
+) -> None:
+    """As ``make run`` serves the pages: with DEBUG, django-htmx adds its debug script, which
+    puts the body of an htmx 400 over the whole document."""
+    settings.DEBUG = True
+    customer, mailbox, _user = shop
+    log_in(page, live_server.url, "inhaber@example.org", USER_PASSWORD)
+    page.goto(f"{live_server.url}/portal/mailboxes/{mailbox.pk}/")
+    page.evaluate("window.notReloaded = true")
+    form = page.locator(f"#password-{mailbox.pk}")
+    form.get_by_label("New password", exact=True).fill("short")
+    form.get_by_label("New password again").fill("short")
+    form.get_by_role("button", name="Set new password").click()
+    expect(page.locator(f"#password-{mailbox.pk}")).to_contain_text("at least 10 characters")
+    expect_the_whole_page(page, mailbox.display_address)
+    expect(page.get_by_role("heading", name="Storage")).to_be_visible()
+    shot(page, "password-refused-in-place")
+
+    page.get_by_role("link", name="Settings", exact=True).click()
+    page.evaluate("window.notReloaded = true")
+    form = page.locator("#settings-form")
+    form.get_by_label("Contact address for warnings").fill(mailbox.display_address)
+    form.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#settings-form")).to_contain_text("one of your own mailboxes")
+    expect_the_whole_page(page, "Settings")
+    expect(page.get_by_role("heading", name="Who can log in here")).to_be_visible()
+    shot(page, "settings-refused-in-place")
+
+    page.locator("#settings-form").get_by_label("Contact address for warnings").fill(
+        "buero@example.net"
+    )
+    page.locator("#settings-form").get_by_role("button", name="Save settings").click()
+    expect(page.locator("#settings-form")).to_contain_text("Your settings are saved.")
+    expect_the_whole_page(page, "Settings")
+    customer.refresh_from_db()
+    assert customer.contact_email == "buero@example.net"
+
+
 def test_german_overview_and_the_phone_layout(
     page: Page, live_server, shop, shot  # type: ignore[no-untyped-def]
 ) -> None:
