@@ -2,6 +2,8 @@
 it cannot (focus rings, the usage bars' and chart's contrast, how text wraps)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -17,6 +19,85 @@ pytestmark = [pytest.mark.e2e]
 backup_keys = helpers.backup_keys
 backup_settings = helpers.backup_settings
 restore_side = helpers.restore_side
+
+
+def contrast(one: str, other: str) -> float:
+    """WCAG's contrast ratio of two CSS colours as computed styles give them, rgb() or rgba()
+    (an alpha below 1 is blended over white)."""
+
+    def luminance(css: str) -> float:
+        values = [float(v) for v in re.findall(r"[\d.]+", css)]
+        alpha = values[3] if len(values) > 3 else 1.0
+        channels = []
+        for value in values[:3]:
+            c = (value * alpha + 255 * (1 - alpha)) / 255
+            channels.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+        return 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
+
+    light, dark = sorted((luminance(one), luminance(other)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+# The focused element's ring: its colour, the colour around it (the nearest opaque background
+# of its ancestors) and the first ancestor whose overflow would cut it off.
+FOCUS_RING = """(el) => {
+  const style = getComputedStyle(el);
+  let background = "rgb(255, 255, 255)";
+  for (let node = el.parentElement; node; node = node.parentElement) {
+    const color = getComputedStyle(node).backgroundColor;
+    if (!/^rgba\\(.*, 0\\)$/.test(color) && color !== "transparent") { background = color; break; }
+  }
+  const width = parseFloat(style.outlineWidth), offset = parseFloat(style.outlineOffset);
+  const box = el.getBoundingClientRect(), grow = width + Math.max(offset, 0) - 0.5;
+  let clippedBy = null;
+  for (let node = el.parentElement; node && !clippedBy; node = node.parentElement) {
+    const s = getComputedStyle(node);
+    if (s.overflowX === "visible" && s.overflowY === "visible") continue;
+    const clip = node.getBoundingClientRect();
+    if (box.left - grow < clip.left || box.top - grow < clip.top
+        || box.right + grow > clip.right || box.bottom + grow > clip.bottom) {
+      clippedBy = node.tagName.toLowerCase() + "." + node.className;
+    }
+  }
+  return {visible: el.matches(":focus-visible"), style: style.outlineStyle, width,
+          color: style.outlineColor, background, clippedBy};
+}"""
+
+
+def assert_focus_ring_is_clear(page: Page, target: str) -> None:
+    element = page.locator(target).first
+    element.focus()
+    ring = element.evaluate(FOCUS_RING)
+    assert ring["visible"] and ring["style"] != "none" and ring["width"] >= 2, (target, ring)
+    ratio = contrast(ring["color"], ring["background"])
+    assert ratio >= 3, f"focus ring of {target}: {ratio:.2f}:1 ({ring})"
+    assert ring["clippedBy"] is None, f"focus ring of {target} cut off: {ring}"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_focus_rings_have_3_to_1_contrast_and_are_not_cut_off(
+    page: Page, live_server, shop, scheme: str  # type: ignore[no-untyped-def]
+) -> None:
+    """WCAG 1.4.11: the ring of a focused link, button, field, language button and disclosure
+    stands out 3:1 from what is around it, in light and dark mode."""
+    _customer, mailbox, _user = shop
+    page.emulate_media(color_scheme=scheme)
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.keyboard.press("Tab")  # keyboard use: what :focus-visible is for
+    for target in (
+        "button[name=language][value=en]",
+        "button[name=language][value=de]",
+        "#id_username",
+        "button.button >> text=Log in",
+        "a >> text=Forgot your password?",
+    ):
+        assert_focus_ring_is_clear(page, target)
+    log_in(page, live_server.url, "inhaber@example.org", USER_PASSWORD)
+    page.goto(f"{live_server.url}/portal/mailboxes/{mailbox.pk}/")
+    for target in ("a.brand", "nav a[aria-current=page]", "button.secondary", "summary"):
+        assert_focus_ring_is_clear(page, target)
+    page.goto(f"{live_server.url}/portal/mailboxes/{mailbox.pk}/plan/")
+    assert_focus_ring_is_clear(page, "#id_plan")
 
 
 @pytest.fixture
