@@ -14,6 +14,16 @@ from tests.e2e.accessibility import assert_accessible
 from tests.e2e.test_portal import USER_PASSWORD, log_in
 from tests.factories import make_customer, make_domain, make_mailbox, make_plan
 
+COLOURS = """(el) => {
+  const style = getComputedStyle(el);
+  let background = "rgb(255, 255, 255)";
+  for (let node = el.parentElement; node; node = node.parentElement) {
+    const color = getComputedStyle(node).backgroundColor;
+    if (!/^rgba\\(.*, 0\\)$/.test(color) && color !== "transparent") { background = color; break; }
+  }
+  return {border: style.borderTopColor, stroke: style.stroke, background};
+}"""
+
 pytestmark = [pytest.mark.e2e]
 
 backup_keys = helpers.backup_keys
@@ -131,3 +141,45 @@ def test_small_links_and_disclosures_are_targets_of_24_px(
     page.goto(f"{live_server.url}/portal/backups/mailboxes/{mailbox.pk}/")
     expect(page.get_by_text("Restore…")).to_have_count(2)
     assert_accessible(page, "backups", rules=["target-size"])
+
+
+def test_low_usage_shows_in_the_bar_and_the_chart(
+    page: Page, live_server, shop  # type: ignore[no-untyped-def]
+) -> None:
+    """13 MB of 5 GB, grown from 5 MB in a month: the bar shows a sliver inside an outline of
+    3:1, the chart is scaled to the usage, so the growth shows, and its line stands out 3:1."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mailboxes.models import GIB, MIB, Mailbox, UsageSample
+
+    _customer, mailbox, _user = shop
+    now = timezone.now()
+    UsageSample.objects.bulk_create(
+        UsageSample(mailbox=mailbox, taken_at=now - timedelta(days=30 - i),
+                    used_bytes=(5 + i * 8 // 30) * MIB)
+        for i in range(31)
+    )  # fmt: skip
+    Mailbox.objects.filter(pk=mailbox.pk).update(
+        quota_bytes=5 * GIB, used_bytes=13 * MIB, usage_state="ok", usage_checked_at=now
+    )
+    log_in(page, live_server.url, "inhaber@example.org", USER_PASSWORD)
+    for url in ("/portal/", f"/portal/mailboxes/{mailbox.pk}/"):
+        page.goto(f"{live_server.url}{url}")
+        bar = page.locator(".usage-meter .bar").first
+        fill = bar.locator(".bar-fill")
+        assert (fill.bounding_box() or {"width": 0})["width"] >= 6, url
+        colours = bar.evaluate(COLOURS)
+        assert contrast(colours["border"], colours["background"]) >= 3, (url, colours)
+
+    chart = page.locator(".chart svg")
+    line = chart.locator(".chart-line")
+    chart_box, line_box = chart.bounding_box(), line.bounding_box()
+    assert chart_box and line_box
+    assert line_box["height"] >= chart_box["height"] * 0.3, (chart_box, line_box)
+    colours = line.evaluate(COLOURS)
+    svg_background = chart.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert contrast(colours["stroke"], svg_background) >= 3, colours
+    expect(page.locator(".chart-scale")).to_have_text("20.0\xa0MB")
+    expect(page.locator(".chart-legend")).to_contain_text("the quota (5.0\xa0GB) is far above")

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEntry, Customer, User
-from mailboxes.charts import HEIGHT, WIDTH, build_usage_chart, clean_days
+from mailboxes.charts import HEIGHT, WIDTH, build_usage_chart, clean_days, round_scale
 from mailboxes.models import (
     GIB,
     MIB,
@@ -312,6 +312,30 @@ def test_chart_over_quota_raises_the_scale_and_single_points_draw_a_line() -> No
     assert len(chart.line.split()) == 2
     empty = build_usage_chart([(now - timedelta(days=40), 5)], quota_bytes=100, days=30, now=now)
     assert empty.empty and empty.line == ""
+
+
+def test_chart_of_low_usage_is_scaled_to_the_usage_not_to_the_far_quota() -> None:
+    """13 MB of 5 GB along the bottom edge would show nothing: the top is a round figure above
+    the peak, and the quota is off the chart."""
+    now = timezone.now()
+    samples = [(now - timedelta(days=30 - i), (5 + i * 8 // 30) * MIB) for i in range(31)]
+    chart = build_usage_chart(samples, quota_bytes=5 * GIB, days=30, now=now)
+    assert chart.scale_bytes == 20 * MIB
+    assert not chart.quota_shown and not chart.quota_top
+    ys = [float(p.split(",")[1]) for p in chart.line.split()]
+    assert max(ys) - min(ys) >= HEIGHT * 0.3  # the growth is there to see
+    at_quarter = build_usage_chart(
+        [(now - timedelta(days=1), 25 * MIB)], quota_bytes=100 * MIB, days=30, now=now
+    )
+    assert at_quarter.scale_bytes == 100 * MIB and at_quarter.quota_shown
+
+
+@pytest.mark.parametrize(
+    ("value", "scale"),
+    [(1, 1024), (1500, 2 * 1024), (16 * MIB, 20 * MIB), (600 * MIB, GIB), (3 * GIB, 5 * GIB)],
+)
+def test_a_scaled_chart_tops_out_at_a_round_figure(value: int, scale: int) -> None:
+    assert round_scale(value) == scale
 
 
 @pytest.mark.parametrize(
