@@ -183,3 +183,32 @@ def test_low_usage_shows_in_the_bar_and_the_chart(
     assert contrast(colours["stroke"], svg_background) >= 3, colours
     expect(page.locator(".chart-scale")).to_have_text("20.0\xa0MB")
     expect(page.locator(".chart-legend")).to_contain_text("the quota (5.0\xa0GB) is far above")
+
+
+LINES = """(el) => {
+  const lineHeight = parseFloat(getComputedStyle(el).lineHeight);
+  const parts = [...el.querySelectorAll(".address-part")];
+  return {
+    lines: Math.round(el.getBoundingClientRect().height / lineHeight),
+    brokenParts: parts.filter(part => part.getClientRects().length > 1
+                                      || part.getBoundingClientRect().height > lineHeight * 1.5)
+                      .map(part => part.textContent),
+  };
+}"""
+
+
+def test_the_login_name_wraps_only_between_its_parts(
+    page: Page, live_server, shop  # type: ignore[no-untyped-def]
+) -> None:
+    """On one line at 1280 px; on a phone after the "@" or before a dot, never at a hyphen
+    inside "xn--bckerei-mller-zentrale-…"; and copied, it is still the address."""
+    _customer, mailbox, _user = shop
+    assert "-" in mailbox.address and mailbox.address != mailbox.display_address
+    log_in(page, live_server.url, "inhaber@example.org", USER_PASSWORD)
+    url = f"{live_server.url}/portal/mailboxes/{mailbox.pk}/"
+    for width, lines in ((1280, 1), (375, 2)):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(url)
+        login_name = page.locator(".facts code")
+        expect(login_name).to_have_text(mailbox.address)
+        assert login_name.evaluate(LINES) == {"lines": lines, "brokenParts": []}, width
