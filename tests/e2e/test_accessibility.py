@@ -212,3 +212,46 @@ def test_the_login_name_wraps_only_between_its_parts(
         login_name = page.locator(".facts code")
         expect(login_name).to_have_text(mailbox.address)
         assert login_name.evaluate(LINES) == {"lines": lines, "brokenParts": []}, width
+
+
+# Each visible select: the widest option's text and the room the closed select has for it.
+SELECT_ROOM = """() => [...document.querySelectorAll("select")].filter(s => s.offsetParent)
+  .map(s => {
+    const style = getComputedStyle(s);
+    const text = document.createElement("canvas").getContext("2d");
+    text.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+    const widest = [...s.options].reduce((a, o) => text.measureText(o.text).width > a[1]
+                                         ? [o.text, text.measureText(o.text).width] : a, ["", 0]);
+    const arrow = 20;
+    const padding = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+    const room = s.clientWidth - padding - arrow;
+    return {name: s.name, widest: widest[0], width: Math.ceil(widest[1]), room: Math.floor(room)};
+  })"""
+
+
+def test_plan_selects_show_their_whole_labels_at_1280_px(
+    page: Page, live_server, shop  # type: ignore[no-untyped-def]
+) -> None:
+    """"IMAP Standard (IMAP, up to 20.0 GB)" and longer, on the staff mailbox page (four forms
+    side by side cut it off), the staff customer page and the portal's plan page."""
+    from mailboxes.models import GIB
+
+    customer, mailbox, _user = shop
+    make_plan(name="IMAP Business Plus", allows_pop3=True, max_quota_bytes=100 * GIB)
+    User.objects.create_user("hanna", password="Staff-Pass-2041", is_staff=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    for who, password, urls in (
+        ("hanna", "Staff-Pass-2041",
+         [f"/staff/mailboxes/{mailbox.pk}/", f"/staff/customers/{customer.pk}/"]),
+        ("inhaber@example.org", USER_PASSWORD, [f"/portal/mailboxes/{mailbox.pk}/plan/"]),
+    ):  # fmt: skip
+        page.context.clear_cookies()
+        log_in(page, live_server.url, who, password)
+        for language in ("EN", "DE"):
+            page.get_by_role("button", name=re.compile(f"^{language}")).click()
+            for url in urls:
+                page.goto(f"{live_server.url}{url}")
+                selects = page.evaluate(SELECT_ROOM)
+                assert any(s["name"] == "plan" for s in selects), url
+                cut = [s for s in selects if s["width"] > s["room"]]
+                assert not cut, f"{url} ({language}): {cut}"
