@@ -120,6 +120,38 @@ def test_invited_user_sets_a_password_through_forgot_password(
     assert client.get(reverse("portal:overview")).status_code == 200
 
 
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_a_login_password_has_the_same_minimum_as_a_mailbox_password(
+    owner_client: Client, customer: Customer, mailbox: Mailbox, language: str
+) -> None:
+    """One rule on every page that asks for a password: the choose-password page said 8
+    characters while the mailbox password form says 10."""
+    from django.contrib.auth.tokens import default_token_generator
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    user = User.objects.create_user("neu@example.org", email="neu@example.org", customer=customer)
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    link = reverse("accounts:password_reset_confirm", args=[uid, token])
+    accept = {"HTTP_ACCEPT_LANGUAGE": language}
+    client = Client()  # not logged in: the page follows the browser's language
+    page = client.get(link, follow=True, **accept)
+    ten = {"en": "at least 10 characters", "de": "mindestens 10 Zeichen"}[language]
+    assert ten in page.content.decode()
+    assert ten.replace("10", "8") not in page.content.decode()
+    nine = "Sunny-447"
+    refused = client.post(
+        page.redirect_chain[-1][0], {"new_password1": nine, "new_password2": nine}, **accept
+    )
+    assert refused.status_code == 200 and ten in refused.content.decode()
+    user.refresh_from_db()
+    assert not user.has_usable_password()
+    owner_client.cookies.load({"django_language": language})
+    mailbox_page = owner_client.get(reverse("portal:mailbox_detail", args=[mailbox.pk]))
+    assert ten[0].upper() + ten[1:] in mailbox_page.content.decode()
+
+
 def test_the_reset_link_is_on_site_url_whatever_host_the_request_names(
     client: Client, customer: Customer, settings
 ) -> None:
