@@ -255,3 +255,187 @@ def test_plan_selects_show_their_whole_labels_at_1280_px(
                 assert any(s["name"] == "plan" for s in selects), url
                 cut = [s for s in selects if s["width"] > s["room"]]
                 assert not cut, f"{url} ({language}): {cut}"
+
+
+# --- Every page, in English and German ----------------------------------------------------
+
+
+@pytest.fixture
+def everything(shop, restore_side, sent_tasks):  # type: ignore[no-untyped-def]
+    """A customer with what makes each page full: usage with history, folders and warnings,
+    a pending plan request, backups with a running and a finished job, a deleted mailbox's
+    backups, an invited user; and a staff login. Tasks are recorded, not sent."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backups.models import BackupJob, JobStatus, RestoreJob
+    from backups.services import repository_for
+    from mailboxes.models import GIB, MIB, FolderUsage, Mailbox, QuotaWarning, UsageSample
+    from mailboxes.plan_changes import plan_change_request
+    from mailboxes.services import mailbox_delete
+
+    customer, mailbox, user = shop
+    now = timezone.now()
+    Mailbox.objects.filter(pk=mailbox.pk).update(
+        quota_bytes=500 * MIB, used_bytes=470 * MIB, message_count=1200, usage_state="ok",
+        usage_checked_at=now,
+    )  # fmt: skip
+    UsageSample.objects.bulk_create(
+        UsageSample(mailbox=mailbox, taken_at=now - timedelta(days=40 - i), used_bytes=i * 11 * MIB)
+        for i in range(41)
+    )
+    for name, size in (("INBOX", 300), ("Archiv", 150), ("Gesendet", 20)):
+        FolderUsage.objects.create(
+            mailbox=mailbox, name=name, message_count=size, size_bytes=size * MIB, measured_at=now
+        )
+    QuotaWarning.objects.create(
+        mailbox=mailbox, kind="warning", threshold=90, used_bytes=455 * MIB,
+        quota_bytes=500 * MIB, recipient=customer.contact_email, language=customer.language,
+        status="sent", sent_at=now,
+    )  # fmt: skip
+    make_mailbox("laden", domain=mailbox.domain, protocol="pop3")
+    bigger = make_plan(name="IMAP Business", allows_pop3=True, max_quota_bytes=100 * GIB)
+    plan_change_request(mailbox=mailbox, plan=bigger, note="Mehr Platz bitte", actor=user)
+    snapshot = make_snapshot(
+        mailbox, {"INBOX": [(message("Rechnung"), []), (message("Angebot"), ["\\Seen"])]}
+    )
+    make_snapshot(mailbox, {"INBOX": [(message("Rechnung"), [])], "Archiv": []})
+    repository = repository_for(mailbox)
+    running = BackupJob.objects.create(
+        repository=repository, requested_by="inhaber@example.org", status=JobStatus.RUNNING,
+        messages_total=10, messages_done=4, started_at=now,
+    )  # fmt: skip
+    RestoreJob.objects.create(
+        repository=repository, snapshot=snapshot, scope="mailbox", requested_by="hanna",
+        status=JobStatus.DONE, messages_total=2, messages_done=2, messages_restored=2,
+        started_at=now, finished_at=now,
+    )  # fmt: skip
+    old = make_mailbox("alt", domain=mailbox.domain)
+    make_snapshot(old, {"INBOX": [(message("Alte Post"), [])]})
+    old_repository = repository_for(old)
+    mailbox_delete(mailbox=old, actor="test")
+    User.objects.create_user("hanna", password="Staff-Pass-2041", is_staff=True)
+    invited = User.objects.create_user("lena@example.org", email="lena@example.org",
+                                       customer=customer)  # fmt: skip
+    return mailbox, snapshot, running, old_repository, invited
+
+
+def submit(page: Page, form: str) -> None:
+    page.locator(form).locator("button[type=submit]").first.click()
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_every_page_and_state_in_english_and_german(
+    page: Page, live_server, everything, language: str  # type: ignore[no-untyped-def]
+) -> None:
+    """axe's WCAG 2.0-2.2 A and AA rules over every page the staff and customers see, and the
+    states that matter: forms with errors, opened disclosures, htmx updates. German through
+    the language switcher (it also overrides the customer's language)."""
+    from django.contrib.auth.tokens import default_token_generator
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    mailbox, snapshot, running, old_repository, invited = everything
+    base = live_server.url
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    def check(state: str) -> None:
+        expect(page.locator("html")).to_have_attribute("lang", language)
+        assert_accessible(page, state)
+
+    def visit(path: str, state: str) -> None:
+        page.goto(f"{base}{path}")
+        check(state)
+
+    page.goto(f"{base}/accounts/login/")
+    if language == "de":
+        page.locator("button[name=language][value=de]").click()
+    check("login")
+    page.locator("#id_username").fill("inhaber@example.org")
+    page.locator("#id_password").fill("not the password")
+    submit(page, "main form")
+    expect(page.locator(".errorlist")).to_be_visible()
+    check("login refused")
+    visit("/accounts/password/reset/", "forgot password")
+    page.locator("#id_email").fill("lena@example.org")
+    submit(page, "main form")
+    check("link sent")
+    visit("/accounts/password/reset/MQ/wrong-token/", "link expired")
+    uid = urlsafe_base64_encode(force_bytes(invited.pk))
+    visit(
+        f"/accounts/password/reset/{uid}/{default_token_generator.make_token(invited)}/",
+        "choose a password",
+    )
+    page.locator("#id_new_password1").fill("Sunny-Meadow-4471")
+    page.locator("#id_new_password2").fill("Sunny-Meadow-4472")
+    submit(page, "main form")
+    expect(page.locator(".errorlist")).to_be_visible()
+    check("passwords differ")
+    page.locator("#id_new_password1").fill("Sunny-Meadow-4471")
+    page.locator("#id_new_password2").fill("Sunny-Meadow-4471")
+    submit(page, "main form")
+    check("password saved")  # and logged in as the invited customer user
+
+    visit("/portal/", "portal overview")
+    visit(f"/portal/mailboxes/{mailbox.pk}/", "portal mailbox")
+    page.locator("#main summary").first.click()
+    check("portal mailbox, POP3 or IMAP explained")
+    page.locator(f"#usage-{mailbox.pk} .chart-ranges a").click()
+    expect(page.locator(f"#usage-{mailbox.pk} .chart-ranges [aria-current]")).to_contain_text("90")
+    check("portal mailbox, 90 days")
+    page.locator("#id_password").fill("short")
+    page.locator("#id_password_again").fill("short")
+    submit(page, f"#password-{mailbox.pk}")
+    expect(page.locator(f"#password-{mailbox.pk} .errorlist").first).to_be_visible()
+    check("portal mailbox password refused")
+    visit(f"/portal/mailboxes/{mailbox.pk}/plan/", "portal plan")
+    visit("/portal/settings/", "portal settings")
+    page.locator("#id_contact_email").fill(mailbox.address)
+    submit(page, "#settings-form")
+    expect(page.locator("#settings-form .errorlist").first).to_be_visible()
+    check("portal settings refused")
+    visit("/portal/activity/", "portal activity")
+    visit(f"/portal/backups/mailboxes/{mailbox.pk}/", "portal backups")
+    page.locator(f"#snapshot-{snapshot.pk} summary").click()
+    check("portal backups, restore opened")
+    page.locator(f"#snapshot-{snapshot.pk} input[name$=scope][value=folder]").check()
+    submit(page, f"#snapshot-{snapshot.pk} form")
+    expect(page.locator(f"#snapshot-{snapshot.pk} .errorlist").first).to_be_visible()
+    check("portal backups, restore refused")
+    visit(f"/portal/backups/snapshots/{snapshot.pk}/messages/", "portal backup messages")
+    visit(f"/portal/backups/jobs/backup/{running.pk}/", "portal backup job")
+    visit(f"/portal/backups/repositories/{old_repository.pk}/", "portal deleted mailbox")
+
+    page.context.clear_cookies()
+    page.goto(f"{base}/accounts/login/")
+    if language == "de":
+        page.locator("button[name=language][value=de]").click()
+    page.locator("#id_username").fill("hanna")
+    page.locator("#id_password").fill("Staff-Pass-2041")
+    submit(page, "main form")
+    check("staff dashboard")
+    page.locator("#id_name").fill("Bäckerei Müller")
+    page.locator("#id_contact_email").fill("x@example")  # the browser takes it, Django not
+    submit(page, "form[action$='/customers/new/']")
+    expect(page.locator("form[action$='/customers/new/'] .errorlist").first).to_be_visible()
+    check("staff dashboard, customer refused")
+    customer = mailbox.domain.customer
+    visit(f"/staff/customers/{customer.pk}/", "staff customer")
+    page.locator("#id_name").fill("not a domain")
+    submit(page, "form[action$='/domains/new/']")
+    expect(page.locator("form[action$='/domains/new/'] .errorlist").first).to_be_visible()
+    check("staff customer, domain refused")
+    page.locator("form[action$='/domains/new/'] #id_name").fill("filiale.example")
+    submit(page, "form[action$='/domains/new/']")
+    expect(page.locator(".messages")).to_be_visible()
+    check("staff customer, domain added")
+    visit(f"/staff/mailboxes/{mailbox.pk}/", "staff mailbox")
+    page.locator("#id_quota_mb").fill("999999999")
+    submit(page, "form[action$='/quota/']")
+    expect(page.locator("form[action$='/quota/'] .errorlist").first).to_be_visible()
+    check("staff mailbox, quota refused")
+    visit(f"/staff/mailboxes/{mailbox.pk}/delete/", "staff mailbox delete")
+    visit("/staff/audit/", "staff audit log")
+    visit(f"/staff/backups/mailboxes/{mailbox.pk}/", "staff backups")
+    visit(f"/staff/backups/snapshots/{snapshot.pk}/messages/", "staff backup messages")
