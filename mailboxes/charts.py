@@ -16,6 +16,9 @@ HEIGHT = 160
 # More points than this would not be visible at phone or desktop widths.
 MAX_POINTS = 200
 RANGES = (30, 90)
+# Usage that stays below this share of the quota would be a line along the bottom edge, which
+# shows nothing: such a chart is scaled to the usage instead, and the quota is off the chart.
+ZOOM_BELOW = 0.25
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,12 @@ class UsageChart:
     @property
     def quota_top(self) -> bool:
         """The quota line sits on the top edge: usage never went above it."""
-        return self.quota_y <= 0.5
+        return 0 <= self.quota_y <= 0.5
+
+    @property
+    def quota_shown(self) -> bool:
+        """False when the chart is scaled to low usage and the quota lies far above it."""
+        return self.quota_y >= 0
 
 
 def clean_days(value: object) -> int:
@@ -68,6 +76,16 @@ def _downsample(
     return [buckets[b] for b in sorted(buckets)]
 
 
+def round_scale(value: int) -> int:
+    """The smallest of 1, 2 or 5 × 10ⁿ KB, MB, GB or TB (binary units, as the label shows
+    them) that is at least ``value``: the top of a chart scaled to its usage."""
+    for unit in (1024, 1024**2, 1024**3, 1024**4):
+        for step in (1, 2, 5, 10, 20, 50, 100, 200, 500):
+            if step * unit >= value:
+                return step * unit
+    return value
+
+
 def build_usage_chart(
     samples: Sequence[tuple[datetime, int]], *, quota_bytes: int, days: int, now: datetime
 ) -> UsageChart:
@@ -79,6 +97,8 @@ def build_usage_chart(
     peak = max((b for _t, b in samples), default=None)
     # The quota is the natural top; a mailbox over its quota (a lowered quota) still fits.
     scale = max(quota_bytes, peak or 0, 1)
+    if peak and peak < quota_bytes * ZOOM_BELOW:
+        scale = round_scale(peak * 5 // 4)  # some room above the peak
 
     def y(value: int) -> float:
         return round(HEIGHT - value / scale * HEIGHT, 1)

@@ -7,7 +7,8 @@ fields: storage paths, mail servers and their health, IP addresses, measuring er
 
 One URL serves the full page or, for htmx, the partial it updates; every htmx request has a
 plain form or link behind it, so each action also works without JavaScript (PRG on success;
-the page again with the bound form and status 400 on an error).
+the page again with the bound form and status 400 on an error; for htmx, the form's partial
+with status 422, see ``HTMX_FORM_ERRORS``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from web.usage import refresh_message, usage_context
 from .forms import MailboxPasswordForm, NotificationSettingsForm, PlanRequestForm
 
 ACTIVITY_PAGE_SIZE = 50
+# An htmx form with errors answers 422 (Unprocessable Content), which base.html's htmx-config
+# swaps in place. Not 400: with DEBUG, django-htmx's script takes an htmx 400 for a crash and
+# puts the response, the bare partial, in place of the whole document.
+HTMX_FORM_ERRORS = 422
 OVERVIEW = "portal/overview.html"
 MAILBOX = "portal/mailbox_detail.html"
 
@@ -155,13 +160,13 @@ def mailbox_password(request: AuthenticatedHttpRequest, mailbox_id: int) -> Http
         "The password of %(address)s is changed. Use the new one in your mail programs now."
     ) % {"address": mailbox.display_address}
     if request.htmx:
-        # 400 is swapped in too (htmx-config in base.html), so the errors show in place.
         context = {
             "mailbox": mailbox,
             "password_form": MailboxPasswordForm() if success else form,
             "password_notice": text if success else "",
         }
-        return render(request, f"{MAILBOX}#password-form", context, status=200 if success else 400)
+        status = 200 if success else HTMX_FORM_ERRORS
+        return render(request, f"{MAILBOX}#password-form", context, status=status)
     if success:
         messages.success(request, text)
         return redirect("portal:mailbox_detail", mailbox.pk)
@@ -293,6 +298,7 @@ def notification_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
         "users": selectors.customer_users(customer),
     }
     if request.htmx:
+        status = HTMX_FORM_ERRORS if status == 400 else status
         return render(request, "portal/settings.html#settings-form", context, status=status)
     return render(request, "portal/settings.html", context, status=status)
 

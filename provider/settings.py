@@ -132,9 +132,15 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 # Customers log in with their email address; staff with their user name or email.
 AUTHENTICATION_BACKENDS = ["accounts.backends.EmailOrUsernameBackend"]
+# The shortest password, of a mailbox (mailboxes.passwords) and of a login to these pages
+# alike: one rule, so no page states another.
+MAILBOX_MIN_PASSWORD_LENGTH = env.int("MAILBOX_MIN_PASSWORD_LENGTH", default=10)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": MAILBOX_MIN_PASSWORD_LENGTH},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -260,9 +266,6 @@ DOVECOT = {
     "DOVEADM_PORT": env.int("DOVECOT_DOVEADM_PORT", default=10808),
     "MAIL_USER": env.str("DOVECOT_MAIL_USER", default="mail"),
 }
-
-# Limits applied to every mailbox, whatever the plan says.
-MAILBOX_MIN_PASSWORD_LENGTH = env.int("MAILBOX_MIN_PASSWORD_LENGTH", default=10)
 
 LOGGING = {
     "version": 1,

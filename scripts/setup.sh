@@ -11,6 +11,9 @@ packages=(python3 python3-venv python3-dev gcc gettext redis-server
           dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-pgsql dovecot-sqlite)
 if [ "$mode" = test ]; then
   packages+=(postgresql chromium isync)
+  # npm fetches axe-core for the browser tests' accessibility checks; any npm will do (some
+  # machines have Node.js with npm from elsewhere, and Debian's npm would conflict with it).
+  command -v npm >/dev/null || packages+=(npm)
 fi
 
 missing=()
@@ -55,6 +58,27 @@ if [ ! -e ".venv/.installed-$hash-test" ] && [ ! -e ".venv/.installed-$hash-$mod
   fi
   rm -f .venv/.installed-*
   touch ".venv/.installed-$hash-$mode"
+fi
+
+# axe-core, the accessibility rules the browser tests run in every page they reach
+# (tests/e2e/accessibility.py). From the npm registry, pinned and checked; .cache/ is git-ignored.
+axe_version=4.14.1
+axe_sha256=29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c
+axe=.cache/axe-core/axe.min.js
+if [ "$mode" = test ] && ! head -c 40 "$axe" 2>/dev/null | grep -q "axe v$axe_version\$"; then
+  echo "Installing axe-core $axe_version into ${axe%/*}"
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && npm pack --silent "axe-core@$axe_version" > npm.log 2>&1); then
+    cat "$tmp/npm.log" >&2; rm -rf "$tmp"; exit 1
+  fi
+  tar -xzf "$tmp/axe-core-$axe_version.tgz" -C "$tmp" package/axe.min.js
+  if ! echo "$axe_sha256  $tmp/package/axe.min.js" | sha256sum --check --status; then
+    echo "axe-core $axe_version from the npm registry is not the file this script expects" >&2
+    rm -rf "$tmp"; exit 1
+  fi
+  mkdir -p "${axe%/*}"
+  mv "$tmp/package/axe.min.js" "$axe"
+  rm -rf "$tmp"
 fi
 
 # Local secrets, made once and kept out of git (production sets these in its environment).

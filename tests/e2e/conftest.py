@@ -33,7 +33,21 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_context_args, "locale": "en-GB", "viewport": {"width": 1100, "height": 900}}
+    return {
+        **browser_context_args,
+        "locale": "en-GB",
+        "viewport": {"width": 1100, "height": 900},
+        # No transitions (the stylesheet has them only without this): axe sees colours settled.
+        "reduced_motion": "reduce",
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_axe_log() -> None:
+    """test-artifacts/e2e/axe.txt lists the findings of this run only."""
+    from tests.e2e.accessibility import LOG
+
+    LOG.unlink(missing_ok=True)
 
 
 @pytest.hookimpl(wrapper=True)

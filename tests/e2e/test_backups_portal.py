@@ -16,6 +16,7 @@ from mailboxes.services import mailbox_delete
 from provider.celery import app
 from tests.backups import helpers
 from tests.backups.helpers import imap, mailbox_contents, message
+from tests.e2e.accessibility import assert_accessible
 from tests.e2e.test_portal import USER_PASSWORD, log_in
 from tests.factories import make_customer, make_domain, make_mailbox
 from tests.integration.test_backups import wait
@@ -62,6 +63,7 @@ def test_customer_restores_a_backup_with_live_progress(
     row = page.locator(f"#snapshot-{backup.snapshot.pk}")
     expect(row).to_contain_text(str(MESSAGES))  # its message count
     row.get_by_text("Restore…").click()
+    assert_accessible(page, "backups, restore opened")
     row.get_by_label("Into a new folder").uncheck()  # back where the mail was
     # The worker stops taking backup work for a moment, so the job is seen waiting first.
     app.control.cancel_consumer("backup", reply=True)
@@ -71,6 +73,7 @@ def test_customer_restores_a_backup_with_live_progress(
         progress = page.locator("[id^=restore-job-]")
         expect(progress).to_contain_text(re.compile("queued", re.I))
         shot(page, "restore-queued")
+        assert_accessible(page, "restore queued")
         page.evaluate("window.notReloaded = true")
     finally:
         app.control.add_consumer("backup", reply=True)
@@ -78,6 +81,7 @@ def test_customer_restores_a_backup_with_live_progress(
     expect(progress).to_contain_text(f"{MESSAGES} restored")
     assert page.evaluate("window.notReloaded") is True  # htmx updated it in place
     shot(page, "restore-done")
+    assert_accessible(page, "restore done")
 
     assert mailbox_contents(dovecot, mailbox.address) == before
 
@@ -109,6 +113,7 @@ def test_customer_picks_two_messages_from_a_backup_and_gets_them_back(
     page.get_by_role("row", name="Angebot Hochzeitstorte").get_by_role("checkbox").check()
     page.get_by_role("row", name="Lieferschein März").get_by_role("checkbox").check()
     shot(page, "messages-chosen")
+    assert_accessible(page, "messages chosen")
     page.get_by_role("button", name="Restore the chosen messages").click()
 
     expect(page.get_by_text("The restore has been started.")).to_be_visible()
@@ -152,6 +157,7 @@ def test_customer_restores_a_deleted_mailbox_into_its_successor(
     page.get_by_label("Into the mailbox").select_option(label=successor.display_address)
     page.get_by_label("Into a new folder").uncheck()
     shot(page, "restore-deleted-mailbox")
+    assert_accessible(page, "deleted mailbox, restore opened")
     page.get_by_role("button", name="Restore", exact=True).click()
 
     progress = page.locator("[id^=restore-job-]")

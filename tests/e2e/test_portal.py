@@ -16,6 +16,7 @@ from accounts.models import User
 from accounts.services import customer_user_create
 from mailboxes.models import MailServer
 from mailserver.dovecot import DovecotInstance
+from tests.e2e.accessibility import assert_accessible
 from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox, make_plan
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -81,6 +82,7 @@ def test_customer_sees_quota_changes_password_and_logs_in_over_imap(
     card = page.locator(f"#mailbox-card-{mailbox.pk}")
     expect(card).to_contain_text(re.compile(r"Not measured yet \(quota 100\.0\sMB\)"))
     shot(page, "overview-before-refresh")
+    assert_accessible(page, "overview, not measured")
 
     # Refresh through htmx: the worker measures over IMAP, the card reloads itself.
     card.get_by_role("button", name=re.compile("Refresh now")).click()
@@ -88,11 +90,13 @@ def test_customer_sees_quota_changes_password_and_logs_in_over_imap(
     expect(card).to_contain_text(re.compile(r"\d+\.\d\sKB of 100\.0\sMB \(0%\)"), timeout=30_000)
     expect(card).to_contain_text("Last checked")
     shot(page, "overview-measured")
+    assert_accessible(page, "overview, measured")
 
     card.get_by_role("link", name=re.compile("Details and password")).click()
     expect(page.get_by_role("heading", name="Storage")).to_be_visible()
     expect(page.locator(".folders")).to_contain_text("INBOX")
     shot(page, "mailbox-page")
+    assert_accessible(page, "mailbox")
 
     form = page.locator(f"#password-{mailbox.pk}")
     form.get_by_label("New password", exact=True).fill("short")
@@ -100,6 +104,7 @@ def test_customer_sees_quota_changes_password_and_logs_in_over_imap(
     form.get_by_role("button", name="Set new password").click()
     expect(page.locator(f"#password-{mailbox.pk}")).to_contain_text("at least 10 characters")
     shot(page, "password-refused")
+    assert_accessible(page, "password refused")
 
     form = page.locator(f"#password-{mailbox.pk}")
     form.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
@@ -109,6 +114,7 @@ def test_customer_sees_quota_changes_password_and_logs_in_over_imap(
         "Use the new one in your mail programs now"
     )
     shot(page, "password-changed")
+    assert_accessible(page, "password changed")
 
     assert imap_login_works(dovecot, mailbox.address, NEW_PASSWORD)
     assert not imap_login_works(dovecot, mailbox.address, PASSWORD)
@@ -116,6 +122,62 @@ def test_customer_sees_quota_changes_password_and_logs_in_over_imap(
     page.get_by_role("link", name="Activity", exact=True).click()
     expect(page.locator("table.audit")).to_contain_text("password changed")
     expect(page.locator("table.audit")).to_contain_text("inhaber@example.org")
+    assert_accessible(page, "activity")
+
+
+def expect_the_whole_page(page: Page, title: str) -> None:
+    """The page is still all there: an htmx swap replaced only its part."""
+    expect(page).to_have_title(f"{title} · Postamt")
+    expect(page.locator("link[rel=stylesheet]")).to_have_count(1)
+    expect(page.get_by_role("banner")).to_be_visible()
+    expect(page.get_by_role("navigation", name="Main navigation")).to_be_visible()
+    expect(page.get_by_role("main")).to_be_visible()
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_form_errors_are_swapped_in_place_and_the_page_stays(
+    page: Page,
+    live_server,
+    shop,
+    settings,
+    shot,  # type: ignore[no-untyped-def]
+) -> None:
+    """As ``make run`` serves the pages: with DEBUG, django-htmx adds its debug script, which
+    puts the body of an htmx 400 over the whole document."""
+    settings.DEBUG = True
+    customer, mailbox, _user = shop
+    log_in(page, live_server.url, "inhaber@example.org", USER_PASSWORD)
+    page.goto(f"{live_server.url}/portal/mailboxes/{mailbox.pk}/")
+    page.evaluate("window.notReloaded = true")
+    form = page.locator(f"#password-{mailbox.pk}")
+    form.get_by_label("New password", exact=True).fill("short")
+    form.get_by_label("New password again").fill("short")
+    form.get_by_role("button", name="Set new password").click()
+    expect(page.locator(f"#password-{mailbox.pk}")).to_contain_text("at least 10 characters")
+    expect_the_whole_page(page, mailbox.display_address)
+    expect(page.get_by_role("heading", name="Storage")).to_be_visible()
+    shot(page, "password-refused-in-place")
+    assert_accessible(page, "password refused in place")
+
+    page.get_by_role("link", name="Settings", exact=True).click()
+    page.evaluate("window.notReloaded = true")
+    form = page.locator("#settings-form")
+    form.get_by_label("Contact address for warnings").fill(mailbox.display_address)
+    form.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#settings-form")).to_contain_text("one of your own mailboxes")
+    expect_the_whole_page(page, "Settings")
+    expect(page.get_by_role("heading", name="Who can log in here")).to_be_visible()
+    shot(page, "settings-refused-in-place")
+    assert_accessible(page, "settings refused in place")
+
+    page.locator("#settings-form").get_by_label("Contact address for warnings").fill(
+        "buero@example.net"
+    )
+    page.locator("#settings-form").get_by_role("button", name="Save settings").click()
+    expect(page.locator("#settings-form")).to_contain_text("Your settings are saved.")
+    expect_the_whole_page(page, "Settings")
+    customer.refresh_from_db()
+    assert customer.contact_email == "buero@example.net"
 
 
 def test_german_overview_and_the_phone_layout(
@@ -141,17 +203,20 @@ def test_german_overview_and_the_phone_layout(
     expect(card).to_contain_text("Fast voll")
     expect(page.locator("html")).to_have_attribute("lang", "de")
     shot(page, "overview-de")
+    assert_accessible(page, "overview")
 
     page.set_viewport_size({"width": 375, "height": 740})
     page.reload()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, f"the page scrolls sideways on a phone ({width}px)"
     shot(page, "overview-de-phone")
+    assert_accessible(page, "overview on a phone")
     page.goto(f"{live_server.url}/portal/mailboxes/{mailbox.pk}/")
     expect(page.get_by_text("POP3 oder IMAP: Welches passt zu Ihnen?")).to_be_visible()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, f"the mailbox page scrolls sideways on a phone ({width}px)"
     shot(page, "mailbox-de-phone")
+    assert_accessible(page, "mailbox on a phone")
 
 
 def test_invited_user_chooses_a_password_from_the_email(
@@ -172,10 +237,12 @@ def test_invited_user_chooses_a_password_from_the_email(
     assert link
     page.goto(link.group(0))
     expect(page.get_by_role("heading", name="Choose your password")).to_be_visible()
+    assert_accessible(page, "choose a password")
     page.get_by_label("New password", exact=True).fill("Sunny-Meadow-4471")
     page.get_by_label("New password confirmation").fill("Sunny-Meadow-4471")
     page.get_by_role("button", name="Save password and log in").click()
     expect(page.get_by_text("Your password is saved and you are logged in.")).to_be_visible()
+    assert_accessible(page, "password saved")
     page.get_by_role("link", name="Continue").click()
     expect(page.locator(f"#mailbox-card-{mailbox.pk}")).to_be_visible()
     shot(page, "invited-user-overview")
@@ -214,7 +281,9 @@ def test_staff_usage_view_switches_the_chart_range(
     block = page.locator(f"#usage-{mailbox.pk}")
     expect(block).to_contain_text("Usage over the last 30 days")
     expect(block).to_contain_text("Filling up")
+    assert_accessible(page, "staff mailbox")
     block.get_by_role("link", name="90 days").click()
     expect(block).to_contain_text("Usage over the last 90 days")
     assert page.url.endswith("?days=90")  # htmx pushed the URL: reload keeps the range
     shot(page, "staff-usage-90-days")
+    assert_accessible(page, "staff mailbox, 90 days")

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEntry, Customer, User
-from mailboxes.charts import HEIGHT, WIDTH, build_usage_chart, clean_days
+from mailboxes.charts import HEIGHT, WIDTH, build_usage_chart, clean_days, round_scale
 from mailboxes.models import (
     GIB,
     MIB,
@@ -326,6 +326,30 @@ def test_a_mailbox_measured_once_shows_its_one_sample_as_a_point(
     assert point, "no point drawn"
     assert float(point.group(1)) == pytest.approx(WIDTH, abs=1)
     assert float(point.group(2)) == pytest.approx(HEIGHT * 0.7, abs=1)  # 30 of 100 MB
+
+
+def test_chart_of_low_usage_is_scaled_to_the_usage_not_to_the_far_quota() -> None:
+    """13 MB of 5 GB along the bottom edge would show nothing: the top is a round figure above
+    the peak, and the quota is off the chart."""
+    now = timezone.now()
+    samples = [(now - timedelta(days=30 - i), (5 + i * 8 // 30) * MIB) for i in range(31)]
+    chart = build_usage_chart(samples, quota_bytes=5 * GIB, days=30, now=now)
+    assert chart.scale_bytes == 20 * MIB
+    assert not chart.quota_shown and not chart.quota_top
+    ys = [float(p.split(",")[1]) for p in chart.line.split()]
+    assert max(ys) - min(ys) >= HEIGHT * 0.3  # the growth is there to see
+    at_quarter = build_usage_chart(
+        [(now - timedelta(days=1), 25 * MIB)], quota_bytes=100 * MIB, days=30, now=now
+    )
+    assert at_quarter.scale_bytes == 100 * MIB and at_quarter.quota_shown
+
+
+@pytest.mark.parametrize(
+    ("value", "scale"),
+    [(1, 1024), (1500, 2 * 1024), (16 * MIB, 20 * MIB), (600 * MIB, GIB), (3 * GIB, 5 * GIB)],
+)
+def test_a_scaled_chart_tops_out_at_a_round_figure(value: int, scale: int) -> None:
+    assert round_scale(value) == scale
 
 
 @pytest.mark.parametrize(

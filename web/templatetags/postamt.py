@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from django import template
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -174,3 +176,16 @@ def actor_kind(entry: AuditEntry) -> str:
     if entry.actor is not None and entry.actor.customer_id is not None:
         return "customer"
     return "staff"
+
+
+@register.filter
+def address_parts(address: str) -> SafeString:
+    """An address that wraps after its "@" and before its dots, never at a hyphen or inside
+    a name: each part is an inline block (``.address-part``), which wraps inside only when it
+    is longer than the whole line. Copied, it is still the address."""
+    local, at, domain = address.rpartition("@")
+    labels = domain.split(".")
+    parts = [f"{local}{at}", labels[0], *(f".{label}" for label in labels[1:])]
+    return format_html_join(
+        "", '<span class="address-part">{}</span>', ((part,) for part in parts if part)
+    )
