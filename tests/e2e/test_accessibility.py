@@ -14,6 +14,7 @@ from tests.backups.helpers import make_snapshot, message
 from tests.e2e.accessibility import assert_accessible
 from tests.e2e.test_portal import USER_PASSWORD, log_in
 from tests.factories import make_customer, make_domain, make_mailbox, make_plan
+from tests.twofactor import current_code, totp_device
 
 COLOURS = """(el) => {
   const style = getComputedStyle(el);
@@ -253,7 +254,9 @@ def test_plan_selects_show_their_whole_labels_at_1280_px(
 
     customer, mailbox, _user = shop
     make_plan(name="IMAP Business Plus", allows_pop3=True, max_quota_bytes=100 * GIB)
-    User.objects.create_user("hanna", password="Staff-Pass-2041", is_staff=True)
+    device = totp_device(
+        User.objects.create_user("hanna", password="Staff-Pass-2041", is_staff=True)
+    )
     page.set_viewport_size({"width": 1280, "height": 900})
     for who, password, urls in (
         ("hanna", "Staff-Pass-2041",
@@ -262,6 +265,9 @@ def test_plan_selects_show_their_whole_labels_at_1280_px(
     ):  # fmt: skip
         page.context.clear_cookies()
         log_in(page, live_server.url, who, password)
+        if who == "hanna":  # staff pass the second step
+            page.locator("input[name=code]").fill(current_code(device))
+            page.locator("main form button[type=submit]").first.click()
         for language in ("EN", "DE"):
             page.get_by_role("button", name=re.compile(f"^{language}")).click()
             for url in urls:
@@ -425,12 +431,16 @@ def test_every_page_and_state_in_english_and_german(
     visit(f"/portal/backups/jobs/backup/{running.pk}/", "portal backup job")
     visit(f"/portal/backups/repositories/{old_repository.pk}/", "portal deleted mailbox")
 
+    device = totp_device(User.objects.get(username="hanna"))  # an app set up before
     page.context.clear_cookies()
     page.goto(f"{base}/accounts/login/")
     if language == "de":
         page.locator("button[name=language][value=de]").click()
     page.locator("#id_username").fill("hanna")
     page.locator("#id_password").fill("Staff-Pass-2041")
+    submit(page, "main form")
+    check("staff second step")
+    page.locator("input[name=code]").fill(current_code(device))
     submit(page, "main form")
     check("staff dashboard")
     page.locator("#id_name").fill("Bäckerei Müller")
@@ -449,7 +459,7 @@ def test_every_page_and_state_in_english_and_german(
     expect(page.locator(".messages")).to_be_visible()
     check("staff customer, domain added")
     visit(f"/staff/mailboxes/{mailbox.pk}/", "staff mailbox")
-    page.locator("#id_quota_mb").fill("999999999")
+    page.locator("#id_quota").fill("999999999")
     submit(page, "form[action$='/quota/']")
     expect(page.locator("form[action$='/quota/'] .errorlist").first).to_be_visible()
     check("staff mailbox, quota refused")
