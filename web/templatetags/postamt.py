@@ -42,6 +42,7 @@ ACTION_LABELS = {
     "backup.restore": gettext_lazy("restore from a backup started"),
     "backup.download": gettext_lazy("backup downloaded"),
     "backup.browse": gettext_lazy("senders and subjects in a backup viewed"),
+    "import.run": gettext_lazy("CSV file imported"),
 }
 
 # Words for the usage levels of selectors.UsageSummary, shown next to the bar's icon.
@@ -106,6 +107,15 @@ def audit_summary(entry: AuditEntry) -> str:
                     "count": details["messages"]
                 }
             return str(details.get("folder") or "")
+        if entry.action == "import.run":
+            return _(
+                "%(file)s: %(customers)d customers, %(domains)d domains, %(mailboxes)d mailboxes"
+            ) % {
+                "file": details["file"],
+                "customers": details["customers"],
+                "domains": details["domains"],
+                "mailboxes": details["mailboxes"],
+            }
         if entry.action == "mailbox.plan":
             old, new = details["old"], details["new"]
             return (
