@@ -241,3 +241,12 @@ def test_the_export_is_a_csv_download_in_the_import_columns(client: Client, staf
         f"Acme,it@acme.example,en,acme.example,mx1,info,imap,IMAP 10G,{2 * GIB},,",
     ]
     assert SHA512 not in body
+
+
+def test_the_pages_speak_german(client: Client, staff, plan) -> None:
+    client.cookies["django_language"] = "de"
+    page = client.get(reverse("staff:import_start"), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert "Importieren und exportieren" in page
+
+    response = upload(client, f"Acme,it@acme.example,,acme.example,,info,,Gold,,,{SHA512}")
+    assert "Es gibt keinen Tarif „Gold“" in response.content.decode()
