@@ -300,10 +300,24 @@ class _Checker:
         self.plans = {plan.name: plan for plan in Plan.objects.all()}
         self.servers = {server.name: server for server in MailServer.objects.all()}
         self._ascii: dict[str, str | ValidationError] = {}
+        self._protocols: dict[tuple[int, str], str | ValidationError] = {}
 
     def problem(self, row: int, column: str, message: str | list[str]) -> None:
         for text in [message] if isinstance(message, str) else message:
             self.result.problems.append(Problem(row, column, text))
+
+    def protocol(self, plan: Plan, requested: str) -> str:
+        """``protocol_for``, once per plan and value: the answer depends on nothing else."""
+        key = (plan.pk, requested)
+        if key not in self._protocols:
+            try:
+                self._protocols[key] = protocol_for(plan, requested or None)
+            except ValidationError as exc:
+                self._protocols[key] = exc
+        answer = self._protocols[key]
+        if isinstance(answer, ValidationError):
+            raise answer
+        return answer
 
     def domain_ascii(self, name: str) -> str | ValidationError:
         if name not in self._ascii:
@@ -421,7 +435,7 @@ class _Checker:
         if plan is None:
             return
         checks: list[tuple[str, Callable[[], object]]] = [
-            ("protocol", lambda: protocol_for(plan, values["protocol"].strip().lower() or None))
+            ("protocol", lambda: self.protocol(plan, values["protocol"].strip().lower()))
         ]
         if item.quota_bytes is None:
             item.quota_bytes = plan.default_quota_bytes
@@ -454,7 +468,12 @@ class _Checker:
                 "customer", "mail_server"
             ):
                 self.db_domains[domain.name] = domain
-        addresses = {f"{i.local_part}@{i.domain}" for i in items if i.local_part and i.domain}
+        # An address is its domain's name after the @: only a domain that exists has mailboxes.
+        addresses = {
+            f"{i.local_part}@{i.domain}"
+            for i in items
+            if i.local_part and i.domain in self.db_domains
+        }
         self.db_addresses: set[str] = set()
         for chunk in _chunks(sorted(addresses)):
             self.db_addresses.update(
@@ -874,9 +893,15 @@ def _write(
             for m, stored in zip(checked.mailboxes, hashes, strict=True)
         ),
     )
+    # COPY returns no ids: the rows just written are those of these domains from ``now`` on.
     ids: dict[str, int] = {}
-    for chunk in _chunks([m.address for m in checked.mailboxes]):
-        ids.update(Mailbox.objects.filter(address__in=chunk).values_list("address", "id"))
+    domain_ids = sorted({_pk(m.domain.pk) for m in checked.mailboxes})
+    for start in range(0, len(domain_ids), _LOOKUP_CHUNK):
+        ids.update(
+            Mailbox.objects.filter(
+                domain_id__in=domain_ids[start : start + _LOOKUP_CHUNK], created_at__gte=now
+            ).values_list("address", "id")
+        )
     audit.record_bulk(
         "customer.create",
         Customer,
