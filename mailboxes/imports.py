@@ -270,7 +270,7 @@ class Checked:
 
     @property
     def new_customers(self) -> list[CustomerEntry]:
-        return [entry for entry in self.customers.values() if entry.existing is None]
+        return [e for e in self.customers.values() if e.existing is None and not e.ambiguous]
 
     @property
     def new_domains(self) -> list[DomainEntry]:
@@ -346,7 +346,7 @@ class _Checker:
     def parse(self, row: int, values: dict[str, str]) -> _Row:
         before = len(self.result.problems)
         item = _Row(row=row)
-        item.customer = " ".join(values["customer"].split())
+        item.customer = values["customer"].strip()  # as customer_create keeps it
         if not item.customer:
             self.problem(row, "customer", _("Every row needs the customer's name."))
         item.contact_email = values["contact_email"].strip()
@@ -694,12 +694,10 @@ class _Checker:
 
     def finish(self) -> None:
         for entry in self.result.new_customers:
-            if entry.ambiguous:
-                continue
             errors = customer_errors(
                 name=entry.name,
                 contact_email=entry.contact_email,
-                language=entry.language or settings.LANGUAGE_CODE,
+                language=entry.language or "en",  # customer_create's default
             )
             rows = {"contact_email": entry.contact_row, "language": entry.language_row}
             for name, messages in errors.items():
@@ -835,7 +833,7 @@ def _write(
             Customer(
                 name=entry.name,
                 contact_email=entry.contact_email,
-                language=entry.language or settings.LANGUAGE_CODE,
+                language=entry.language or "en",  # customer_create's default
             )
             for entry in new_customers
         ]

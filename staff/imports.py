@@ -108,7 +108,7 @@ def _job_context(request: AuthenticatedHttpRequest, job: ImportJob) -> dict[str,
 @require_GET
 def import_job(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
     """The job's page; for htmx only its state, polled while it runs (286 stops it)."""
-    job = get_object_or_404(ImportJob.objects.select_related("created_by"), pk=job_id)
+    job = get_object_or_404(ImportJob.objects.defer("content"), pk=job_id)
     context = _job_context(request, job)
     if not request.htmx:
         return render(request, "staff/import_job.html", context)
