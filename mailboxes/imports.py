@@ -1202,7 +1202,7 @@ def pending_jobs() -> list[int]:
     )
     return list(
         ImportJob.objects.filter(
-            Q(status=ImportJob.Status.QUEUED, created_at__lt=now - timedelta(minutes=1))
+            Q(status=ImportJob.Status.QUEUED, heartbeat_at__lt=now - timedelta(minutes=1))
             | Q(status=ImportJob.Status.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
         ).values_list("pk", flat=True)
     )

@@ -602,9 +602,14 @@ def test_the_backstop_forgets_unconfirmed_files_and_untaken_passwords_after_a_da
     imports.job_confirm(job=done, inline=True)
     queued = make_job(staff, "Gamma,g@example.org,,,,,,,,,")
     imports.job_confirm(job=queued, inline=False)
+    just_queued = make_job(staff, "Delta,d@example.org,,,,,,,,,")
+    ImportJob.objects.filter(pk=just_queued.pk).update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
+    imports.job_confirm(job=just_queued, inline=False)  # uploaded long ago, confirmed now
     day_ago = timezone.now() - imports.KEEP_FOR - timedelta(minutes=1)
     ImportJob.objects.filter(pk=waiting.pk).update(created_at=day_ago)
-    ImportJob.objects.filter(pk=queued.pk).update(created_at=day_ago)
+    ImportJob.objects.filter(pk=queued.pk).update(heartbeat_at=day_ago)
     ImportJob.objects.filter(pk=done.pk).update(finished_at=day_ago)
 
     assert imports.pending_jobs() == [queued.pk]  # its task was lost: send it again
