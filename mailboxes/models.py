@@ -537,3 +537,82 @@ class PlanChangeRequest(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.status == self.Status.PENDING
+
+
+class ImportJob(models.Model):
+    """One CSV import (``mailboxes.imports``): checked first, then run in the request or by a
+    worker. The row is the job's state, claimed with a conditional UPDATE so that a task
+    delivered twice imports once.
+
+    The uploaded file waits here between the check and the run (workers and the web need not
+    share a disk), and the passwords generated for it wait until they are downloaded once;
+    both are emptied as soon as they are no longer needed, or after a day.
+    """
+
+    class Status(models.TextChoices):
+        CHECKED = "checked", _("checked, waiting for confirmation")
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        DONE = "done", _("imported")
+        FAILED = "failed", _("not imported")
+        EXPIRED = "expired", _("not confirmed in time")
+
+    file_name = models.CharField(_("file"), max_length=255)
+    content = models.BinaryField(default=b"", editable=False)
+    status = models.CharField(
+        _("status"), max_length=8, choices=Status.choices, default=Status.CHECKED
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("started by"),
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_name = models.CharField(_("started by"), max_length=150)
+    ip_address = models.GenericIPAddressField(null=True)
+    # The language of the messages a worker writes for the person who started it.
+    language = models.CharField(max_length=8, default="en")
+    rows = models.PositiveIntegerField(_("rows"), default=0)
+    # What the check found would be created; after the run, what was.
+    customers = models.PositiveIntegerField(_("customers"), default=0)
+    domains = models.PositiveIntegerField(_("domains"), default=0)
+    mailboxes = models.PositiveIntegerField(_("mailboxes"), default=0)
+    passwords_generated = models.PositiveIntegerField(_("passwords generated"), default=0)
+    # Clear and generated passwords Postamt hashes (~20 ms each): decides request or worker.
+    passwords_to_hash = models.PositiveIntegerField(default=0)
+    step = models.CharField(max_length=10, blank=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    # Bad rows a run found (the database changed after the check): [[row, column, message]].
+    problems = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    # CSV of the generated passwords until its one download.
+    passwords = models.TextField(blank=True, editable=False)
+    passwords_taken_at = models.DateTimeField(null=True)
+    claim = models.CharField(max_length=32, blank=True, editable=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True)
+    created_at = models.DateTimeField(_("uploaded"), auto_now_add=True)
+    started_at = models.DateTimeField(null=True)
+    finished_at = models.DateTimeField(_("finished"), null=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("import")
+        verbose_name_plural = _("imports")
+
+    def __str__(self) -> str:
+        return self.file_name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(99, self.progress_done * 100 // self.progress_total)

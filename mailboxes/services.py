@@ -85,6 +85,12 @@ def _check_protocol(protocol: str, plan: Plan) -> None:
         )
 
 
+def storage_path_for(domain_name: str, local_part: str) -> str:
+    """Where a new mailbox's mail goes, relative to the server's mail root: unique per
+    mailbox, so an address deleted and created again never sees its former owner's mail."""
+    return f"{domain_name}/{local_part}.{secrets.token_hex(4)}"
+
+
 def _check_password(password: str, address: str) -> None:
     try:
         validate_mailbox_password(password, address)
@@ -192,7 +198,7 @@ def mailbox_create(
                 quota_bytes=quota_bytes,
                 password_hash=password_hash,
                 password_changed_at=timezone.now(),
-                storage_path=f"{domain.name}/{local_part}.{secrets.token_hex(4)}",
+                storage_path=storage_path_for(domain.name, local_part),
             )
             audit.record(
                 "mailbox.create",

@@ -13,7 +13,7 @@ from celery import shared_task
 from mailserver.errors import MailServerUnavailable
 from provider.celery import RetryOptions
 
-from . import polling, quota_warnings, usage
+from . import imports, polling, quota_warnings, usage
 from .models import PollRun
 
 MAX_POLL_ATTEMPTS = 8
@@ -116,3 +116,26 @@ def send_pending_warnings() -> int:
 @shared_task(name="mailboxes.send_staff_digest", acks_late=True)
 def send_staff_digest() -> int:
     return quota_warnings.send_staff_digest()
+
+
+@shared_task(
+    name="mailboxes.run_import",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=60 * 60,
+    time_limit=65 * 60,
+)
+def run_import(job_id: int) -> int | None:
+    """A confirmed CSV import; claimed first, so a second delivery does nothing."""
+    job = imports.run_job(job_id)
+    return None if job is None else job.mailboxes
+
+
+@shared_task(name="mailboxes.resume_imports", acks_late=True)
+def resume_imports() -> int:
+    """The backstop of imports whose task was lost or whose worker died; forgets what was
+    kept too long (unconfirmed files, passwords never downloaded)."""
+    ids = imports.pending_jobs()
+    for job_id in ids:
+        run_import.delay(job_id)
+    return len(ids)

@@ -338,6 +338,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5 * 60,
         "options": {"expires": 5 * 60},
     },
+    "resume-imports": {
+        "task": "mailboxes.resume_imports",
+        "schedule": 2 * 60,
+        "options": {"expires": 2 * 60},
+    },
     "thin-usage-history": {
         "task": "mailboxes.thin_usage_history",
         "schedule": 24 * 3600,

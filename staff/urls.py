@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import imports, views
 
 app_name = "staff"
 urlpatterns = [
@@ -47,4 +47,9 @@ urlpatterns = [
         name="plan_request_decline",
     ),
     path("audit/", views.audit_log, name="audit_log"),
+    path("import/", imports.import_start, name="import_start"),
+    path("import/<int:job_id>/", imports.import_job, name="import_job"),
+    path("import/<int:job_id>/run/", imports.import_run, name="import_run"),
+    path("import/<int:job_id>/passwords/", imports.import_passwords, name="import_passwords"),
+    path("export/", imports.export, name="export"),
 ]

@@ -53,6 +53,7 @@ ACTION_LABELS = {
     "twofactor.recovery_codes": gettext_lazy("new recovery codes made"),
     "twofactor.recovery_code_used": gettext_lazy("recovery code used to log in"),
     "twofactor.reset": gettext_lazy("every second factor removed (reset)"),
+    "import.run": gettext_lazy("CSV file imported"),
 }
 
 # Words for the usage levels of selectors.UsageSummary, shown next to the bar's icon.
@@ -123,6 +124,15 @@ def audit_summary(entry: AuditEntry) -> str:
                     "count": details["messages"]
                 }
             return str(details.get("folder") or "")
+        if entry.action == "import.run":
+            return _(
+                "%(file)s: %(customers)d customers, %(domains)d domains, %(mailboxes)d mailboxes"
+            ) % {
+                "file": details["file"],
+                "customers": details["customers"],
+                "domains": details["domains"],
+                "mailboxes": details["mailboxes"],
+            }
         if entry.action == "mailbox.plan":
             old, new = details["old"], details["new"]
             return (
