@@ -24,6 +24,39 @@ from mailboxes.models import MailServer
 from mailboxes.services import mail_server_register_local
 from mailserver.dovecot import DovecotInstance
 
+# The owner / stranger / staff fixtures every test of a page can ask for (tests/audiences.py).
+from tests.audiences import (
+    bigger_plan,
+    customer,
+    mailbox,
+    other_customer,
+    other_mailbox,
+    other_request,
+    owner,
+    owner_client,
+    pending_request,
+    plan,
+    server,
+    staff,
+    stranger,
+)
+
+__all__ = [  # re-exported: pytest finds fixtures by name here
+    "server",
+    "plan",
+    "bigger_plan",
+    "customer",
+    "mailbox",
+    "owner",
+    "other_customer",
+    "other_mailbox",
+    "stranger",
+    "staff",
+    "owner_client",
+    "pending_request",
+    "other_request",
+]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
