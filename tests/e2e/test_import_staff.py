@@ -13,6 +13,7 @@ from mailboxes.models import GIB, Mailbox, MailServer
 from tests.factories import make_plan
 from tests.integration.test_dovecot_logins import imap_can_login
 from tests.integration.test_import_logins import doveadm_pw
+from tests.twofactor import current_code, totp_device
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -29,7 +30,9 @@ def test_staff_checks_fixes_imports_and_downloads_the_passwords(
     shot,  # type: ignore[no-untyped-def]
 ) -> None:
     make_plan(name="IMAP 10G", default_quota_bytes=GIB, max_quota_bytes=10 * GIB)
-    User.objects.create_user("hanna", password="Staff-Pass-2041", is_staff=True)
+    device = totp_device(
+        User.objects.create_user("hanna", password="Staff-Pass-2041", is_staff=True)
+    )
     sha = doveadm_pw("SHA512-CRYPT", "Migrated-Pass-1")
     bad = tmp_path / "kunden.csv"
     bad.write_text(
@@ -49,6 +52,8 @@ def test_staff_checks_fixes_imports_and_downloads_the_passwords(
     page.get_by_label("Email address or user name").fill("hanna")
     page.get_by_label("Password").fill("Staff-Pass-2041")
     page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Code").fill(current_code(device))  # the second step
+    page.get_by_role("button", name="Confirm").click()
     page.get_by_role("link", name="Import and export").click()
     page.get_by_label("CSV file").set_input_files(str(bad))
     page.get_by_role("button", name="Check the file").click()
