@@ -28,6 +28,10 @@ M = TypeVar("M", bound=Model)
 # Counting every match of a filter costs a scan of all of them (25 ms for 100,000 rows here);
 # counting up to this many costs at most this many, and "more than 10,000" says enough.
 COUNT_CAP = 10_000
+# A search is counted by fetching the ids it matches, up to this many ("more than 1,000":
+# time to type more); when they are at most FEW_ROWS, its pages are read from those ids.
+SEARCH_COUNT_CAP = 1_000
+FEW_ROWS = 500
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
 
@@ -185,6 +189,21 @@ def keyset_page(
 def capped_count(queryset: QuerySet[Any]) -> int:
     """How many rows match, counting no further than ``COUNT_CAP + 1``."""
     return queryset.order_by()[: COUNT_CAP + 1].count()
+
+
+def searched(queryset: QuerySet[M]) -> tuple[QuerySet[M], int]:
+    """A search's rows, and how many there are (up to ``SEARCH_COUNT_CAP + 1``): one query
+    for the ids it matches, which is also the count.
+
+    PostgreSQL cannot tell how many rows ``LIKE '%…%'`` matches. Sure of many, it walks the
+    index of the page's order until a page is full; a search that matches few rows then walks
+    most of the table (30 ms at 100,000 mailboxes when its matches come late in the order).
+    Its ids, when few, are a condition it can count exactly: it reads them by primary key.
+    """
+    ids = list(queryset.order_by().values_list("pk", flat=True)[: SEARCH_COUNT_CAP + 1])
+    if ids and len(ids) <= min(FEW_ROWS, SEARCH_COUNT_CAP):  # all of them, and few
+        queryset = queryset.filter(pk__in=ids)
+    return queryset, len(ids)
 
 
 def query_string(params: QueryDict, **changes: object) -> str:

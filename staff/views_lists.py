@@ -35,12 +35,14 @@ from .lists import (
     COUNT_CAP,
     DEFAULT_PAGE_SIZE,
     PAGE_SIZES,
+    SEARCH_COUNT_CAP,
     KeysetPage,
     capped_count,
     csv_response,
     keyset_page,
     ordered,
     query_string,
+    searched,
 )
 
 EXPORT_CHUNK = 2000
@@ -176,17 +178,18 @@ def _respond(
     context: dict[str, Any],
     *,
     page: KeysetPage[Any],
-    count: int,
+    count: tuple[int, int],
     export_url: str,
 ) -> HttpResponse:
     """The page, or for htmx its results only; links to the neighbouring pages and the
     export keep every filter."""
     params = request.GET
+    counted, cap = count
     context.update(
         page=page,
-        count=count,
-        count_capped=count > COUNT_CAP,
-        count_cap=COUNT_CAP,
+        count=counted,
+        count_capped=counted > cap,
+        count_cap=cap,
         first_url="?" + query_string(params, after=None, before=None),
         previous_url="?" + query_string(params, after=None, before=page.previous_cursor),
         next_url="?" + query_string(params, after=page.next_cursor, before=None),
@@ -202,6 +205,26 @@ def _respond(
     # The same URL answers with the page or a fragment: caches must keep them apart.
     patch_vary_headers(response, ("HX-Request",))
     return response
+
+
+def _page_and_count(
+    request: AuthenticatedHttpRequest, form: ListForm, queryset: Any
+) -> tuple[KeysetPage[Any], tuple[int, int]]:
+    """The page the query string asks for, and how many rows match, with the cap of that
+    count: two queries, whatever the page."""
+    if form.cleaned_data.get("q"):
+        queryset, count = searched(queryset)
+        cap = SEARCH_COUNT_CAP
+    else:
+        count, cap = capped_count(queryset), COUNT_CAP
+    page = keyset_page(
+        queryset,
+        form.order,
+        size=form.page_size,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+    )
+    return page, (count, cap)
 
 
 def _filename(kind: str) -> str:
@@ -300,14 +323,7 @@ def _mailbox_form(request: AuthenticatedHttpRequest) -> tuple[MailboxListForm, l
 def mailbox_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     form, plans = _mailbox_form(request)
     filters = form.filters()
-    mailboxes = search.mailbox_list(filters, plans)
-    page = keyset_page(
-        mailboxes,
-        form.order,
-        size=form.page_size,
-        after=request.GET.get("after"),
-        before=request.GET.get("before"),
-    )
+    page, count = _page_and_count(request, form, search.mailbox_list(filters, plans))
     context = {
         "form": form,
         "rows": _mailbox_rows(page.rows),
@@ -320,7 +336,7 @@ def mailbox_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "staff/mailbox_list.html",
         context,
         page=page,
-        count=capped_count(mailboxes),
+        count=count,
         export_url=reverse("staff:mailbox_export"),
     )
 
@@ -398,14 +414,7 @@ def _domains(form: DomainListForm) -> Any:
 @staff_required
 def domain_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = _domain_form(request)
-    domains = _domains(form)
-    page = keyset_page(
-        domains,
-        form.order,
-        size=form.page_size,
-        after=request.GET.get("after"),
-        before=request.GET.get("before"),
-    )
+    page, count = _page_and_count(request, form, _domains(form))
     _link_rows(page.rows, "staff:customer_detail", "customer_id")
     context = {
         "form": form,
@@ -418,7 +427,7 @@ def domain_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "staff/domain_list.html",
         context,
         page=page,
-        count=capped_count(domains),
+        count=count,
         export_url=reverse("staff:domain_export"),
     )
 
@@ -458,13 +467,7 @@ def domain_export(request: AuthenticatedHttpRequest) -> StreamingHttpResponse:
 def customer_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = CustomerListForm(request.GET)
     customers = search.customer_list(search=form.cleaned_data.get("q") or "")
-    page = keyset_page(
-        customers,
-        form.order,
-        size=form.page_size,
-        after=request.GET.get("after"),
-        before=request.GET.get("before"),
-    )
+    page, count = _page_and_count(request, form, customers)
     _link_rows(page.rows, "staff:customer_detail", "pk")
     context = {
         "form": form,
@@ -477,7 +480,7 @@ def customer_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "staff/customer_list.html",
         context,
         page=page,
-        count=capped_count(customers),
+        count=count,
         export_url=reverse("staff:customer_export"),
     )
 

@@ -277,6 +277,32 @@ def test_keyset_pages_cover_every_mailbox_once_in_order(
     assert shown == sorted(shown)
 
 
+@pytest.mark.parametrize("few_rows", [500, 10])
+def test_pages_of_a_search_read_from_its_ids_or_not_are_the_same(
+    client: Client,
+    staff: User,
+    plan: Plan,
+    few_rows: int,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Up to FEW_ROWS matches the pages are read by id (the page query names them), past it
+    with the search itself; either way every match once, in order."""
+    import staff.lists
+
+    monkeypatch.setattr(staff.lists, "FEW_ROWS", few_rows)
+    grow(3, 3, 7, plans=[plan], idn_every=2)
+    url = reverse("staff:mailbox_list")
+    params = {"q": "bäckerei-mü", "sort": "-usage", "per_page": 25}
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url, params)
+    matches = Mailbox.objects.filter(address__contains="xn--bckerei-mller-")
+    assert response.context["count"] == matches.count() > 25
+    (page_sql,) = [q["sql"] for q in captured if "LIMIT 26" in q["sql"]]
+    assert ('"mailboxes_mailbox"."id" IN (' in page_sql) == (few_rows == 500)
+    seen, _queries = walk(client, url, params)
+    assert sorted(seen) == sorted(matches.values_list("pk", flat=True))
+
+
 def test_previous_pages_come_back_the_same(client: Client, staff: User, plan: Plan):
     grow(3, 3, 7, plans=[plan])
     url = reverse("staff:mailbox_list")
@@ -336,6 +362,21 @@ def test_a_count_beyond_the_cap_is_said_as_more_than(
     assert response.context["count"] == 6  # counted no further than the cap and one
     assert "More than 5 mailboxes." in response.content.decode()
     assert COUNT_CAP == 10_000
+
+
+def test_a_search_counts_to_its_own_cap(
+    client: Client, staff: User, plan: Plan, monkeypatch: pytest.MonkeyPatch
+):
+    import staff.lists
+    import staff.views_lists
+
+    monkeypatch.setattr(staff.lists, "SEARCH_COUNT_CAP", 5)
+    monkeypatch.setattr(staff.views_lists, "SEARCH_COUNT_CAP", 5)
+    grow(1, 1, 8, plans=[plan])
+    response = client.get(reverse("staff:mailbox_list"), {"q": "m"})
+    assert response.context["count"] == 6
+    assert "More than 5 mailboxes." in response.content.decode()
+    assert len(page_of(response)) == 8
 
 
 # --- Queries --------------------------------------------------------------------------------
