@@ -188,7 +188,7 @@ def main() -> None:
         .values_list("usage", "id")
     )
     usage_cursor = encode_cursor(list(by_usage[late]))
-    searches = ["hans.weber7", "müller-12", "xn--bckerei-mller-42", "Kunde 00042", "gmbh"]
+    searches = ["hans.weber7", "müller-12", "xn--bckerei-mller-42", "Kunde 00043", "gmbh"]
 
     targets = {
         "list": lambda i: {},
