@@ -9,7 +9,7 @@ index ``mailbox_usage_order``, the address order through the address's unique in
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,6 +27,7 @@ from .models import (
     USAGE_STEPS_PER_PERCENT,
     Domain,
     Mailbox,
+    MailServer,
     Plan,
     usage_order,
 )
@@ -232,10 +233,30 @@ class MailboxFilters:
     # Later: last_login_before (a datetime): Q(last_login_at__lt=...) | never logged in.
 
 
+# What a row of the list (and of its CSV) shows; ``with_plans_and_servers`` adds those two.
+MAILBOX_LIST_FIELDS = (
+    "address",
+    "local_part",
+    "protocol",
+    "status",
+    "quota_bytes",
+    "used_bytes",
+    "usage_state",
+    "usage_checked_at",
+    "created_at",
+    "plan_id",
+    "mail_server_id",
+    "domain__name",
+    "domain__customer__name",
+)
+
+
 def mailbox_list(filters: MailboxFilters, plans: Sequence[Plan]) -> QuerySet[Mailbox]:
     """The staff's mailbox list; ``plans`` are all plans (for the usage bands)."""
-    mailboxes = Mailbox.objects.select_related("domain__customer", "plan", "mail_server").alias(
-        usage=usage_order()
+    mailboxes = (
+        Mailbox.objects.select_related("domain__customer")
+        .only(*MAILBOX_LIST_FIELDS)
+        .alias(usage=usage_order())
     )
     term = search_term(filters.search)
     if term:
@@ -254,11 +275,28 @@ def mailbox_list(filters: MailboxFilters, plans: Sequence[Plan]) -> QuerySet[Mai
     return mailboxes
 
 
+def with_plans_and_servers(
+    mailboxes: Iterable[Mailbox], plans: Iterable[Plan], servers: Iterable[MailServer]
+) -> Iterator[Mailbox]:
+    """Each mailbox with its plan and server from those already loaded (for the filters):
+    a handful of rows, cheaper than a join for every mailbox."""
+    plans_by_id = {plan.pk: plan for plan in plans}
+    servers_by_id = {server.pk: server for server in servers}
+    for mailbox in mailboxes:
+        if mailbox.plan_id in plans_by_id:
+            mailbox.plan = plans_by_id[mailbox.plan_id]
+        if mailbox.mail_server_id in servers_by_id:
+            mailbox.mail_server = servers_by_id[mailbox.mail_server_id]
+        yield mailbox
+
+
 def domain_list(
     *, search: str = "", server: int | None = None, customer: int | None = None
 ) -> QuerySet[Domain]:
-    domains = Domain.objects.select_related("customer", "mail_server").annotate(
-        mailbox_count=_count(Mailbox.objects.all(), "domain")
+    domains = (
+        Domain.objects.select_related("customer", "mail_server")
+        .only("name", "created_at", "customer__name", "mail_server__name")
+        .annotate(mailbox_count=_count(Mailbox.objects.all(), "domain"))
     )
     term = search_term(search)
     if term:

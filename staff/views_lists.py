@@ -313,20 +313,22 @@ def _mailbox_rows(mailboxes: list[Mailbox]) -> list[MailboxRow]:
 # --- Mailboxes ----------------------------------------------------------------------------
 
 
-def _mailbox_form(request: AuthenticatedHttpRequest) -> tuple[MailboxListForm, list[Plan]]:
+def _mailbox_form(
+    request: AuthenticatedHttpRequest,
+) -> tuple[MailboxListForm, list[Plan], list[MailServer]]:
     plans = list(Plan.objects.order_by("name"))
     servers = list(MailServer.objects.order_by("name"))
-    return MailboxListForm(request.GET, plans=plans, servers=servers), plans
+    return MailboxListForm(request.GET, plans=plans, servers=servers), plans, servers
 
 
 @staff_required
 def mailbox_list(request: AuthenticatedHttpRequest) -> HttpResponse:
-    form, plans = _mailbox_form(request)
+    form, plans, servers = _mailbox_form(request)
     filters = form.filters()
     page, count = _page_and_count(request, form, search.mailbox_list(filters, plans))
     context = {
         "form": form,
-        "rows": _mailbox_rows(page.rows),
+        "rows": _mailbox_rows(list(search.with_plans_and_servers(page.rows, plans, servers))),
         "filtered_customer": _named(Customer, filters.customer),
         "filtered_domain": _named(Domain, filters.domain),
         "list_url": reverse("staff:mailbox_list"),
@@ -391,8 +393,9 @@ def _mailbox_row(mailbox: Mailbox) -> list[object]:
 @staff_required
 def mailbox_export(request: AuthenticatedHttpRequest) -> StreamingHttpResponse:
     """Every mailbox of the filtered list, in its order, as CSV."""
-    form, plans = _mailbox_form(request)
-    rows = _exported(search.mailbox_list(form.filters(), plans), form.order)
+    form, plans, servers = _mailbox_form(request)
+    mailboxes = _exported(search.mailbox_list(form.filters(), plans), form.order)
+    rows = search.with_plans_and_servers(mailboxes, plans, servers)
     return csv_response(_filename("mailboxes"), MAILBOX_CSV_HEADER, rows, _mailbox_row)
 
 
