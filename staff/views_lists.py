@@ -5,7 +5,8 @@ Filters live in the query string, so a filtered list is a link (the dashboard's 
 here). One URL serves the page, or for htmx (the search box, the filter selects) only its
 results; without JavaScript the same form submits as a plain GET. Each list costs a fixed
 number of queries whatever the page size and the number of rows: the page (one query,
-keyset), a count capped at ``COUNT_CAP``, and the choices of the filter selects.
+keyset), a count (capped; for a search, the ids it matches), the choices of the filter
+selects, and for a mailbox search the domains of the customers it names.
 """
 
 from __future__ import annotations
