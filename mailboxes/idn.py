@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import idna
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
@@ -21,8 +23,24 @@ def domain_to_ascii(name: str) -> str:
     return ascii_name.lower()
 
 
+@lru_cache(maxsize=8192)
 def domain_to_unicode(ascii_name: str) -> str:
+    """``xn--mller-kva.de`` → ``müller.de``; cached, since every row of a list shows one."""
+    if "xn--" not in ascii_name:
+        return ascii_name  # stored names are lower-case already: nothing to decode
     try:
         return idna.decode(ascii_name)
     except idna.IDNAError:
         return ascii_name
+
+
+def label_to_ascii(label: str) -> str | None:
+    """One label as stored (``müller`` → ``xn--mller-kva``), None if it is no valid label.
+
+    For searching: a whole label typed in Unicode is found in the punycode Dovecot sees."""
+    if label.isascii():
+        return label.lower()
+    try:
+        return idna.encode(label, uts46=True).decode("ascii").lower()
+    except idna.IDNAError:
+        return None

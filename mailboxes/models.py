@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
@@ -211,6 +212,28 @@ class Domain(models.Model):
         return domain_to_unicode(self.name)
 
 
+# The usage sort and the usage-band filter read ``used / quota`` in steps of 0.01 %: the
+# percent the bars show (``used * 100 // quota``) is this value // 100, so a band's range in
+# percent is a range here too. -1 when never measured, so the column has no NULLs to order.
+USAGE_STEPS_PER_PERCENT = 100
+UNMEASURED_USAGE = -1
+
+
+def usage_order() -> Coalesce:
+    """``used_bytes * 10000 // quota_bytes``, -1 when never measured, as SQL.
+
+    An expression index holds exactly this (``mailbox_usage_order``), so sorting by usage and
+    filtering by band read an index, and every write of usage or quota (polls, refreshes,
+    quota and plan changes, bulk updates) keeps it current without code of its own.
+    Both operands are integers, so the division rounds down on PostgreSQL and SQLite alike.
+    """
+    return Coalesce(
+        models.F("used_bytes") * (100 * USAGE_STEPS_PER_PERCENT) / models.F("quota_bytes"),
+        models.Value(UNMEASURED_USAGE),
+        output_field=models.BigIntegerField(),
+    )
+
+
 class Mailbox(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", _("active")
@@ -280,6 +303,10 @@ class Mailbox(models.Model):
                 condition=models.Q(quota_bytes__gt=0), name="mailbox_quota_positive"
             ),
             models.UniqueConstraint(fields=["domain", "local_part"], name="mailbox_unique_local"),
+        ]
+        indexes = [
+            # The staff list sorted by usage, and its keyset pages: (usage, id) is unique.
+            models.Index(usage_order(), models.F("id"), name="mailbox_usage_order"),
         ]
 
     def __str__(self) -> str:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import imports, views
+from . import imports, views, views_lists
 
 app_name = "staff"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("customers/", views_lists.customer_list, name="customer_list"),
+    path("customers/export.csv", views_lists.customer_export, name="customer_export"),
+    path("domains/", views_lists.domain_list, name="domain_list"),
+    path("domains/export.csv", views_lists.domain_export, name="domain_export"),
+    path("mailboxes/", views_lists.mailbox_list, name="mailbox_list"),
+    path("mailboxes/export.csv", views_lists.mailbox_export, name="mailbox_export"),
     path("customers/new/", views.customer_create, name="customer_create"),
     path("customers/<int:customer_id>/", views.customer_detail, name="customer_detail"),
     path("customers/<int:customer_id>/domains/new/", views.domain_create, name="domain_create"),
