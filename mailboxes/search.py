@@ -31,7 +31,7 @@ from .models import (
     Plan,
     usage_order,
 )
-from .selectors import _count
+from .selectors import _count, not_logged_in_since
 
 # A search that matches more domains by customer name than this is a common word ("GmbH"):
 # its domains are then matched by a subquery instead of a list of ids (``_customer_domains``).
@@ -230,7 +230,8 @@ class MailboxFilters:
     band: str | None = None
     customer: int | None = None
     domain: int | None = None
-    # Later: last_login_before (a datetime): Q(last_login_at__lt=...) | never logged in.
+    # No IMAP or POP3 login at or after this moment (Dovecot's last-login records).
+    no_login_since: datetime | None = None
 
 
 # What a row of the list (and of its CSV) shows; ``with_plans_and_servers`` adds those two.
@@ -272,6 +273,11 @@ def mailbox_list(filters: MailboxFilters, plans: Sequence[Plan]) -> QuerySet[Mai
     mailboxes = mailboxes.filter(**{k: v for k, v in exact.items() if v is not None})
     if filters.band:
         mailboxes = mailboxes.filter(band_condition(filters.band, plans))
+    if filters.no_login_since is not None:
+        # As the report counts them: a mailbox younger than that is not "unused that long".
+        mailboxes = not_logged_in_since(
+            mailboxes.filter(created_at__lt=filters.no_login_since), filters.no_login_since
+        )
     return mailboxes
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import (
@@ -39,6 +39,9 @@ from .models import (
     QuotaWarning,
 )
 from .usage import forecast_days_until_full
+
+# Any queryset of mailboxes, annotated or not: the filters keep its type.
+_Mailboxes = TypeVar("_Mailboxes", bound=QuerySet[Any])
 
 
 def _count(queryset: QuerySet[Any], by: str) -> Coalesce:
@@ -258,7 +261,7 @@ def with_last_login(mailboxes: QuerySet[Mailbox]) -> QuerySet[Mailbox]:
     )
 
 
-def not_logged_in_since(mailboxes: QuerySet[Mailbox], since: datetime) -> QuerySet[Mailbox]:
+def not_logged_in_since(mailboxes: _Mailboxes, since: datetime) -> _Mailboxes:
     """The mailboxes with no IMAP or POP3 login at or after ``since``."""
     recent = MailboxLogin.objects.filter(
         username=OuterRef("address"),

@@ -12,6 +12,7 @@ selects, and for a mailbox search the domains of the customers it names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -48,6 +49,8 @@ from .lists import (
 
 EXPORT_CHUNK = 2000
 ANY = [("", _("all"))]
+# "No login for": the choices of the filter (Dovecot's last-login records, both protocols).
+UNUSED_DAYS = [(30, _("30 days")), (90, _("90 days")), (180, _("180 days")), (365, _("a year"))]
 
 
 # --- Forms: the filters of each list, read from the query string --------------------------
@@ -85,7 +88,7 @@ class ListForm(forms.Form):
                 empty_value=None,
                 choices=[*ANY, *((obj.pk, str(obj)) for obj in objects)],
             )
-        self.order_fields(["q", "protocol", "plan", "status", "server", "band", "sort"])
+        self.order_fields(["q", "protocol", "plan", "status", "server", "band", "unused", "sort"])
         self.is_valid()
 
     def value(self, name: str) -> Any:
@@ -137,6 +140,13 @@ class MailboxListForm(ListForm):
     band = forms.ChoiceField(
         label=_("Usage"), required=False, choices=[*ANY, *search.BANDS.items()]
     )
+    unused = forms.TypedChoiceField(
+        label=_("No login for"),
+        required=False,
+        coerce=int,
+        empty_value=None,
+        choices=[*ANY, *UNUSED_DAYS],
+    )
     customer = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     domain = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
@@ -153,6 +163,11 @@ class MailboxListForm(ListForm):
             band=self.value("band"),
             customer=self.value("customer"),
             domain=self.value("domain"),
+            no_login_since=(
+                timezone.now() - timedelta(days=self.value("unused"))
+                if self.value("unused")
+                else None
+            ),
         )
 
 

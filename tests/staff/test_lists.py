@@ -500,3 +500,33 @@ def test_the_lists_speak_german(client: Client, staff: User, plan: Plan, name: s
     html = client.get(reverse(name), headers={"Accept-Language": "de"}).content.decode()
     assert 'lang="de"' in html
     assert "Suche" in html and "Als CSV exportieren" in html
+
+
+def test_mailboxes_without_a_login_for_n_days(client: Client, staff: User, plan: Plan):
+    """A POP3 box nobody collects any more is a full box waiting to bounce: find them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mailboxes.models import MailboxLogin
+
+    grow(1, 1, 4, plans=[plan])
+    now = timezone.now()
+    Mailbox.objects.update(created_at=now - timedelta(days=200))
+    recent, old, never, young = Mailbox.objects.order_by("pk")
+    Mailbox.objects.filter(pk=young.pk).update(created_at=now - timedelta(days=10))
+    MailboxLogin.objects.create(
+        username=recent.address, protocol="imap", last_login=int(now.timestamp())
+    )
+    MailboxLogin.objects.create(
+        username=old.address,
+        protocol="pop3",
+        last_login=int((now - timedelta(days=100)).timestamp()),
+    )
+    response = client.get(reverse("staff:mailbox_list"), {"unused": 90})
+    assert {m.pk for m in page_of(response)} == {old.pk, never.pk}
+    assert response.context["count"] == 2
+    assert 'name="unused"' in response.content.decode()
+    export = client.get(reverse("staff:mailbox_export"), {"unused": 90})
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert len(rows) == 3  # the header and the two
