@@ -766,14 +766,14 @@ def allowance_problems(mailboxes: Sequence[MailboxEntry]) -> list[Problem]:
     problems = []
     for owner, (new_bytes, row) in adding.items():
         have = allocation(owner)
-        if have.allowance_bytes is None or have.allocated_bytes + new_bytes <= have.allowance_bytes:
+        if have.fits(new_bytes):
             continue
         message = _(
             "The storage allowance of %(owner)s is %(allowance)s and %(left)s of it is left; "
             "the file's mailboxes need %(quota)s."
         ) % {
             "owner": owner.display_name if isinstance(owner, Domain) else owner.name,
-            "allowance": filesizeformat(have.allowance_bytes),
+            "allowance": filesizeformat(have.allowance_bytes or 0),
             "left": filesizeformat(have.left_bytes or 0),
             "quota": filesizeformat(new_bytes),
         }

@@ -231,11 +231,20 @@ class Allocation:
             return None
         return max(0, self.allowance_bytes - self.allocated_bytes)
 
+    def fits(self, more_bytes: int) -> bool:
+        """Whether ``more_bytes`` of quota may still be given out."""
+        return (
+            self.allowance_bytes is None
+            or self.allocated_bytes + more_bytes <= self.allowance_bytes
+        )
 
-def allocation(owner: Customer | Domain) -> Allocation:
+
+def allocation(owner: Customer | Domain, *, excluding: Mailbox | None = None) -> Allocation:
     """The sum of the quotas of a customer's or a domain's mailboxes (suspended ones too: they
-    keep their mail), against its allowance."""
+    keep their mail; ``excluding`` one whose quota is about to change), against its allowance."""
     mailboxes = customer_mailboxes(owner) if isinstance(owner, Customer) else owner.mailboxes.all()
+    if excluding is not None:
+        mailboxes = mailboxes.exclude(pk=excluding.pk)
     allocated = mailboxes.aggregate(total=Sum("quota_bytes"))["total"] or 0
     allowance = (
         type(owner).objects.values_list("storage_allowance_bytes", flat=True).get(pk=owner.pk)
@@ -252,29 +261,27 @@ def check_storage_allowance(
     transaction, so two mailboxes created at once cannot both fit into the last gigabyte.
     """
     customer = Customer.objects.select_for_update().get(pk=domain.customer_id)
-    domain = Domain.objects.get(pk=domain.pk)
     for owner, name in (
         (domain, _("the domain %(name)s") % {"name": domain.display_name}),
         (customer, _("the customer %(name)s") % {"name": customer.name}),
     ):
-        if owner.storage_allowance_bytes is None:
+        have = allocation(owner, excluding=replacing)
+        if have.fits(quota_bytes):
             continue
-        taken = allocation(owner).allocated_bytes - (replacing.quota_bytes if replacing else 0)
-        if taken + quota_bytes > owner.storage_allowance_bytes:
-            raise ValidationError(
-                {
-                    "quota_bytes": _(
-                        "The storage allowance of %(owner)s is %(allowance)s and %(left)s of it "
-                        "is left; this quota needs %(quota)s."
-                    )
-                    % {
-                        "owner": name,
-                        "allowance": filesizeformat(owner.storage_allowance_bytes),
-                        "left": filesizeformat(max(0, owner.storage_allowance_bytes - taken)),
-                        "quota": filesizeformat(quota_bytes),
-                    }
+        raise ValidationError(
+            {
+                "quota_bytes": _(
+                    "The storage allowance of %(owner)s is %(allowance)s and %(left)s of it "
+                    "is left; this quota needs %(quota)s."
+                )
+                % {
+                    "owner": name,
+                    "allowance": filesizeformat(have.allowance_bytes or 0),
+                    "left": filesizeformat(have.left_bytes or 0),
+                    "quota": filesizeformat(quota_bytes),
                 }
-            )
+            }
+        )
 
 
 @transaction.atomic
