@@ -45,3 +45,11 @@ def parse_size(text: str) -> int:
     if size > MAX_SIZE:
         raise ValidationError(_("“%(value)s” is too large.") % {"value": text}, code="max_value")
     return size
+
+
+def size_text(size: int) -> str:
+    """``size`` bytes as ``parse_size`` reads it back: ``5G``, ``500M``, else MB with a decimal."""
+    for unit, factor in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2)):
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size / 1024**2:.1f}M"

@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts import throttle
 from accounts.models import User
 from mailboxes.models import Plan, Protocol
-from mailboxes.sizes import parse_size
+from mailboxes.sizes import parse_size, size_text
 
 from .client import client_ip
 
@@ -151,12 +151,7 @@ class QuotaField(forms.Field):
 
     def prepare_value(self, value: Any) -> Any:
         """Bytes (the initial value) shown as the size they are, e.g. ``5G`` or ``500M``."""
-        if isinstance(value, int):
-            for unit, factor in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2)):
-                if value % factor == 0:
-                    return f"{value // factor}{unit}"
-            return f"{value / 1024**2:.1f}M"
-        return value
+        return size_text(value) if isinstance(value, int) else value
 
     def to_python(self, value: Any) -> int | None:
         text = str(value or "").strip()

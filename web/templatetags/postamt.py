@@ -17,7 +17,7 @@ from accounts import roles
 from accounts.models import AuditEntry, User
 from mailboxes import selectors
 from mailboxes.models import Mailbox
-from web.forms import QuotaField
+from mailboxes.sizes import size_text
 
 register = template.Library()
 
@@ -85,7 +85,7 @@ def ago(moment: datetime | None) -> str:
 @register.filter
 def size_input(size: int | None) -> str:
     """A size as a quota field shows it (``5G``, ``500M``); empty for None."""
-    return "" if size is None else str(QuotaField().prepare_value(size))
+    return "" if size is None else size_text(size)
 
 
 @register.filter

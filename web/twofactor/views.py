@@ -68,6 +68,49 @@ def _throttle_key(request: AuthenticatedHttpRequest) -> str:
     return f"second-factor:{request.user.pk}"
 
 
+def _refusal(request: AuthenticatedHttpRequest) -> tuple[str, int] | None:
+    """Why this attempt is not even tried, with its status: throttled, or no counters."""
+    try:
+        if throttle.is_blocked(client_ip(request), _throttle_key(request)):
+            message = _("Too many wrong codes. Please wait %(minutes)d minutes and try again.")
+            return message % {"minutes": throttle.window_minutes()}, 429
+    except throttle.Unavailable:
+        return str(UNAVAILABLE), 503
+    return None
+
+
+def _check_code(request: AuthenticatedHttpRequest, form: CodeForm) -> int | None:
+    """None when the code passed (the session is verified), else the page's status."""
+    user = request.user
+    refusal = _refusal(request)
+    if refusal is not None:
+        form.is_valid()
+        form.add_error(None, refusal[0])
+        return refusal[1]
+    if not form.is_valid():
+        return 400
+    device = services.verify(request=request, user=user, token=form.cleaned_data["code"])
+    if device is not None:
+        if services.device_kind(device) == "recovery":
+            left = services.recovery_codes_left(user)
+            messages.warning(
+                request,
+                ngettext(
+                    "You used a recovery code: %(count)d is left. Make new ones under Security.",
+                    "You used a recovery code: %(count)d are left. Make new ones under Security.",
+                    left,
+                )
+                % {"count": left},
+            )
+        return None
+    try:
+        throttle.record_failure(client_ip(request), _throttle_key(request))
+    except throttle.Unavailable:
+        pass  # the code was wrong either way; the next try checks the counters again
+    form.add_error("code", _("This code is not right, or it was used already."))
+    return 400
+
+
 @never_cache
 @login_required
 def verify(request: AuthenticatedHttpRequest) -> HttpResponseBase:
@@ -82,50 +125,11 @@ def verify(request: AuthenticatedHttpRequest) -> HttpResponseBase:
         request.POST or None,
         help_text=_("The six digits your authenticator app shows, or one of your recovery codes."),
     )
-    status = 200
+    status: int | None = 200
     if request.method == "POST":
-        ip = client_ip(request)
-        try:
-            blocked = throttle.is_blocked(ip, _throttle_key(request))
-        except throttle.Unavailable:
-            form.is_valid()
-            form.add_error(None, UNAVAILABLE)
-            status = 503
-        if status == 503:
-            pass
-        elif blocked:
-            form.is_valid()
-            form.add_error(
-                None,
-                _("Too many wrong codes. Please wait %(minutes)d minutes and try again.")
-                % {"minutes": throttle.window_minutes()},
-            )
-            status = 429
-        elif form.is_valid():
-            device = services.verify(request=request, user=user, token=form.cleaned_data["code"])
-            if device is not None:
-                if services.device_kind(device) == "recovery":
-                    left = services.recovery_codes_left(user)
-                    messages.warning(
-                        request,
-                        ngettext(
-                            "You used a recovery code: %(count)d is left. Make new ones "
-                            "under Security.",
-                            "You used a recovery code: %(count)d are left. Make new ones "
-                            "under Security.",
-                            left,
-                        )
-                        % {"count": left},
-                    )
-                return redirect(_next_url(request))
-            try:
-                throttle.record_failure(ip, _throttle_key(request))
-            except throttle.Unavailable:
-                pass  # the code was wrong either way; the next try checks the counters again
-            form.add_error("code", _("This code is not right, or it was used already."))
-            status = 400
-        else:
-            status = 400
+        status = _check_code(request, form)
+        if status is None:
+            return redirect(_next_url(request))
     return render(
         request,
         "registration/two_factor_verify.html",
