@@ -149,6 +149,15 @@ class MailServer(models.Model):
         help_text=_("Name of the environment variable that holds the doveadm API key."),
     )
     active = models.BooleanField(_("accepts new mailboxes"), default=True)
+    # Postamt cannot see a remote server's disks: the hoster says how much mail it may hold,
+    # and the overview forecasts when the measured usage reaches it.
+    capacity_bytes = models.BigIntegerField(
+        _("capacity (bytes)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("How much mail its storage may hold; the overview forecasts when it is full."),
+    )
     poll_concurrency = models.PositiveSmallIntegerField(
         _("parallel usage checks"),
         default=8,
@@ -234,6 +243,20 @@ def usage_order() -> Coalesce:
     )
 
 
+# Never logged in sorts as the earliest login: the order's key has no NULLs, so its keyset
+# pages are plain row comparisons, as with ``usage_order``.
+NEVER_LOGGED_IN = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def login_order() -> Coalesce:
+    """``last_login_at``, the epoch when never, as SQL; the index ``mailbox_login_order``."""
+    return Coalesce(
+        models.F("last_login_at"),
+        models.Value(NEVER_LOGGED_IN),
+        output_field=models.DateTimeField(),
+    )
+
+
 class Mailbox(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", _("active")
@@ -291,6 +314,9 @@ class Mailbox(models.Model):
     warning_sent_at = models.DateTimeField(null=True, editable=False)
     # Set by the evaluator that claimed the last transition, so it knows which rows it won.
     warning_claim = models.UUIDField(null=True, editable=False)
+    # The later of its IMAP and POP3 logins, copied from Dovecot's records (MailboxLogin) by
+    # every poll (logins.copy_last_logins), so the list can sort by it through an index.
+    last_login_at = models.DateTimeField(_("last login"), null=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -307,6 +333,7 @@ class Mailbox(models.Model):
         indexes = [
             # The staff list sorted by usage, and its keyset pages: (usage, id) is unique.
             models.Index(usage_order(), models.F("id"), name="mailbox_usage_order"),
+            models.Index(login_order(), models.F("id"), name="mailbox_login_order"),
         ]
 
     def __str__(self) -> str:
@@ -409,6 +436,27 @@ class UsageSample(models.Model):
         return f"{self.mailbox_id} @ {self.taken_at:%Y-%m-%d %H:%M}: {self.used_bytes}"
 
 
+class ServerUsageSample(models.Model):
+    """A server's totals after a poll: the history its growth and "full in N days" come from.
+
+    One row per finished poll, written from its mailboxes' latest figures, so the overview
+    reads a few hundred rows per server instead of summing 100,000 mailboxes' histories.
+    """
+
+    server = models.ForeignKey(MailServer, on_delete=models.CASCADE, related_name="usage_samples")
+    taken_at = models.DateTimeField(_("time"))
+    used_bytes = models.BigIntegerField(_("used (bytes)"))
+    allocated_bytes = models.BigIntegerField(_("allocated (bytes)"))
+    mailbox_count = models.PositiveIntegerField(_("mailboxes"))
+
+    class Meta:
+        ordering = ["taken_at"]
+        indexes = [models.Index(fields=["server", "taken_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.server_id} @ {self.taken_at:%Y-%m-%d %H:%M}: {self.used_bytes}"
+
+
 class FolderUsage(models.Model):
     """The latest size of one folder of a mailbox, replaced by every successful check."""
 
@@ -463,6 +511,12 @@ class QuotaWarning(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The overview's recent warnings, newest first, without reading them all.
+        indexes = [
+            models.Index(
+                models.F("created_at").desc(), models.F("id").desc(), name="warning_recent"
+            )
+        ]
         verbose_name = _("quota warning")
         verbose_name_plural = _("quota warnings")
 

@@ -29,8 +29,8 @@ from mailserver.imap import append_message
 from provider.celery import enqueue_after_commit
 from provider.emails import render_email
 
+from .forecast import forecast_days_until_full
 from .models import FULL_PERCENT, Mailbox, Plan, QuotaWarning
-from .usage import forecast_days_until_full
 
 log = logging.getLogger(__name__)
 FULL = FULL_PERCENT

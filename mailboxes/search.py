@@ -29,6 +29,7 @@ from .models import (
     Mailbox,
     MailServer,
     Plan,
+    login_order,
     usage_order,
 )
 from .selectors import _count, not_logged_in_since
@@ -65,13 +66,18 @@ def _usage_keys() -> tuple[tuple[str, Combinable, type], ...]:
     return (("usage", usage_order(), int), ("id", F("id"), int))
 
 
-# Adding an order is one entry and an index on its keys: last login, for example, would be
-# ("last_login", Coalesce(F("last_login_at"), Value(EPOCH)), datetime) and ("id", F("id"), int)
-# with an index on the same two expressions.
+def _login_keys() -> tuple[tuple[str, Combinable, type], ...]:
+    return (("login", login_order(), datetime), ("id", F("id"), int))
+
+
+# Adding an order is one entry and an index on its keys (see the model's indexes).
 MAILBOX_ORDERS: dict[str, Order] = {
     "address": Order(_("address"), (("address", F("address"), str),)),
     "-usage": Order(_("fullest first"), _usage_keys(), descending=True),
     "usage": Order(_("emptiest first"), _usage_keys()),
+    # Unused longest first, never used before all: the POP3 box nobody collects any more.
+    "login": Order(_("longest without login first"), _login_keys()),
+    "-login": Order(_("latest login first"), _login_keys(), descending=True),
 }
 DOMAIN_ORDERS: dict[str, Order] = {
     "name": Order(_("name"), (("name", F("name"), str),)),
@@ -245,6 +251,7 @@ MAILBOX_LIST_FIELDS = (
     "usage_state",
     "usage_checked_at",
     "created_at",
+    "last_login_at",
     "plan_id",
     "mail_server_id",
     "domain__name",

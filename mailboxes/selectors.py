@@ -27,6 +27,7 @@ from django.utils import timezone
 from accounts.models import AuditEntry, Customer, User
 
 from .charts import RANGES, build_usage_chart
+from .forecast import forecast_days_until_full
 from .models import (
     Domain,
     FolderUsage,
@@ -38,7 +39,6 @@ from .models import (
     Protocol,
     QuotaWarning,
 )
-from .usage import forecast_days_until_full
 
 # Any queryset of mailboxes, annotated or not: the filters keep its type.
 _Mailboxes = TypeVar("_Mailboxes", bound=QuerySet[Any])
@@ -215,7 +215,7 @@ class FromUnixTime(Func):
         return self.as_sql(compiler, connection, template=template, **extra)
 
 
-def _own_logins(protocols: list[str]) -> QuerySet[MailboxLogin]:
+def own_logins(protocols: list[str]) -> QuerySet[MailboxLogin]:
     """The outer mailbox's logins over ``protocols``, made since it was created: an address
     deleted and created again must not inherit its predecessor's logins."""
     return MailboxLogin.objects.filter(
@@ -226,7 +226,7 @@ def _own_logins(protocols: list[str]) -> QuerySet[MailboxLogin]:
 
 
 def _last_login(protocols: list[str]) -> FromUnixTime:
-    latest = _own_logins(protocols).order_by().values("username").annotate(at=Max("last_login"))
+    latest = own_logins(protocols).order_by().values("username").annotate(at=Max("last_login"))
     return FromUnixTime(Subquery(latest.values("at")))
 
 

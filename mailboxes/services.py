@@ -520,6 +520,7 @@ _MAIL_SERVER_FIELDS = (
     "master_user",
     "master_password_env",
     "active",
+    "capacity_bytes",
 )
 
 
@@ -532,6 +533,8 @@ def _mail_server_errors(server: MailServer) -> dict[str, list[str]]:
         ]
     if not server.hostname.strip() or any(c.isspace() for c in server.hostname):
         errors["hostname"] = [_("Enter the server's host name or IP address.")]
+    if server.capacity_bytes is not None and server.capacity_bytes < 0:
+        errors["capacity_bytes"] = [_("The capacity cannot be negative.")]
     for field, label in (("imap_port", "IMAP"), ("pop3_port", "POP3"), ("lmtp_port", "LMTP")):
         if not 1 <= getattr(server, field) <= 65535:
             errors[field] = [
@@ -558,10 +561,12 @@ def mail_server_save(
     master_user: str | None = None,
     master_password_env: str | None = None,
     active: bool | None = None,
+    capacity_bytes: int | None = None,
     actor: Actor,
     ip: str | None = None,
 ) -> MailServer:
-    """Create the server ``name``, or change the given fields of it (None keeps a field).
+    """Create the server ``name``, or change the given fields of it (None keeps a field;
+    a capacity of 0 removes it).
 
     One function for both, so provisioning scripts can be run again and converge.
     """
@@ -578,11 +583,14 @@ def mail_server_save(
         "master_user": master_user,
         "master_password_env": master_password_env,
         "active": active,
+        "capacity_bytes": capacity_bytes,
     }
     old = {field: getattr(server, field) for field in _MAIL_SERVER_FIELDS}
     for field, value in wanted.items():
         if value is not None:
             setattr(server, field, value)
+    if server.capacity_bytes == 0:
+        server.capacity_bytes = None
     new = {field: getattr(server, field) for field in _MAIL_SERVER_FIELDS}
     errors = _mail_server_errors(server)
     if errors:

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Window
-from django.db.models.functions import RowNumber, TruncDay, TruncHour
+from django.db.models import Count, F, Q, Sum, Window
+from django.db.models.functions import Coalesce, RowNumber, TruncDay, TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -33,12 +33,14 @@ from mailserver.storage import purge_storage
 from mailserver.usage import Usage
 from provider.celery import enqueue_after_commit
 
+from .logins import copy_last_logins
 from .models import (
     FolderUsage,
     Health,
     Mailbox,
     MailServer,
     PollRun,
+    ServerUsageSample,
     StoragePurge,
     UsageSample,
 )
@@ -120,7 +122,15 @@ def poll_server(run_id: int) -> PollRun | None:
         _fail(server, run, Health.AUTH_FAILED, str(failure), now)
         return run
     _set_health(server, Health.OK, "", now)
-    PollRun.objects.filter(pk=run.pk).update(status=PollRun.Status.DONE, finished_at=now)
+    with transaction.atomic():
+        # Claimed first: a run delivered twice records its totals once.
+        if (
+            PollRun.objects.filter(pk=run.pk)
+            .exclude(status=PollRun.Status.DONE)
+            .update(status=PollRun.Status.DONE, finished_at=now)
+        ):
+            record_server_usage(server, now)
+    copy_last_logins(server)
     run.refresh_from_db()
     return run
 
@@ -373,33 +383,29 @@ def thin_history(now: datetime | None = None) -> int:
             )
             surplus = ranked.filter(rank__gt=1).values("pk")
             deleted += UsageSample.objects.filter(pk__in=surplus).delete()[0]
+        # The servers' totals, a row per poll: few enough for one statement.
+        ranked_totals = ServerUsageSample.objects.filter(taken_at__lt=older_than).annotate(
+            rank=Window(RowNumber(), partition_by=[F("server_id"), bucket], order_by="taken_at")
+        )
+        surplus_totals = ranked_totals.filter(rank__gt=1).values("pk")
+        deleted += ServerUsageSample.objects.filter(pk__in=surplus_totals).delete()[0]
     return deleted
 
 
-def forecast_days_until_full(mailbox: Mailbox, now: datetime | None = None) -> int | None:
-    """Days until the quota is reached at the recent rate, or None when usage is not growing.
-
-    A least-squares line through the last 14 days of samples: robust to a single spike,
-    and it needs at least two samples a day apart to say anything.
-    """
-    now = now or timezone.now()
-    samples = list(
-        mailbox.samples.filter(taken_at__gte=now - timedelta(days=14)).values_list(
-            "taken_at", "used_bytes"
-        )
+def record_server_usage(server: MailServer, now: datetime) -> ServerUsageSample:
+    """The server's totals after a poll, from its mailboxes' latest figures (one aggregate)."""
+    totals = Mailbox.objects.filter(mail_server=server).aggregate(
+        used=Coalesce(Sum("used_bytes"), 0),
+        allocated=Coalesce(Sum("quota_bytes"), 0),
+        count=Count("pk"),
     )
-    if len(samples) < 2 or (samples[-1][0] - samples[0][0]) < timedelta(days=1):
-        return None
-    t0 = samples[0][0]
-    xs = [(t - t0).total_seconds() / 86400 for t, _ in samples]
-    ys = [float(b) for _, b in samples]
-    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-    var_x = sum((x - mean_x) ** 2 for x in xs)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var_x
-    if slope <= 0 or mailbox.used_bytes is None:
-        return None
-    remaining = mailbox.quota_bytes - mailbox.used_bytes
-    return max(0, int(remaining / slope))
+    return ServerUsageSample.objects.create(
+        server=server,
+        taken_at=now,
+        used_bytes=totals["used"],
+        allocated_bytes=totals["allocated"],
+        mailbox_count=totals["count"],
+    )
 
 
 def purge_deleted_mailbox(purge_id: int) -> bool:

@@ -30,6 +30,7 @@ from accounts.selectors import audit_entries
 from backups import selectors as backup_selectors
 from mailboxes import plan_changes, selectors, services
 from mailboxes.models import Domain, Mailbox
+from mailboxes.overview import staff_overview
 from mailboxes.passwords import generate_password
 from web.access import staff_required
 from web.client import client_ip
@@ -50,7 +51,6 @@ from .forms import (
 )
 
 AUDIT_PAGE_SIZE = 50
-CUSTOMERS_PAGE_SIZE = 50
 DRIFT_SHOWN = 50
 
 
@@ -77,9 +77,7 @@ def _render_dashboard(
 ) -> HttpResponse:
     drifting = selectors.drifting_mailboxes()
     context = {
-        "customers": Paginator(selectors.customer_list(), CUSTOMERS_PAGE_SIZE).get_page(
-            request.GET.get("page")
-        ),
+        "overview": staff_overview(),
         "servers": selectors.server_list(),
         # The first ones are enough to act on; the count says how big the problem is.
         "drifting": drifting[:DRIFT_SHOWN],
@@ -88,7 +86,7 @@ def _render_dashboard(
         "plan_requests": selectors.pending_plan_requests(),
         "backup_attention": backup_selectors.needing_attention(),
         "form": form or CustomerForm(initial={"language": get_language()}),
-        "page_url": reverse("staff:dashboard"),
+        "mailbox_list_url": reverse("staff:mailbox_list"),
     }
     return render(request, "staff/dashboard.html", context, status=status)
 

@@ -348,6 +348,7 @@ def mailbox_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "filtered_customer": _named(Customer, filters.customer),
         "filtered_domain": _named(Domain, filters.domain),
         "list_url": reverse("staff:mailbox_list"),
+        "never": gettext("none recorded"),
     }
     return _respond(
         request,
@@ -381,6 +382,7 @@ MAILBOX_CSV_HEADER = [
     "usage_state",
     "usage_checked_at",
     "created_at",
+    "last_login_at",
 ]
 
 
@@ -403,6 +405,7 @@ def _mailbox_row(mailbox: Mailbox) -> list[object]:
         mailbox.usage_state,
         mailbox.usage_checked_at,
         mailbox.created_at,
+        mailbox.last_login_at,
     ]
 
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from mailboxes.models import MIB, Mailbox, MailboxLogin, MailServer
+from mailboxes.models import MIB, Mailbox, MailboxLogin, MailServer, login_order
 from mailboxes.selectors import with_last_login
 from mailboxes.services import (
     mailbox_change_plan,
@@ -21,7 +21,7 @@ from mailboxes.services import (
     mailbox_set_quota,
     mailbox_suspend,
 )
-from mailboxes.usage import refresh_mailbox_usage
+from mailboxes.usage import poll_server, refresh_mailbox_usage, schedule_polls
 from mailserver.dovecot import DovecotInstance
 from tests.factories import PASSWORD, make_mailbox, make_plan
 from tests.waiting import wait_for
@@ -219,6 +219,20 @@ def test_imap_and_pop3_logins_are_recorded_per_protocol(dovecot, mail_server: Ma
         None,
         datetime.fromtimestamp(pop3_at, UTC),
     )
+
+
+def test_a_poll_copies_the_last_login_for_the_lists_sort(dovecot, mail_server: MailServer) -> None:
+    anna = make_mailbox("anna", protocol="imap")
+    make_mailbox("bob", domain=anna.domain, protocol="imap")  # never logs in
+    assert imap_can_login(dovecot, anna.address, PASSWORD)
+    imap_at = wait_recorded(anna.address, "imap")
+
+    poll_server(schedule_polls()[0].pk)
+
+    by_login = Mailbox.objects.order_by(login_order().desc(), "-id").values_list(
+        "local_part", "last_login_at"
+    )
+    assert list(by_login)[:2] == [("anna", datetime.fromtimestamp(imap_at, UTC)), ("bob", None)]
 
 
 def test_the_next_login_updates_the_time(dovecot, mail_server: MailServer) -> None:

@@ -12,7 +12,15 @@ import pytest
 from imapclient import IMAPClient
 
 from mailboxes import usage
-from mailboxes.models import FolderUsage, Health, Mailbox, MailServer, PollRun, UsageSample
+from mailboxes.models import (
+    FolderUsage,
+    Health,
+    Mailbox,
+    MailServer,
+    PollRun,
+    ServerUsageSample,
+    UsageSample,
+)
 from mailboxes.services import mailbox_suspend
 from mailboxes.tasks import poll_all, poll_server, refresh_usage
 from mailserver.errors import MailServerUnavailable
@@ -106,6 +114,9 @@ def test_a_poll_delivered_twice_stores_one_sample_per_mailbox(dovecot, mail_serv
     first.get(timeout=30), second.get(timeout=30)
 
     assert UsageSample.objects.filter(run=run).count() == 2
+    # The server's totals for the overview: once per run, however often it was delivered.
+    (totals,) = ServerUsageSample.objects.filter(server=mail_server)
+    assert (totals.mailbox_count, totals.allocated_bytes) == (2, 2 * anna.quota_bytes)
     assert usage.schedule_polls() == []  # the slot's run is done: nothing scheduled again
 
 

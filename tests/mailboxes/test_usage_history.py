@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from mailboxes.forecast import forecast_days_until_full
 from mailboxes.models import MIB, UsageSample
-from mailboxes.usage import current_slot, forecast_days_until_full, thin_history
+from mailboxes.usage import current_slot, thin_history
 from tests.factories import make_mailbox, make_server
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""The staff home page costs the same whatever the number of customers, domains and mailboxes."""
+"""The staff overview costs the same whatever the number of customers, domains and mailboxes."""
 
 from __future__ import annotations
 
@@ -64,9 +64,8 @@ def test_the_staff_home_page_costs_the_same_as_domains_and_mailboxes_grow(client
     large_queries, large_page = dashboard(client)
 
     assert large_queries == small_queries
-    assert len(large_page) < 2 * len(small_page) + 40_000  # one page of customers, not all
-    assert "Customer 00000" in large_page and "Customer 00122" not in large_page
-    assert "Page 1 of 3" in large_page
+    assert len(large_page) < len(small_page) + 2_000  # counts, not rows
+    assert "<strong>2403</strong>" in large_page  # every mailbox counted
 
 
 def test_the_servers_table_counts_each_servers_domains_and_mailboxes(client: Client):
@@ -76,11 +75,3 @@ def test_the_servers_table_counts_each_servers_domains_and_mailboxes(client: Cli
     row = page[page.index('<th scope="row">test</th>') :].split("</tr>")[0]
     cells = [c.split(">")[-1] for c in row.split("</td>")]
     assert cells[-3:-1] == ["6", "30"]  # domains, mailboxes
-
-
-def test_a_later_page_of_customers(client: Client):
-    client.force_login(User.objects.create_user("hanna", is_staff=True))
-    grow(customers=60, domains_each=1, mailboxes_each=2)
-    page = client.get(reverse("staff:dashboard"), {"page": 2}).content.decode()
-    assert "Customer 00055" in page and "Customer 00001<" not in page
-    assert "Page 2 of 2" in page

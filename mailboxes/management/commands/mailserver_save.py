@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.utils.translation import gettext as _
 
+from mailboxes.cli import size
 from mailboxes.services import mail_server_save
 from provider.cli import ServiceCommand
 
@@ -42,6 +43,15 @@ class Command(ServiceCommand):
             action=argparse.BooleanOptionalAction,
             help=_("Whether domains created without --server may be placed on it (new: yes)."),
         )
+        parser.add_argument(
+            "--capacity",
+            type=size,
+            metavar="SIZE",
+            help=_(
+                "How much mail its storage may hold, e.g. 2T; the overview forecasts when it "
+                "is full. 0 removes it."
+            ),
+        )
         self.add_json_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -55,6 +65,7 @@ class Command(ServiceCommand):
             master_user=options["master_user"],
             master_password_env=options["master_password_env"],
             active=options["active"],
+            capacity_bytes=options["capacity"],
         )
         if not server.master_password():
             self.stderr.write(
@@ -92,5 +103,6 @@ class Command(ServiceCommand):
                 "master_user": server.master_user,
                 "master_password_env": server.master_password_env,
                 "active": server.active,
+                "capacity_bytes": server.capacity_bytes,
             },
         )
