@@ -1159,10 +1159,14 @@ def runs_inline(job: ImportJob) -> bool:
     return job.rows <= INLINE_MAX_ROWS and job.passwords_to_hash <= INLINE_MAX_HASHES
 
 
-def job_confirm(*, job: ImportJob, ip: str | None = None, inline: bool | None = None) -> bool:
+def job_confirm(
+    *, job: ImportJob, actor: User | str, ip: str | None = None, inline: bool | None = None
+) -> bool:
     """Start the import of a checked file: now, in this process, for a small file, else on a
     worker (``inline`` overrides). False when it was started already (a second click, another
-    tab) or has expired."""
+    tab) or has expired. Whoever confirms must be allowed to import: a support user must not
+    start a file an administrator checked."""
+    roles.authorize(actor, "import.run")
     runs_now = runs_inline(job) if inline is None else inline
     now = timezone.now()
     token = secrets.token_hex(16)
@@ -1251,7 +1255,9 @@ def pending_jobs() -> list[int]:
 
 
 def take_passwords(*, job: ImportJob, user: User) -> str | None:
-    """The generated passwords as CSV, once, for the person who ran the import; then gone."""
+    """The generated passwords as CSV, once, for the person who ran the import, if they still
+    may import; then gone."""
+    roles.authorize(user, "import.run")
     with transaction.atomic():
         locked = (
             ImportJob.objects.select_for_update()

@@ -123,7 +123,7 @@ def import_job(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
 def import_run(request: AuthenticatedHttpRequest, job_id: int) -> HttpResponse:
     """Confirm: a small file is imported before the answer, a large one by a worker."""
     job = get_object_or_404(ImportJob, pk=job_id)
-    if not imports.job_confirm(job=job, ip=request.META.get("REMOTE_ADDR")):
+    if not imports.job_confirm(job=job, actor=request.user, ip=request.META.get("REMOTE_ADDR")):
         messages.warning(request, _("This import was started already."))
     return redirect("staff:import_job", job.pk)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone, translation
 
 from accounts.models import AuditEntry, Customer, User
@@ -518,6 +518,15 @@ def make_job(staff: User, *rows: str) -> ImportJob:
     )
 
 
+def test_only_who_may_import_can_start_a_checked_file(imap, staff) -> None:
+    job = make_job(staff, "Acme,a@example.org,,acme.example,,info,,IMAP 10G,,,")
+    support = User.objects.create_user("sam", is_staff=True, staff_role="support")
+    with pytest.raises(PermissionDenied):
+        imports.job_confirm(job=job, actor=support, inline=True)
+    job.refresh_from_db()
+    assert job.status == "checked" and not Mailbox.objects.exists()
+
+
 def test_a_queued_job_is_run_once_by_a_worker_and_keeps_the_passwords_for_one_download(
     imap, staff, sent_tasks, django_capture_on_commit_callbacks
 ) -> None:
@@ -525,8 +534,8 @@ def test_a_queued_job_is_run_once_by_a_worker_and_keeps_the_passwords_for_one_do
     assert (job.status, job.mailboxes, job.passwords_generated) == ("checked", 1, 1)
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert imports.job_confirm(job=job, inline=False, ip="10.0.0.2")
-        assert not imports.job_confirm(job=job, inline=False)  # a second click
+        assert imports.job_confirm(job=job, actor="test", inline=False, ip="10.0.0.2")
+        assert not imports.job_confirm(job=job, actor="test", inline=False)  # a second click
     assert sent_tasks == [("mailboxes.run_import", (job.pk,), {})]
     assert imports.run_job(job.pk) is not None
     assert imports.run_job(job.pk) is None  # delivered twice: nothing left to do
@@ -556,7 +565,7 @@ def test_a_job_checks_again_and_fails_with_the_rows_the_database_now_refuses(
     job = make_job(staff, f"Acme,a@example.org,,acme.example,,info,,IMAP 10G,,,{SHA512}")
     make_domain(make_customer("Schneller"), "acme.example")
 
-    imports.job_confirm(job=job, inline=True)
+    imports.job_confirm(job=job, actor="test", inline=True)
 
     job.refresh_from_db()
     assert job.status == ImportJob.Status.FAILED
@@ -570,7 +579,7 @@ def test_a_job_whose_worker_died_is_taken_over_and_given_up_after_three_attempts
     imap, staff, sent_tasks
 ) -> None:
     job = make_job(staff, f"Acme,a@example.org,,acme.example,,info,,IMAP 10G,,,{SHA512}")
-    imports.job_confirm(job=job, inline=False)
+    imports.job_confirm(job=job, actor="test", inline=False)
     stale = timezone.now() - imports.STALE_AFTER - timedelta(seconds=1)
     ImportJob.objects.filter(pk=job.pk).update(status="running", attempts=1, heartbeat_at=stale)
     assert imports.pending_jobs() == [job.pk]
@@ -586,7 +595,7 @@ def test_a_job_whose_worker_died_is_taken_over_and_given_up_after_three_attempts
 
 def test_a_live_run_is_not_taken_over(imap, staff, sent_tasks) -> None:
     job = make_job(staff, f"Acme,a@example.org,,acme.example,,info,,IMAP 10G,,,{SHA512}")
-    imports.job_confirm(job=job, inline=False)
+    imports.job_confirm(job=job, actor="test", inline=False)
     ImportJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=timezone.now())
 
     assert imports.run_job(job.pk) is None
@@ -599,14 +608,16 @@ def test_the_backstop_forgets_unconfirmed_files_and_untaken_passwords_after_a_da
 ) -> None:
     waiting = make_job(staff, "Acme,a@example.org,,acme.example,,info,,IMAP 10G,,,")
     done = make_job(staff, "Beta,b@example.org,,beta.example,,info,,IMAP 10G,,,")
-    imports.job_confirm(job=done, inline=True)
+    imports.job_confirm(job=done, actor="test", inline=True)
     queued = make_job(staff, "Gamma,g@example.org,,,,,,,,,")
-    imports.job_confirm(job=queued, inline=False)
+    imports.job_confirm(job=queued, actor="test", inline=False)
     just_queued = make_job(staff, "Delta,d@example.org,,,,,,,,,")
     ImportJob.objects.filter(pk=just_queued.pk).update(
         created_at=timezone.now() - timedelta(hours=2)
     )
-    imports.job_confirm(job=just_queued, inline=False)  # uploaded long ago, confirmed now
+    imports.job_confirm(
+        job=just_queued, actor="test", inline=False
+    )  # uploaded long ago, confirmed now
     day_ago = timezone.now() - imports.KEEP_FOR - timedelta(minutes=1)
     ImportJob.objects.filter(pk=waiting.pk).update(created_at=day_ago)
     ImportJob.objects.filter(pk=queued.pk).update(heartbeat_at=day_ago)
@@ -618,7 +629,7 @@ def test_the_backstop_forgets_unconfirmed_files_and_untaken_passwords_after_a_da
     done.refresh_from_db()
     assert (waiting.status, waiting.content) == ("expired", b"")
     assert done.passwords == ""
-    assert imports.job_confirm(job=waiting, inline=True) is False
+    assert imports.job_confirm(job=waiting, actor="test", inline=True) is False
 
 
 def test_an_import_keeps_to_the_customers_storage_allowance(imap) -> None:
