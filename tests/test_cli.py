@@ -149,6 +149,20 @@ def test_mailserver_save_creates_then_updates_only_what_is_given(db: None) -> No
     assert cli_audit() == ["mailserver.create", "mailserver.update"]
 
 
+def test_mailserver_save_sets_and_removes_a_capacity(db: None) -> None:
+    run("mailserver_save mx2 --capacity 2T")
+    assert MailServer.objects.get(name="mx2").capacity_bytes == 2 * 1024**4
+    run("mailserver_save mx2 --capacity 0")
+    assert MailServer.objects.get(name="mx2").capacity_bytes is None
+    update = AuditEntry.objects.get(action="mailserver.update")
+    assert update.details == {
+        "old": {"capacity_bytes": 2 * 1024**4},
+        "new": {"capacity_bytes": None},
+    }
+    with pytest.raises(CommandError, match="not a size"):
+        run("mailserver_save mx2 --capacity lots")
+
+
 def test_mailserver_save_run_again_unchanged_writes_no_audit_entry(db: None) -> None:
     run("mailserver_save mx2 --host 10.0.0.2")
     run("mailserver_save mx2 --host 10.0.0.2")

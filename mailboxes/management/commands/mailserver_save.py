@@ -13,6 +13,11 @@ from mailboxes.services import mail_server_save
 from provider.cli import ServiceCommand
 
 
+def capacity(text: str) -> int:
+    """A size, or 0 to remove the capacity."""
+    return 0 if text.strip() == "0" else size(text)
+
+
 class Command(ServiceCommand):
     help = (
         "Create a mail server, or update the options given for an existing one; "
@@ -45,7 +50,7 @@ class Command(ServiceCommand):
         )
         parser.add_argument(
             "--capacity",
-            type=size,
+            type=capacity,
             metavar="SIZE",
             help=_(
                 "How much mail its storage may hold, e.g. 2T; the overview forecasts when it "
