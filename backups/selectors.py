@@ -144,12 +144,33 @@ OVERDUE_AFTER_INTERVALS = 2  # a day late on a daily plan: the worker or the sch
 RUNNING_LONG = "running long"
 
 
-def needing_attention(now: datetime | None = None) -> list[Attention]:
+# Overdue mailboxes grow with the fleet (a new hoster's first night: all of them); the page
+# shows this many, oldest first by address, and says how many there are.
+OVERDUE_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class NeedingAttention:
+    items: list[Attention]
+    overdue_total: int = 0
+
+    @property
+    def overdue_not_shown(self) -> int:
+        return self.overdue_total - sum(1 for a in self.items if a.kind == "overdue")
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def needing_attention(
+    now: datetime | None = None, *, overdue_shown: int | None = None
+) -> NeedingAttention:
     """Mailboxes whose last backup failed, that are overdue (no snapshot for twice their
     plan's interval, or none at all that long after they were created: a backup queue
     nobody consumes fails no job), backups and restores that were interrupted (their worker
     died) or have been running for longer than ``BACKUP_LONG_RUNNING_MINUTES``, and
-    repositories in which the scheduled check found problems."""
+    repositories in which the scheduled check found problems; of the overdue ones the first
+    ``overdue_shown`` by address, and how many there are."""
     now = now or timezone.now()
     found: list[Attention] = []
     last_job = BackupJob.objects.filter(repository=OuterRef("pk")).order_by("-created_at", "-pk")
@@ -174,14 +195,17 @@ def needing_attention(now: datetime | None = None) -> list[Attention]:
                 | Q(backup_repository__last_backup_at__isnull=True, created_at__lt=cutoff)
             )
         )
+    overdue_total = 0
     if late:
         overdue = (
             policy.backed_up_mailboxes()
             .filter(reduce(operator.or_, late))
             .exclude(backup_repository__in=[r.pk for r in failed])
-            .select_related("domain__customer", "backup_repository")
         )
-        for mailbox in overdue:
+        overdue_total = overdue.count()
+        limit = OVERDUE_SHOWN if overdue_shown is None else overdue_shown
+        shown = overdue.select_related("domain__customer", "backup_repository")
+        for mailbox in shown.order_by("address")[:limit]:
             repository = getattr(mailbox, "backup_repository", None)
             since = repository.last_backup_at if repository else None
             found.append(
@@ -194,7 +218,7 @@ def needing_attention(now: datetime | None = None) -> list[Attention]:
         "mailbox__domain", "customer"
     )
     found += [_about(r, "check", r.checked_at, problems=r.check_problems) for r in checked]
-    return sorted(found, key=lambda a: a.address)
+    return NeedingAttention(sorted(found, key=lambda a: a.address), overdue_total)
 
 
 def _about(repository: Repository, kind: str, since: datetime | None, **more: Any) -> Attention:

@@ -334,6 +334,12 @@ class Mailbox(models.Model):
             # The staff list sorted by usage, and its keyset pages: (usage, id) is unique.
             models.Index(usage_order(), models.F("id"), name="mailbox_usage_order"),
             models.Index(login_order(), models.F("id"), name="mailbox_login_order"),
+            # The overview's drift: few rows, found without reading the others.
+            models.Index(
+                fields=["usage_state"],
+                condition=models.Q(usage_state="drift"),
+                name="mailbox_drift",
+            ),
         ]
 
     def __str__(self) -> str:

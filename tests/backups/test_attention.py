@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 
 def attention() -> list[tuple[str, str]]:
-    return [(a.address, a.kind) for a in selectors.needing_attention()]
+    return [(a.address, a.kind) for a in selectors.needing_attention().items]
 
 
 def job(repository: Repository, status: str, error: str = "") -> BackupJob:
@@ -43,7 +43,7 @@ def test_a_mailbox_whose_last_backup_failed_until_one_succeeds(backup_settings):
 
     job(repository, JobStatus.FAILED, "cannot log in as the master user")
     assert attention() == [(repository.address, "failed")]
-    assert selectors.needing_attention()[0].detail == "cannot log in as the master user"
+    assert selectors.needing_attention().items[0].detail == "cannot log in as the master user"
 
     job(repository, JobStatus.DONE)
     assert attention() == []
@@ -68,6 +68,25 @@ def test_overdue_after_two_intervals_without_a_snapshot(backup_settings):
     assert attention() == [(never.address, "overdue")]
 
 
+def test_a_fleet_of_overdue_mailboxes_shows_the_first_few_and_how_many(
+    backup_settings, client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    first = make_mailbox("anna")
+    for name in ("bert", "carl", "dora"):
+        make_mailbox(name, domain=first.domain)
+    Mailbox.objects.update(created_at=timezone.now() - timedelta(days=3))
+
+    found = selectors.needing_attention(overdue_shown=2)
+    assert [a.address.split("@")[0] for a in found.items] == ["anna", "bert"]
+    assert (found.overdue_total, found.overdue_not_shown) == (4, 2)
+
+    monkeypatch.setattr(selectors, "OVERDUE_SHOWN", 3)
+    client.force_login(User.objects.create_user("hanna", is_staff=True))
+    html = client.get(reverse("staff:dashboard")).content.decode()
+    assert html.count("never backed up") == 3
+    assert "And 1 more overdue mailbox." in html
+
+
 def test_the_scheduled_check_reads_every_pack_without_a_key(backup_settings, backup_keys, settings):
     settings.BACKUP_IDENTITY_FILE = str(backup_keys.identity_file)
     mailbox = make_mailbox("anna")
@@ -81,7 +100,7 @@ def test_the_scheduled_check_reads_every_pack_without_a_key(backup_settings, bac
     path.write_bytes(sound[:-1] + bytes([sound[-1] ^ 1]))
 
     assert check.record_check(repository.pk).problems
-    [item] = selectors.needing_attention()
+    [item] = selectors.needing_attention().items
     assert item.kind == "check" and "pack damaged" in item.problems[0]
 
     path.write_bytes(sound)  # restored from the hoster's own copy, say
@@ -134,7 +153,7 @@ def test_interrupted_and_long_running_jobs(backup_settings, settings):
     running(fine, beat=2, started=29 * 60)  # working, and not for long yet
     restore = running(restored, RestoreJob, beat=600, started=700, scope="mailbox")
 
-    items = {a.address: a for a in selectors.needing_attention()}
+    items = {a.address: a for a in selectors.needing_attention().items}
 
     assert sorted(attention()) == sorted(
         [
