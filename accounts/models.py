@@ -116,3 +116,47 @@ class AuditEntry(models.Model):
     def __str__(self) -> str:
         when = f"{self.created_at:%Y-%m-%d %H:%M}"
         return f"{when} {self.actor_name} {self.action} {self.target_repr}"
+
+
+class ApiKey(models.Model):
+    """A key for the REST API: the whole hoster's, with a staff role, or one customer's.
+
+    The key acts through a user of its own (``user``): a staff user with the key's role, or a
+    user of the customer. So the services, their role checks and the audit log treat a call
+    through the API like any other actor, and the log names the key. That user has no
+    password: it cannot log in anywhere but through the key.
+
+    Only a SHA-256 of the secret is kept: the secret is 32 random bytes, so a slow password
+    hash would add nothing, and every request must check it. ``prefix`` names the key in
+    lists and logs and finds its row.
+    """
+
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(_("key id"), max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    user = models.OneToOneField(
+        User, on_delete=models.CASCADE, related_name="api_key", editable=False
+    )
+    read_only = models.BooleanField(_("read only"), default=True)
+    # CIDR networks the key may be used from; empty: any address.
+    allowed_networks = models.JSONField(_("allowed networks"), default=list, blank=True)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(_("last used from"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+    @property
+    def customer_id(self) -> int | None:
+        return self.user.customer_id

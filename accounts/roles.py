@@ -31,6 +31,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "backup.restore": frozenset({Role.ADMIN, CUSTOMER}),
     "backup.browse": frozenset({Role.ADMIN, CUSTOMER}),
     "backup.download": frozenset({Role.ADMIN, CUSTOMER}),
+    # Customers make and revoke keys for their own things only (checked by the service).
+    "api_key.create": frozenset({Role.ADMIN, CUSTOMER}),
+    "api_key.revoke": frozenset({Role.ADMIN, CUSTOMER}),
 }
 
 

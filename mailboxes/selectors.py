@@ -325,7 +325,8 @@ def plan_request_queryset() -> QuerySet[PlanChangeRequest]:
 
 
 def customer_users(customer: Customer) -> QuerySet[User]:
-    return customer.users.order_by("email")
+    """The people who log into the portal; the users API keys act through are not."""
+    return customer.users.filter(api_key__isnull=True).order_by("email")
 
 
 def customer_plan_requests(customer: Customer) -> QuerySet[PlanChangeRequest]:

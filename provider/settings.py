@@ -74,6 +74,10 @@ INSTALLED_APPS = [
     "web",
     "staff",
     "portal",
+    "api",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -343,11 +347,47 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 2 * 60,
         "options": {"expires": 2 * 60},
     },
+    "forget-idempotency-keys": {
+        "task": "api.forget_idempotency_keys",
+        "schedule": 3600,
+        "options": {"expires": 3600},
+    },
     "thin-usage-history": {
         "task": "mailboxes.thin_usage_history",
         "schedule": 24 * 3600,
         "options": {"expires": 3600},
     },
+}
+
+# --- REST API (api/, docs/api.md) ---------------------------------------------------------
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="600/min")  # per key
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.KeyScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.KeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": API_RATE_LIMIT},
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.IdCursorPagination",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Postamt API",
+    "DESCRIPTION": "Mailboxes, domains and customers of a hoster. Sizes are bytes, times are "
+    "ISO 8601 with a zone. See docs/api.md.",
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer"}},
+    },
+    "SECURITY": [{"ApiKey": []}],
 }
 
 # --- Backups ------------------------------------------------------------------------------

@@ -11,5 +11,6 @@ urlpatterns = [
     path("staff/", include("staff.urls")),
     path("portal/backups/", include(("portal.backup_urls", "backups"), namespace="portal_backups")),
     path("portal/", include("portal.urls")),
+    path("api/", include("api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
 ]

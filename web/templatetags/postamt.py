@@ -54,6 +54,8 @@ ACTION_LABELS = {
     "twofactor.recovery_code_used": gettext_lazy("recovery code used to log in"),
     "twofactor.reset": gettext_lazy("every second factor removed (reset)"),
     "import.run": gettext_lazy("CSV file imported"),
+    "api_key.create": gettext_lazy("API key created"),
+    "api_key.revoke": gettext_lazy("API key revoked"),
 }
 
 # Words for the usage levels of selectors.UsageSummary, shown next to the bar's icon.

@@ -1,0 +1,197 @@
+"""What the API reads and writes. Sizes are bytes everywhere, times ISO 8601 with a zone.
+
+Output serializers describe the resources; input serializers only parse a request, and the
+services decide (the same rules and messages as the pages and the CLI).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from accounts.models import Customer
+from mailboxes.models import Domain, Mailbox, MailServer, Plan, Protocol
+from mailboxes.selectors import usage_summary
+
+
+class CustomerSerializer(serializers.ModelSerializer[Customer]):
+    storage_allowance_bytes = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="Most the quotas of its mailboxes may add up to, in bytes; null: no limit.",
+    )
+
+    class Meta:
+        model = Customer
+        fields = ["id", "name", "contact_email", "language", "storage_allowance_bytes"]
+        read_only_fields = ["id"]
+
+
+class CustomerCreateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=200)
+    contact_email = serializers.CharField(help_text="Where notices go.")
+    language = serializers.ChoiceField(choices=[code for code, _name in settings.LANGUAGES])
+
+
+class PlanSerializer(serializers.ModelSerializer[Plan]):
+    class Meta:
+        model = Plan
+        fields = [
+            "id",
+            "name",
+            "allows_imap",
+            "allows_pop3",
+            "default_quota_bytes",
+            "max_quota_bytes",
+            "backup_enabled",
+            "warning_thresholds",
+        ]
+        extra_kwargs = {
+            "default_quota_bytes": {"help_text": "Quota of a new mailbox, in bytes."},
+            "max_quota_bytes": {"help_text": "Largest quota allowed, in bytes."},
+            "warning_thresholds": {"help_text": "Percentages at which the customer is warned."},
+        }
+
+
+class MailServerSerializer(serializers.ModelSerializer[MailServer]):
+    class Meta:
+        model = MailServer
+        fields = [
+            "id",
+            "name",
+            "hostname",
+            "imap_port",
+            "pop3_port",
+            "active",
+            "capacity_bytes",
+            "health",
+            "last_poll_ok_at",
+        ]
+
+
+class DomainSerializer(serializers.ModelSerializer[Domain]):
+    name = serializers.CharField(source="display_name", help_text="In Unicode.")
+    name_ascii = serializers.CharField(source="name", help_text="As DNS has it (punycode).")
+    customer: serializers.PrimaryKeyRelatedField[Customer] = serializers.PrimaryKeyRelatedField(
+        read_only=True
+    )
+    mail_server: serializers.SlugRelatedField[MailServer] = serializers.SlugRelatedField(
+        slug_field="name", read_only=True
+    )
+
+    class Meta:
+        model = Domain
+        fields = [
+            "id",
+            "name",
+            "name_ascii",
+            "customer",
+            "mail_server",
+            "storage_allowance_bytes",
+            "created_at",
+        ]
+
+
+class DomainCreateSerializer(serializers.Serializer[Any]):
+    customer = serializers.IntegerField(help_text="The id of the customer it belongs to.")
+    name = serializers.CharField(max_length=253, help_text="Unicode or punycode.")
+    mail_server = serializers.CharField(
+        required=False, help_text="A server's name; omitted: the one with the fewest domains."
+    )
+
+
+class MailboxSerializer(serializers.ModelSerializer[Mailbox]):
+    address = serializers.CharField(source="display_address", help_text="In Unicode.")
+    address_ascii = serializers.CharField(source="address", help_text="The login name.")
+    plan: serializers.PrimaryKeyRelatedField[Plan] = serializers.PrimaryKeyRelatedField(
+        read_only=True
+    )
+    mail_server: serializers.SlugRelatedField[MailServer] = serializers.SlugRelatedField(
+        slug_field="name", read_only=True
+    )
+    usage_percent = serializers.SerializerMethodField()
+    usage_level = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Mailbox
+        fields = [
+            "id",
+            "address",
+            "address_ascii",
+            "domain",
+            "protocol",
+            "plan",
+            "mail_server",
+            "status",
+            "quota_bytes",
+            "used_bytes",
+            "message_count",
+            "usage_percent",
+            "usage_level",
+            "usage_checked_at",
+            "usage_state",
+            "last_login_at",
+            "created_at",
+        ]
+        extra_kwargs = {
+            "quota_bytes": {"help_text": "The limit Dovecot enforces, in bytes."},
+            "used_bytes": {"help_text": "Last measured, in bytes; null: not measured yet."},
+        }
+
+    def get_usage_percent(self, mailbox: Mailbox) -> int | None:
+        return usage_summary(mailbox).percent if mailbox.used_bytes is not None else None
+
+    def get_usage_level(self, mailbox: Mailbox) -> str:
+        """ok, warn, danger, full, or unknown: the colour of the bar on the pages."""
+        return usage_summary(mailbox).level
+
+
+class MailboxCreateSerializer(serializers.Serializer[Any]):
+    domain = serializers.IntegerField()
+    local_part = serializers.CharField(max_length=64)
+    plan = serializers.IntegerField()
+    protocol = serializers.ChoiceField(choices=Protocol.values, required=False)
+    quota_bytes = serializers.IntegerField(required=False, min_value=1)
+    password = serializers.CharField(
+        required=False,
+        write_only=True,
+        help_text="Omitted: one is generated and returned once, as generated_password.",
+    )
+
+
+class MailboxCreatedSerializer(MailboxSerializer):
+    generated_password = serializers.CharField(
+        read_only=True, allow_null=True, help_text="Only when none was sent; shown this once."
+    )
+
+    class Meta(MailboxSerializer.Meta):
+        fields = [*MailboxSerializer.Meta.fields, "generated_password"]
+
+
+class MailboxUpdateSerializer(serializers.Serializer[Any]):
+    password = serializers.CharField(required=False, write_only=True)
+    quota_bytes = serializers.IntegerField(required=False, min_value=1)
+    plan = serializers.IntegerField(required=False)
+    protocol = serializers.ChoiceField(choices=Protocol.values, required=False)
+
+
+class FolderSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    message_count = serializers.IntegerField()
+    size_bytes = serializers.IntegerField()
+
+
+class UsagePointSerializer(serializers.Serializer[Any]):
+    taken_at = serializers.DateTimeField()
+    used_bytes = serializers.IntegerField()
+
+
+class UsageSerializer(serializers.Serializer[Any]):
+    quota_bytes = serializers.IntegerField()
+    used_bytes = serializers.IntegerField(allow_null=True)
+    message_count = serializers.IntegerField(allow_null=True)
+    checked_at = serializers.DateTimeField(allow_null=True)
+    folders = FolderSerializer(many=True)
+    history = UsagePointSerializer(many=True)

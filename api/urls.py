@@ -1,0 +1,25 @@
+"""``/api/v1/``: the resources, the OpenAPI 3.1 schema and its documentation."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+app_name = "api"
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("customers", views.CustomerViewSet, basename="customer")
+router.register("plans", views.PlanViewSet, basename="plan")
+router.register("servers", views.MailServerViewSet, basename="server")
+router.register("domains", views.DomainViewSet, basename="domain")
+router.register("mailboxes", views.MailboxViewSet, basename="mailbox")
+
+urlpatterns = [
+    path("v1/", include(router.urls)),
+    path("v1/schema/", SpectacularAPIView.as_view(api_version="v1"), name="schema"),
+    path("v1/docs/", SpectacularRedocView.as_view(url_name="api:schema"), name="docs"),
+]

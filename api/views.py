@@ -1,0 +1,302 @@
+"""The REST API, version 1: thin views over the same selectors and services as the pages.
+
+Every queryset starts from what the key may reach (``_scope``): a hoster key reaches
+everything, a customer's key only that customer's things; the rest is a 404, as on the
+pages. Whether the key's role may change something is decided by the services.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts import services as account_services
+from accounts.models import Customer, User
+from mailboxes import search, selectors, services
+from mailboxes.models import Domain, Mailbox, MailServer, Plan
+from mailboxes.passwords import generate_password
+from web.client import client_ip
+
+from . import idempotency, serializers
+from .permissions import StaffKeyOnly
+
+
+def _by(request: Request) -> dict[str, Any]:
+    return {"actor": request.user, "ip": client_ip(request)}
+
+
+def _own_customer(request: Request) -> int | None:
+    """The customer a customer's key is confined to; None for the hoster's keys."""
+    user = request.user
+    assert isinstance(user, User)
+    return None if user.is_staff else user.customer_id
+
+
+class ApiViewSet(viewsets.GenericViewSet):
+    """Claims the ``Idempotency-Key`` of a POST once the key is known, keeps its answer."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.idempotent = idempotency.claim(request)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, idempotency.Replay):
+            return idempotency.replayed(exc.record)
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        record = getattr(self, "idempotent", None)
+        if record is not None and not response.has_header("Idempotent-Replayed"):
+            idempotency.keep(record, response)
+        return response
+
+
+def _integer(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise exceptions.ValidationError({name: _("Enter a whole number.")}) from None
+
+
+class CustomerViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = serializers.CustomerSerializer
+
+    def get_queryset(self) -> QuerySet[Customer]:
+        customers = Customer.objects.all()
+        own = _own_customer(self.request)
+        return customers if own is None else customers.filter(pk=own)
+
+    @extend_schema(
+        request=serializers.CustomerCreateSerializer,
+        responses={201: serializers.CustomerSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        data = serializers.CustomerCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        customer = account_services.customer_create(**data.validated_data, **_by(request))
+        return Response(
+            serializers.CustomerSerializer(customer).data, status=status.HTTP_201_CREATED
+        )
+
+
+class PlanViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = serializers.PlanSerializer
+    queryset = Plan.objects.all()
+
+
+class MailServerViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = serializers.MailServerSerializer
+    queryset = MailServer.objects.all()
+
+    def get_permissions(self) -> list[Any]:
+        return [*super().get_permissions(), StaffKeyOnly()]
+
+
+class DomainViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = serializers.DomainSerializer
+
+    def get_queryset(self) -> QuerySet[Domain]:
+        domains = Domain.objects.select_related("mail_server")
+        own = _own_customer(self.request)
+        if own is not None:
+            domains = domains.filter(customer=own)
+        customer = _integer(self.request, "customer")
+        return domains if customer is None else domains.filter(customer=customer)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("customer", OpenApiTypes.INT, description="A customer's.")]
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        request=serializers.DomainCreateSerializer, responses={201: serializers.DomainSerializer}
+    )
+    def create(self, request: Request) -> Response:
+        data = serializers.DomainCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        customers = Customer.objects.all()
+        own = _own_customer(request)
+        if own is not None:
+            customers = customers.filter(pk=own)
+        customer = get_object_or_404(customers, pk=data.validated_data["customer"])
+        server = None
+        if data.validated_data.get("mail_server"):
+            server = get_object_or_404(MailServer, name=data.validated_data["mail_server"])
+        domain = services.domain_create(
+            customer=customer,
+            name=data.validated_data["name"],
+            mail_server=server,
+            **_by(request),
+        )
+        return Response(serializers.DomainSerializer(domain).data, status=status.HTTP_201_CREATED)
+
+
+MAILBOX_FILTERS = [
+    OpenApiParameter("q", OpenApiTypes.STR, description="Part of the address or customer name."),
+    OpenApiParameter("protocol", OpenApiTypes.STR, enum=["imap", "pop3"]),
+    OpenApiParameter("plan", OpenApiTypes.INT),
+    OpenApiParameter("status", OpenApiTypes.STR, enum=["active", "suspended"]),
+    OpenApiParameter("server", OpenApiTypes.INT, description="A mail server's id."),
+    OpenApiParameter("band", OpenApiTypes.STR, enum=list(search.BANDS)),
+    OpenApiParameter("customer", OpenApiTypes.INT),
+    OpenApiParameter("domain", OpenApiTypes.INT),
+    OpenApiParameter("unused_days", OpenApiTypes.INT, description="No login for this many days."),
+]
+
+
+class MailboxViewSet(
+    ApiViewSet,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+):
+    serializer_class = serializers.MailboxSerializer
+
+    def _filters(self) -> search.MailboxFilters:
+        params = self.request.query_params
+        unused = _integer(self.request, "unused_days")
+        own = _own_customer(self.request)
+        return search.MailboxFilters(
+            search=params.get("q", ""),
+            protocol=params.get("protocol") or None,
+            plan=_integer(self.request, "plan"),
+            status=params.get("status") or None,
+            server=_integer(self.request, "server"),
+            band=params.get("band") if params.get("band") in search.BANDS else None,
+            customer=own if own is not None else _integer(self.request, "customer"),
+            domain=_integer(self.request, "domain"),
+            no_login_since=timezone.now() - timedelta(days=unused) if unused else None,
+        )
+
+    def get_queryset(self) -> QuerySet[Mailbox]:
+        if self.action == "list":
+            return search.mailbox_list(self._filters(), list(Plan.objects.all()))
+        mailboxes = Mailbox.objects.select_related("domain__customer", "plan", "mail_server")
+        own = _own_customer(self.request)
+        return mailboxes if own is None else mailboxes.filter(domain__customer=own)
+
+    @extend_schema(parameters=MAILBOX_FILTERS)
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        assert page is not None
+        rows = list(
+            search.with_plans_and_servers(page, Plan.objects.all(), MailServer.objects.all())
+        )
+        return self.get_paginated_response(self.get_serializer(rows, many=True).data)
+
+    @extend_schema(
+        request=serializers.MailboxCreateSerializer,
+        responses={201: serializers.MailboxCreatedSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        data = serializers.MailboxCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        domains = Domain.objects.all()
+        own = _own_customer(request)
+        if own is not None:
+            domains = domains.filter(customer=own)
+        domain = get_object_or_404(domains, pk=fields["domain"])
+        plan = get_object_or_404(Plan, pk=fields["plan"])
+        generated = None if fields.get("password") else generate_password()
+        mailbox = services.mailbox_create(
+            domain=domain,
+            local_part=fields["local_part"],
+            password=fields.get("password") or generated or "",
+            plan=plan,
+            protocol=fields.get("protocol"),
+            quota_bytes=fields.get("quota_bytes"),
+            **_by(request),
+        )
+        mailbox.generated_password = generated  # type: ignore[attr-defined]
+        body = serializers.MailboxCreatedSerializer(mailbox).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=serializers.MailboxUpdateSerializer, responses=serializers.MailboxSerializer
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        mailbox = self.get_object()
+        data = serializers.MailboxUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        if "plan" in fields or "protocol" in fields:
+            plan = get_object_or_404(Plan, pk=fields.get("plan", mailbox.plan_id))
+            mailbox = services.mailbox_change_plan(
+                mailbox=mailbox, plan=plan, protocol=fields.get("protocol"), **_by(request)
+            )
+        if "quota_bytes" in fields:
+            mailbox = services.mailbox_set_quota(
+                mailbox=mailbox, quota_bytes=fields["quota_bytes"], **_by(request)
+            )
+        if "password" in fields:
+            mailbox = services.mailbox_set_password(
+                mailbox=mailbox, password=fields["password"], **_by(request)
+            )
+        return Response(serializers.MailboxSerializer(self.get_object()).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.mailbox_delete(mailbox=self.get_object(), **_by(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=serializers.MailboxSerializer)
+    @action(detail=True, methods=["post"])
+    def suspend(self, request: Request, pk: str) -> Response:
+        services.mailbox_suspend(mailbox=self.get_object(), **_by(request))
+        return Response(serializers.MailboxSerializer(self.get_object()).data)
+
+    @extend_schema(request=None, responses=serializers.MailboxSerializer)
+    @action(detail=True, methods=["post"])
+    def reactivate(self, request: Request, pk: str) -> Response:
+        services.mailbox_reactivate(mailbox=self.get_object(), **_by(request))
+        return Response(serializers.MailboxSerializer(self.get_object()).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "since",
+                OpenApiTypes.DATETIME,
+                description="History from this time on (ISO 8601); default: 30 days ago.",
+            )
+        ],
+        responses=serializers.UsageSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def usage(self, request: Request, pk: str) -> Response:
+        """The last measurement, the folders' sizes and the history since ``since``."""
+        mailbox = self.get_object()
+        now = timezone.now()
+        since: datetime | None = now - timedelta(days=30)
+        if request.query_params.get("since"):
+            since = parse_datetime(request.query_params["since"])
+            if since is None or timezone.is_naive(since):
+                raise exceptions.ValidationError(
+                    {"since": _("Give a time in ISO 8601 with its zone, e.g. 2026-12-01T00:00Z.")}
+                )
+        assert since is not None
+        history = mailbox.samples.filter(taken_at__gte=since).order_by("taken_at")
+        body = {
+            "quota_bytes": mailbox.quota_bytes,
+            "used_bytes": mailbox.used_bytes,
+            "message_count": mailbox.message_count,
+            "checked_at": mailbox.usage_checked_at,
+            "folders": selectors.mailbox_folders(mailbox),
+            "history": history.values("taken_at", "used_bytes"),
+        }
+        return Response(serializers.UsageSerializer(body).data)
