@@ -195,3 +195,86 @@ class UsageSerializer(serializers.Serializer[Any]):
     checked_at = serializers.DateTimeField(allow_null=True)
     folders = FolderSerializer(many=True)
     history = UsagePointSerializer(many=True)
+
+
+class AllowanceSerializer(serializers.Serializer[Any]):
+    storage_allowance_bytes = serializers.IntegerField(
+        allow_null=True, min_value=1, help_text="Most the quotas may add up to; null: no limit."
+    )
+    allocated_bytes = serializers.IntegerField(
+        read_only=True, help_text="What the quotas of its mailboxes add up to now."
+    )
+    left_bytes = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="What may still be given out; null: no limit."
+    )
+
+
+class WarningSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    kind = serializers.CharField(help_text="warning (a threshold crossed) or reminder (daily).")
+    threshold = serializers.IntegerField(help_text="Percent of the quota.")
+    used_bytes = serializers.IntegerField()
+    quota_bytes = serializers.IntegerField()
+    recipient = serializers.CharField()
+    language = serializers.CharField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+
+
+class SnapshotSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    mailbox = serializers.IntegerField(source="repository.mailbox_id", allow_null=True)
+    address = serializers.CharField(source="repository.address")
+    seq = serializers.IntegerField(help_text="Its number in the mailbox's backups.")
+    taken_at = serializers.DateTimeField()
+    folders = serializers.IntegerField()
+    messages = serializers.IntegerField()
+    size_bytes = serializers.IntegerField(help_text="The mail it holds, in bytes.")
+
+
+class JobSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    status = serializers.CharField(help_text="queued, running, done or failed.")
+    percent = serializers.IntegerField(help_text="Progress, 0 to 100.")
+    messages_total = serializers.IntegerField()
+    messages_done = serializers.IntegerField()
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class RestoreJobSerializer(JobSerializer):
+    snapshot = serializers.IntegerField(source="snapshot_id")
+    scope = serializers.CharField()
+    folder = serializers.CharField()
+    target_folder = serializers.CharField(help_text="Empty: into the original folders.")
+
+
+class RestoreRequestSerializer(serializers.Serializer[Any]):
+    scope = serializers.ChoiceField(choices=["mailbox", "folder", "messages"])
+    folder = serializers.CharField(required=False, allow_blank=True, default="")
+    messages = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField(), min_length=3, max_length=3),
+        required=False,
+        default=list,
+        help_text="For scope messages: [folder, uidvalidity, uid] of each.",
+    )
+    into_new_folder = serializers.BooleanField(required=False, default=False)
+    into_mailbox = serializers.IntegerField(
+        required=False, help_text="For the backup of a deleted mailbox: another of its customer's."
+    )
+
+
+class AuditEventSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    actor = serializers.CharField(source="actor_name")
+    action = serializers.CharField()
+    target_type = serializers.CharField()
+    target_id = serializers.IntegerField(allow_null=True)
+    target = serializers.CharField(source="target_repr")
+    customer = serializers.IntegerField(source="customer_id", allow_null=True)
+    ip_address = serializers.CharField(allow_null=True)
+    details = serializers.JSONField()

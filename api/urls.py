@@ -17,6 +17,10 @@ router.register("plans", views.PlanViewSet, basename="plan")
 router.register("servers", views.MailServerViewSet, basename="server")
 router.register("domains", views.DomainViewSet, basename="domain")
 router.register("mailboxes", views.MailboxViewSet, basename="mailbox")
+router.register("snapshots", views.SnapshotViewSet, basename="snapshot")
+router.register("backup-jobs", views.BackupJobViewSet, basename="backup-job")
+router.register("restore-jobs", views.RestoreJobViewSet, basename="restore-job")
+router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -11,9 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -23,13 +25,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import services as account_services
-from accounts.models import Customer, User
+from accounts.models import AuditEntry, Customer, User
+from accounts.selectors import AuditFilter, audit_entries
+from backups import selectors as backup_selectors
+from backups import services as backup_services
+from backups.archive import archive_name
+from backups.crypto import KeyMissing, identities
+from backups.models import BackupJob, RestoreJob, Snapshot
 from mailboxes import search, selectors, services
 from mailboxes.models import Domain, Mailbox, MailServer, Plan
 from mailboxes.passwords import generate_password
 from web.client import client_ip
 
 from . import idempotency, serializers
+from .pagination import IdCursorPagination
 from .permissions import StaffKeyOnly
 
 
@@ -74,6 +83,35 @@ def _integer(request: Request, name: str) -> int | None:
         raise exceptions.ValidationError({name: _("Enter a whole number.")}) from None
 
 
+def _allowance(request: Request, owner: Customer | Domain) -> Response:
+    """GET: the allowance and what is allocated of it; PUT: set it (null: no limit)."""
+    if request.method == "PUT":
+        data = serializers.AllowanceSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        owner = services.storage_allowance_set(
+            owner=owner,
+            allowance_bytes=data.validated_data["storage_allowance_bytes"],
+            **_by(request),
+        )
+    current = services.allocation(owner)
+    return Response(
+        serializers.AllowanceSerializer(
+            {
+                "storage_allowance_bytes": current.allowance_bytes,
+                "allocated_bytes": current.allocated_bytes,
+                "left_bytes": current.left_bytes,
+            }
+        ).data
+    )
+
+
+ALLOWANCE = extend_schema(
+    methods=["GET", "PUT"],
+    request=serializers.AllowanceSerializer,
+    responses=serializers.AllowanceSerializer,
+)
+
+
 class CustomerViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
     serializer_class = serializers.CustomerSerializer
 
@@ -93,6 +131,12 @@ class CustomerViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
         return Response(
             serializers.CustomerSerializer(customer).data, status=status.HTTP_201_CREATED
         )
+
+    @ALLOWANCE
+    @action(detail=True, methods=["get", "put"])
+    def allowance(self, request: Request, pk: str) -> Response:
+        """The customer's quota pool: the quotas of all its mailboxes together."""
+        return _allowance(request, self.get_object())
 
 
 class PlanViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
@@ -146,6 +190,12 @@ class DomainViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
             **_by(request),
         )
         return Response(serializers.DomainSerializer(domain).data, status=status.HTTP_201_CREATED)
+
+    @ALLOWANCE
+    @action(detail=True, methods=["get", "put"])
+    def allowance(self, request: Request, pk: str) -> Response:
+        """The domain's quota pool, inside its customer's."""
+        return _allowance(request, self.get_object())
 
 
 MAILBOX_FILTERS = [
@@ -267,6 +317,20 @@ class MailboxViewSet(
         services.mailbox_reactivate(mailbox=self.get_object(), **_by(request))
         return Response(serializers.MailboxSerializer(self.get_object()).data)
 
+    @extend_schema(responses=serializers.WarningSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def warnings(self, request: Request, pk: str) -> Response:
+        """The quota warnings sent for the mailbox, newest first (the last 20)."""
+        found = selectors.mailbox_warnings(self.get_object())
+        return Response(serializers.WarningSerializer(found, many=True).data)
+
+    @extend_schema(request=None, responses={202: serializers.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def backup(self, request: Request, pk: str) -> Response:
+        """Back the mailbox up now; follow the job at /backup-jobs/{id}/."""
+        job = backup_services.backup_request(mailbox=self.get_object(), **_by(request))
+        return Response(serializers.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
     @extend_schema(
         parameters=[
             OpenApiParameter(
@@ -300,3 +364,136 @@ class MailboxViewSet(
             "history": history.values("taken_at", "used_bytes"),
         }
         return Response(serializers.UsageSerializer(body).data)
+
+
+# --- Backups and restores -----------------------------------------------------------------
+
+
+class SnapshotViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = serializers.SnapshotSerializer
+
+    def get_queryset(self) -> QuerySet[Snapshot]:
+        user = self.request.user
+        assert isinstance(user, User)
+        snapshots = backup_selectors.snapshots_for(user)
+        mailbox = _integer(self.request, "mailbox")
+        return snapshots if mailbox is None else snapshots.filter(repository__mailbox=mailbox)
+
+    @extend_schema(parameters=[OpenApiParameter("mailbox", OpenApiTypes.INT)])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def download(self, request: Request, pk: str) -> StreamingHttpResponse:
+        """The snapshot as a zip of one mbox file per folder, streamed."""
+        snapshot = self.get_object()
+        try:
+            identities()
+        except KeyMissing:
+            raise exceptions.APIException(
+                _("Backups cannot be downloaded here: the decryption key is not configured.")
+            ) from None
+        response = StreamingHttpResponse(
+            backup_services.snapshot_download(snapshot=snapshot, **_by(request)),
+            content_type="application/zip",
+        )
+        response["Content-Disposition"] = content_disposition_header(True, archive_name(snapshot))
+        return response
+
+    @extend_schema(
+        request=serializers.RestoreRequestSerializer,
+        responses={202: serializers.RestoreJobSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk: str) -> Response:
+        """Restore the whole snapshot, a folder or chosen messages; follow /restore-jobs/{id}/."""
+        snapshot = self.get_object()
+        data = serializers.RestoreRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        into = None
+        if fields.get("into_mailbox") is not None:
+            user = request.user
+            assert isinstance(user, User)
+            into = get_object_or_404(
+                backup_selectors.mailboxes_for(user), pk=fields["into_mailbox"]
+            )
+        job = backup_services.restore_request(
+            snapshot=snapshot,
+            scope=fields["scope"],
+            folder=fields["folder"],
+            messages=[(folder, int(v), int(u)) for folder, v, u in fields["messages"]],
+            into_new_folder=fields["into_new_folder"],
+            into_mailbox=into,
+            **_by(request),
+        )
+        return Response(serializers.RestoreJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class BackupJobViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = serializers.JobSerializer
+
+    def get_queryset(self) -> QuerySet[BackupJob]:
+        user = self.request.user
+        assert isinstance(user, User)
+        return backup_selectors.backup_jobs_for(user)
+
+
+class RestoreJobViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = serializers.RestoreJobSerializer
+
+    def get_queryset(self) -> QuerySet[RestoreJob]:
+        user = self.request.user
+        assert isinstance(user, User)
+        return backup_selectors.restore_jobs_for(user)
+
+
+# --- The audit log --------------------------------------------------------------------------
+
+
+class NewestFirst(IdCursorPagination):
+    ordering = "-id"
+
+
+AUDIT_FILTERS = [
+    OpenApiParameter("actor", OpenApiTypes.STR, description="Part of who acted."),
+    OpenApiParameter("customer", OpenApiTypes.STR, description="A customer's id or name."),
+    OpenApiParameter("mailbox", OpenApiTypes.STR, description="Part of the address."),
+    OpenApiParameter("action", OpenApiTypes.STR, description="e.g. mailbox.suspend"),
+    OpenApiParameter("since", OpenApiTypes.DATE),
+    OpenApiParameter("until", OpenApiTypes.DATE),
+]
+
+
+class AuditEventViewSet(ApiViewSet, mixins.ListModelMixin):
+    """Every change, newest first: the hoster's keys only."""
+
+    serializer_class = serializers.AuditEventSerializer
+    pagination_class = NewestFirst
+
+    def get_permissions(self) -> list[Any]:
+        return [*super().get_permissions(), StaffKeyOnly()]
+
+    def get_queryset(self) -> QuerySet[AuditEntry]:
+        params = self.request.query_params
+        days = {}
+        for name in ("since", "until"):
+            if params.get(name):
+                day = parse_date(params[name])
+                if day is None:
+                    raise exceptions.ValidationError({name: _("Give a date as 2026-12-01.")})
+                days[name] = day
+        return audit_entries(
+            AuditFilter(
+                actor=params.get("actor", ""),
+                customer=params.get("customer", ""),
+                mailbox=params.get("mailbox", ""),
+                action=params.get("action", ""),
+                **days,
+            )
+        )
+
+    @extend_schema(parameters=AUDIT_FILTERS)
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
