@@ -338,7 +338,7 @@ def activity(request: AuthenticatedHttpRequest) -> HttpResponse:
                 until = date_format(timezone.localtime(grant.expires_at), "SHORT_DATETIME_FORMAT")
                 messages.success(
                     request,
-                    _("Support may look into your backups until %(time)s.") % {"time": until},
+                    _("Until %(time)s, support may look into your backups.") % {"time": until},
                 )
                 return redirect("portal:activity")
         status = 400

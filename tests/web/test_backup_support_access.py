@@ -62,7 +62,7 @@ def test_with_the_grant_support_lists_the_messages_and_downloads(  # type: ignor
 
     overview = client.get(url("mailbox", mailbox.pk)).content.decode()
     assert url("browse", snapshot.pk) in overview and url("download", snapshot.pk) in overview
-    assert "The customer lets support look into its backups until" in overview
+    assert "the customer lets support look into its backups" in overview
     listing = client.get(url("browse", snapshot.pk))
     download = client.get(url("download", snapshot.pk))
 
@@ -84,7 +84,7 @@ def test_after_the_customer_revoked_it_support_is_refused_again(  # type: ignore
     response = client.get(url("browse", snapshot.pk))
 
     assert response.status_code == 403
-    assert "last permission was revoked on" in response.content.decode()
+    assert "the customer revoked its last permission" in response.content.decode()
 
 
 def test_another_customers_grant_does_not_count(  # type: ignore[no-untyped-def]
