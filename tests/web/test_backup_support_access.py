@@ -115,3 +115,14 @@ def test_the_staff_customer_page_shows_whether_support_may_look_in(
     support_access_grant(customer=customer, hours=1, actor=owner)
 
     assert "granted until" in client.get(page).content.decode()
+
+
+def test_support_with_the_grant_is_not_offered_a_restore_it_may_not_do(  # type: ignore[no-untyped-def]
+    client, support, owner, customer, snapshot
+) -> None:
+    support_access_grant(customer=customer, hours=1, actor=owner)
+
+    html = client.get(url("browse", snapshot.pk)).content.decode()
+
+    assert "Angebot Hochzeitstorte" in html
+    assert 'name="messages"' not in html and "Restore the chosen messages" not in html
