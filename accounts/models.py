@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -160,3 +163,51 @@ class ApiKey(models.Model):
     @property
     def customer_id(self) -> int | None:
         return self.user.customer_id
+
+
+class SupportAccessGrantQuerySet(models.QuerySet["SupportAccessGrant"]):
+    def active(self, now: datetime | None = None) -> SupportAccessGrantQuerySet:
+        """Grants not revoked and not yet run out."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
+class SupportAccessGrant(models.Model):
+    """A customer's permission, for a limited time, for support staff to look into its
+    backups (message lists and downloads; ``accounts.roles``). One is active at a time: a new
+    grant moves the end of the active one (``accounts.services.support_access_grant``)."""
+
+    customer = models.ForeignKey(
+        Customer,
+        verbose_name=_("customer"),
+        on_delete=models.CASCADE,
+        related_name="support_access_grants",
+    )
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("granted by"),
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("granted"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("until"))
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("revoked by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    objects = SupportAccessGrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("support access grant")
+        verbose_name_plural = _("support access grants")
+        indexes = [models.Index(fields=["customer", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.customer}: support access until {self.expires_at:%Y-%m-%d %H:%M}"

@@ -8,7 +8,7 @@ from datetime import date, datetime, time
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from .models import AuditEntry
+from .models import AuditEntry, SupportAccessGrant
 
 
 @dataclass(frozen=True)
@@ -48,3 +48,17 @@ def audit_entries(wanted: AuditFilter | None = None) -> QuerySet[AuditEntry]:
     if wanted.until:
         entries = entries.filter(created_at__lte=datetime.combine(wanted.until, time.max, zone))
     return entries
+
+
+def latest_support_grant(customer_id: int | None) -> SupportAccessGrant | None:
+    """The customer's most recent permission for support, in force or not."""
+    if customer_id is None:
+        return None
+    return SupportAccessGrant.objects.filter(customer=customer_id).first()
+
+
+def active_support_grant(customer_id: int | None) -> SupportAccessGrant | None:
+    """The customer's permission for support in force now, if any (``accounts.roles``)."""
+    if customer_id is None:
+        return None
+    return SupportAccessGrant.objects.filter(customer=customer_id).active().first()

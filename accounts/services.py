@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from provider.celery import enqueue_after_commit
 
 from . import audit, roles
 from .audit import Actor
-from .models import Customer, StaffRole, User
+from .models import Customer, StaffRole, SupportAccessGrant, User
+
+# How long a customer may let support look into its backups: an hour, a day, a week.
+SUPPORT_ACCESS_HOURS = (1, 24, 7 * 24)
 
 
 def customer_errors(*, name: str, contact_email: str, language: str) -> dict[str, list[str]]:
@@ -119,3 +125,75 @@ def staff_set_role(*, user: User, role: str, actor: Actor, ip: str | None = None
         user.staff_role = role
         audit.record("staff.role", user, actor=actor, ip=ip, old=old, new=role)
     return user
+
+
+# --- Support access to backups --------------------------------------------------------------
+
+
+@transaction.atomic
+def support_access_grant(
+    *, customer: Customer, hours: int, actor: Actor, ip: str | None = None
+) -> SupportAccessGrant:
+    """Let support list and download the customer's backups for ``hours`` from now
+    (``accounts.roles.BY_GRANT``). A grant already in force is not stacked on but moved to the
+    new end, earlier or later: the customer's latest choice is what holds."""
+    roles.authorize(actor, "support_access.grant", customer_id=customer.pk)
+    if hours not in SUPPORT_ACCESS_HOURS:
+        raise ValidationError(
+            {
+                "hours": _("Choose one of: %(choices)s hours.")
+                % {"choices": ", ".join(map(str, SUPPORT_ACCESS_HOURS))}
+            }
+        )
+    Customer.objects.select_for_update().filter(pk=customer.pk).first()  # one grant at a time
+    now = timezone.now()
+    until = now + timedelta(hours=hours)
+    granted_by = actor if isinstance(actor, User) else None
+    grant = SupportAccessGrant.objects.filter(customer=customer).active(now).first()
+    replaced = grant is not None
+    if grant is None:
+        grant = SupportAccessGrant.objects.create(
+            customer=customer, granted_by=granted_by, expires_at=until
+        )
+    else:
+        grant.expires_at = until
+        grant.granted_by = granted_by
+        grant.save(update_fields=["expires_at", "granted_by"])
+    audit.record(
+        "support_access.grant",
+        customer,
+        actor=actor,
+        ip=ip,
+        customer=customer,
+        grant=grant.pk,
+        hours=hours,
+        until=until.isoformat(),
+        replaced=replaced,
+    )
+    return grant
+
+
+@transaction.atomic
+def support_access_revoke(
+    *, customer: Customer, actor: Actor, ip: str | None = None
+) -> SupportAccessGrant | None:
+    """End the customer's grant now; None when none was in force (nothing to record)."""
+    roles.authorize(actor, "support_access.revoke", customer_id=customer.pk)
+    Customer.objects.select_for_update().filter(pk=customer.pk).first()
+    now = timezone.now()
+    grant = SupportAccessGrant.objects.filter(customer=customer).active(now).first()
+    if grant is None:
+        return None
+    grant.revoked_at = now
+    grant.revoked_by = actor if isinstance(actor, User) else None
+    grant.save(update_fields=["revoked_at", "revoked_by"])
+    audit.record(
+        "support_access.revoke",
+        customer,
+        actor=actor,
+        ip=ip,
+        customer=customer,
+        grant=grant.pk,
+        until=grant.expires_at.isoformat(),
+    )
+    return grant

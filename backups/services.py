@@ -261,18 +261,26 @@ def restore_request(
 def snapshot_download(
     *, snapshot: Snapshot, actor: Actor, ip: str | None = None
 ) -> Iterator[bytes]:
-    """The snapshot as a zip of mbox files; the download itself is audited."""
-    roles.authorize(actor, "backup.download", customer_id=snapshot.repository.customer_id)
+    """The snapshot as a zip of mbox files; the download itself is audited, as a use of the
+    customer's grant when support downloads."""
+    grant = roles.authorize(actor, "backup.download", customer_id=snapshot.repository.customer_id)
     repository = snapshot.repository
-    audit.record(
-        "backup.download",
-        repository.mailbox or repository,
-        actor=actor,
-        ip=ip,
-        customer=repository.customer,
-        snapshot=snapshot.seq,
-        taken_at=snapshot.taken_at.isoformat(),
-    )
+    what = {"snapshot": snapshot.seq, "taken_at": snapshot.taken_at.isoformat()}
+    target = repository.mailbox or repository
+    if grant is None:
+        audit.record(
+            "backup.download", target, actor=actor, ip=ip, customer=repository.customer, **what
+        )
+    else:
+        audit.record(
+            "backup.download_with_grant",
+            target,
+            actor=actor,
+            ip=ip,
+            customer=repository.customer,
+            grant=grant.pk,
+            **what,
+        )
     return snapshot_archive(snapshot)
 
 
@@ -283,8 +291,10 @@ def browse_snapshot(
     with sender and subject where the identity is installed.
 
     Staff reading the senders and subjects of a customer's mail is audited, so the customer
-    sees it in their activity; customers looking at their own mail are not."""
-    roles.authorize(actor, "backup.browse", customer_id=snapshot.repository.customer_id)
+    sees it in their activity; customers looking at their own mail are not. Support may look
+    only with the customer's grant, and every page it opens is recorded as a use of it (even
+    without the identity installed: the dates and sizes are the customer's too)."""
+    grant = roles.authorize(actor, "backup.browse", customer_id=snapshot.repository.customer_id)
     rows = snapshot_messages(snapshot).filter(folder=folder).order_by("-internal_date", "-uid")
     try:
         keys = crypto.identities()
@@ -293,7 +303,19 @@ def browse_snapshot(
     messages = browse.Summaries(snapshot.repository, rows, keys)
     found = Paginator(messages, BROWSE_PAGE_SIZE).get_page(page)
     repository = snapshot.repository
-    if getattr(actor, "is_staff", False) and keys is not None:
+    if grant is not None:
+        audit.record(
+            "backup.browse_with_grant",
+            repository.mailbox or repository,
+            actor=actor,
+            ip=ip,
+            customer=repository.customer,
+            grant=grant.pk,
+            snapshot=snapshot.seq,
+            folder=folder,
+            page=found.number,
+        )
+    elif getattr(actor, "is_staff", False) and keys is not None:
         audit.record(
             "backup.browse",
             repository.mailbox or repository,

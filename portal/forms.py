@@ -87,3 +87,14 @@ class PlanRequestForm(ServiceForm):
         max_length=1000,
         widget=forms.Textarea(attrs={"rows": 3}),
     )
+
+
+class SupportAccessForm(ServiceForm):
+    """How long support may look into the customer's backups (the service knows the choices)."""
+
+    hours = forms.TypedChoiceField(
+        label=_("Allow support to look into my backups for"),
+        coerce=int,
+        choices=[(1, _("1 hour")), (24, _("24 hours")), (7 * 24, _("7 days"))],
+        initial=1,
+    )

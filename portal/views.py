@@ -23,9 +23,13 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts import selectors as account_selectors
+from accounts import services as account_services
 from accounts.models import Customer
 from backups import selectors as backup_selectors
 from mailboxes import plan_changes, selectors, services
@@ -35,7 +39,12 @@ from web.client import client_ip
 from web.http import AuthenticatedHttpRequest
 from web.usage import refresh_message, usage_context
 
-from .forms import MailboxPasswordForm, NotificationSettingsForm, PlanRequestForm
+from .forms import (
+    MailboxPasswordForm,
+    NotificationSettingsForm,
+    PlanRequestForm,
+    SupportAccessForm,
+)
 
 ACTIVITY_PAGE_SIZE = 50
 # An htmx form with errors answers 422 (Unprocessable Content), which base.html's htmx-config
@@ -304,10 +313,43 @@ def notification_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @customer_required
+@require_http_methods(["GET", "POST"])
 def activity(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """Everything done to this customer's account and mailboxes, staff access included."""
+    """Everything done to this customer's account and mailboxes, staff access included; and
+    where the customer lets support look into its backups for a while, or stops it, next to
+    the list that shows every use of that permission."""
     customer = _customer(request)
+    form = SupportAccessForm()
+    status = 200
+    if request.method == "POST":
+        if "revoke" in request.POST:
+            if account_services.support_access_revoke(customer=customer, **_by(request)):
+                messages.success(request, _("Support can no longer look into your backups."))
+            return redirect("portal:activity")
+        form = SupportAccessForm(request.POST)
+        if form.is_valid():
+            try:
+                grant = account_services.support_access_grant(
+                    customer=customer, hours=form.cleaned_data["hours"], **_by(request)
+                )
+            except ValidationError as exc:
+                form.add_service_error(exc)
+            else:
+                until = date_format(timezone.localtime(grant.expires_at), "SHORT_DATETIME_FORMAT")
+                messages.success(
+                    request,
+                    _("Until %(time)s, support may look into your backups.") % {"time": until},
+                )
+                return redirect("portal:activity")
+        status = 400
     entries = selectors.portal_activity(customer).select_related("actor")
     page = Paginator(entries, ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"customer": customer, "page": page, "entries": page, "show_target": True}
-    return render(request, "portal/activity.html", context)
+    context = {
+        "customer": customer,
+        "page": page,
+        "entries": page,
+        "show_target": True,
+        "grant": account_selectors.active_support_grant(customer.pk),
+        "grant_form": form,
+    }
+    return render(request, "portal/activity.html", context, status=status)

@@ -19,6 +19,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from accounts import roles
+from accounts import selectors as account_selectors
 from backups import selectors, services
 from backups.archive import archive_name
 from backups.crypto import KeyMissing, identities
@@ -45,6 +47,16 @@ def _snapshot(request: AuthenticatedHttpRequest, snapshot_id: int) -> Snapshot:
     return get_object_or_404(selectors.snapshots_for(request.user), pk=snapshot_id)
 
 
+def _grant_required(request: AuthenticatedHttpRequest, snapshot: Snapshot) -> HttpResponse:
+    """The 403 for support without the customer's grant: say plainly who can open the door."""
+    context = {
+        "snapshot": snapshot,
+        "mailbox": snapshot.repository.mailbox,
+        "last_grant": account_selectors.latest_support_grant(snapshot.repository.customer_id),
+    }
+    return render(request, "backups/grant_required.html", context, status=403)
+
+
 def _render_backups(
     request: AuthenticatedHttpRequest,
     overview: selectors.MailboxBackups,
@@ -63,8 +75,12 @@ def _render_backups(
             folders = selectors.snapshot_folders(snapshot)
             form = RestoreForm(folders=folders, targets=targets, prefix=f"s{snapshot.pk}")
             restore_forms.append((snapshot, form))
+    # Whose backups they are: what support's access depends on (accounts.roles.BY_GRANT).
+    repository = overview.repository
+    customer_id = repository.customer_id if repository else mailbox and mailbox.domain.customer_id
     context = {
         "mailbox": mailbox,
+        "customer_id": customer_id,
         "backups": overview,
         "restore_forms": restore_forms,
         "keep_days": settings.BACKUP_KEEP_DELETED_DAYS,
@@ -215,7 +231,10 @@ def _render_browse(
 @require_GET
 def browse(request: AuthenticatedHttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = _snapshot(request, snapshot_id)
-    return _render_browse(request, snapshot, request.GET.get("folder"), request.GET.get("page"))
+    try:
+        return _render_browse(request, snapshot, request.GET.get("folder"), request.GET.get("page"))
+    except roles.GrantRequired:
+        return _grant_required(request, snapshot)
 
 
 @login_required
@@ -250,10 +269,11 @@ def download(
         identities()  # fail with a page, not halfway through a stream
     except KeyMissing:
         return render(request, "backups/unavailable.html", status=503)
-    response = StreamingHttpResponse(
-        services.snapshot_download(snapshot=snapshot, **_by(request)),
-        content_type="application/zip",
-    )
+    try:
+        archive = services.snapshot_download(snapshot=snapshot, **_by(request))
+    except roles.GrantRequired:
+        return _grant_required(request, snapshot)
+    response = StreamingHttpResponse(archive, content_type="application/zip")
     response["Content-Disposition"] = content_disposition_header(True, archive_name(snapshot))
     return response
 

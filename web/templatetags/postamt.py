@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from django import template
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
@@ -14,7 +15,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from accounts import roles
-from accounts.models import AuditEntry, User
+from accounts import selectors as account_selectors
+from accounts.models import AuditEntry, SupportAccessGrant, User
 from mailboxes import selectors
 from mailboxes.models import Mailbox
 from mailboxes.sizes import size_text
@@ -48,6 +50,10 @@ ACTION_LABELS = {
     "backup.restore": gettext_lazy("restore from a backup started"),
     "backup.download": gettext_lazy("backup downloaded"),
     "backup.browse": gettext_lazy("senders and subjects in a backup viewed"),
+    "backup.browse_with_grant": gettext_lazy("messages in a backup viewed with granted access"),
+    "backup.download_with_grant": gettext_lazy("backup downloaded with granted access"),
+    "support_access.grant": gettext_lazy("support allowed to look into the backups"),
+    "support_access.revoke": gettext_lazy("support's access to the backups revoked"),
     "twofactor.enrol": gettext_lazy("second factor set up"),
     "twofactor.remove": gettext_lazy("second factor removed"),
     "twofactor.recovery_codes": gettext_lazy("new recovery codes made"),
@@ -118,8 +124,11 @@ def audit_summary(entry: AuditEntry) -> str:
             return str(details["reason"])
         if entry.action == "user.create":
             return str(details["email"])
-        if entry.action == "backup.browse":
+        if entry.action in ("backup.browse", "backup.browse_with_grant"):
             return str(details["folder"])
+        if entry.action in ("support_access.grant", "support_access.revoke"):
+            until = timezone.localtime(datetime.fromisoformat(details["until"]))
+            return _("until %(time)s") % {"time": date_format(until, "SHORT_DATETIME_FORMAT")}
         if entry.action == "backup.restore":
             if details.get("messages"):
                 return ngettext("%(count)d message", "%(count)d messages", details["messages"]) % {
@@ -141,7 +150,7 @@ def audit_summary(entry: AuditEntry) -> str:
                 f"{old['plan']} ({old['protocol'].upper()}, {filesizeformat(old['quota'])}) → "
                 f"{new['plan']} ({new['protocol'].upper()}, {filesizeformat(new['quota'])})"
             )
-    except (KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError, ValueError):
         pass  # details written by an older or newer version: show the action alone
     return ""
 
@@ -168,6 +177,20 @@ def may(user: User, action: str) -> bool:
     """``{% if request.user|may:"mailbox.delete" %}``: offer only what the role allows
     (the services refuse the rest anyway)."""
     return roles.may(user, action)
+
+
+@register.simple_tag
+def may_for(user: User, action: str, customer_id: int | None) -> bool:
+    """``{% may_for request.user "backup.browse" customer_id as may_browse %}``: ``may`` for
+    the actions whose answer depends on the customer (support with the customer's grant)."""
+    return roles.may(user, action, customer_id=customer_id)
+
+
+@register.simple_tag
+def support_grant(customer_id: int | None) -> SupportAccessGrant | None:
+    """``{% support_grant customer.pk as grant %}``: the customer's permission for support to
+    look into its backups, while it lasts."""
+    return account_selectors.active_support_grant(customer_id)
 
 
 @register.filter
