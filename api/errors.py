@@ -10,8 +10,9 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
+from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -58,3 +59,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
     response.data = {"errors": _flatten(detail)}
     return response
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The project's 404: JSON in the API's format under /api/, the usual page elsewhere
+    (a URL the API's routes do not match never reaches DRF)."""
+    if request.path.startswith("/api/"):
+        error = {"field": None, "code": "not_found", "message": _("Not found.")}
+        return JsonResponse({"errors": [error]}, status=404)
+    return page_not_found(request, exception)

@@ -152,7 +152,7 @@ class MailboxCreateSerializer(serializers.Serializer[Any]):
     domain = serializers.IntegerField()
     local_part = serializers.CharField(max_length=64)
     plan = serializers.IntegerField()
-    protocol = serializers.ChoiceField(choices=Protocol.values, required=False)
+    protocol = serializers.ChoiceField(choices=Protocol.choices, required=False)
     quota_bytes = serializers.IntegerField(required=False, min_value=1)
     password = serializers.CharField(
         required=False,
@@ -174,7 +174,7 @@ class MailboxUpdateSerializer(serializers.Serializer[Any]):
     password = serializers.CharField(required=False, write_only=True)
     quota_bytes = serializers.IntegerField(required=False, min_value=1)
     plan = serializers.IntegerField(required=False)
-    protocol = serializers.ChoiceField(choices=Protocol.values, required=False)
+    protocol = serializers.ChoiceField(choices=Protocol.choices, required=False)
 
 
 class FolderSerializer(serializers.Serializer[Any]):

@@ -10,8 +10,9 @@ from . import views
 
 app_name = "api"
 
-router = DefaultRouter(trailing_slash=True)
+router = DefaultRouter(trailing_slash=True, use_regex_path=False)
 router.include_root_view = False
+router.include_format_suffixes = False  # JSON only: no ".json" twin of every URL
 router.register("customers", views.CustomerViewSet, basename="customer")
 router.register("plans", views.PlanViewSet, basename="plan")
 router.register("servers", views.MailServerViewSet, basename="server")

@@ -12,7 +12,6 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.http import content_disposition_header
@@ -56,8 +55,13 @@ def _own_customer(request: Request) -> int | None:
 class ApiViewSet(viewsets.GenericViewSet):
     """Claims the ``Idempotency-Key`` of a POST once the key is known, keeps its answer."""
 
+    lookup_value_converter = "int"
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        for name, values in request.query_params.lists():
+            if any("\x00" in value for value in values):
+                raise exceptions.ValidationError({name: _("Null characters are not allowed.")})
         self.idempotent = idempotency.claim(request)
 
     def handle_exception(self, exc: Exception) -> Response:
@@ -73,14 +77,30 @@ class ApiViewSet(viewsets.GenericViewSet):
         return response
 
 
-def _integer(request: Request, name: str) -> int | None:
+def _referenced(queryset: QuerySet[Any], field: str, pk: int) -> Any:
+    """The object a request body names, or a 400 on that field (not a 404: the URL exists)."""
+    found = queryset.filter(pk=pk).first()
+    if found is None:
+        raise exceptions.ValidationError(
+            {field: _("There is none with the id %(id)s.") % {"id": pk}}
+        )
+    return found
+
+
+def _integer(request: Request, name: str, most: int = 2**63 - 1) -> int | None:
+    """A positive whole number from the query string (an id, a number of days)."""
     value = request.query_params.get(name)
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise exceptions.ValidationError({name: _("Enter a whole number.")}) from None
+        number = 0
+    if not 1 <= number <= most:
+        raise exceptions.ValidationError(
+            {name: _("Enter a whole number from 1 to %(most)d.") % {"most": most}}
+        )
+    return number
 
 
 def _allowance(request: Request, owner: Customer | Domain) -> Response:
@@ -134,7 +154,7 @@ class CustomerViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
 
     @ALLOWANCE
     @action(detail=True, methods=["get", "put"])
-    def allowance(self, request: Request, pk: str) -> Response:
+    def allowance(self, request: Request, pk: int) -> Response:
         """The customer's quota pool: the quotas of all its mailboxes together."""
         return _allowance(request, self.get_object())
 
@@ -179,10 +199,14 @@ class DomainViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
         own = _own_customer(request)
         if own is not None:
             customers = customers.filter(pk=own)
-        customer = get_object_or_404(customers, pk=data.validated_data["customer"])
+        customer = _referenced(customers, "customer", data.validated_data["customer"])
         server = None
         if data.validated_data.get("mail_server"):
-            server = get_object_or_404(MailServer, name=data.validated_data["mail_server"])
+            server = MailServer.objects.filter(name=data.validated_data["mail_server"]).first()
+            if server is None:
+                raise exceptions.ValidationError(
+                    {"mail_server": _("There is no mail server by that name.")}
+                )
         domain = services.domain_create(
             customer=customer,
             name=data.validated_data["name"],
@@ -193,7 +217,7 @@ class DomainViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
 
     @ALLOWANCE
     @action(detail=True, methods=["get", "put"])
-    def allowance(self, request: Request, pk: str) -> Response:
+    def allowance(self, request: Request, pk: int) -> Response:
         """The domain's quota pool, inside its customer's."""
         return _allowance(request, self.get_object())
 
@@ -220,7 +244,7 @@ class MailboxViewSet(
 
     def _filters(self) -> search.MailboxFilters:
         params = self.request.query_params
-        unused = _integer(self.request, "unused_days")
+        unused = _integer(self.request, "unused_days", most=36_500)
         own = _own_customer(self.request)
         return search.MailboxFilters(
             search=params.get("q", ""),
@@ -262,8 +286,8 @@ class MailboxViewSet(
         own = _own_customer(request)
         if own is not None:
             domains = domains.filter(customer=own)
-        domain = get_object_or_404(domains, pk=fields["domain"])
-        plan = get_object_or_404(Plan, pk=fields["plan"])
+        domain = _referenced(domains, "domain", fields["domain"])
+        plan = _referenced(Plan.objects.all(), "plan", fields["plan"])
         generated = None if fields.get("password") else generate_password()
         mailbox = services.mailbox_create(
             domain=domain,
@@ -281,13 +305,13 @@ class MailboxViewSet(
     @extend_schema(
         request=serializers.MailboxUpdateSerializer, responses=serializers.MailboxSerializer
     )
-    def partial_update(self, request: Request, pk: str) -> Response:
+    def partial_update(self, request: Request, pk: int) -> Response:
         mailbox = self.get_object()
         data = serializers.MailboxUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
         if "plan" in fields or "protocol" in fields:
-            plan = get_object_or_404(Plan, pk=fields.get("plan", mailbox.plan_id))
+            plan = _referenced(Plan.objects.all(), "plan", fields.get("plan", mailbox.plan_id))
             mailbox = services.mailbox_change_plan(
                 mailbox=mailbox, plan=plan, protocol=fields.get("protocol"), **_by(request)
             )
@@ -301,32 +325,32 @@ class MailboxViewSet(
             )
         return Response(serializers.MailboxSerializer(self.get_object()).data)
 
-    def destroy(self, request: Request, pk: str) -> Response:
+    def destroy(self, request: Request, pk: int) -> Response:
         services.mailbox_delete(mailbox=self.get_object(), **_by(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=serializers.MailboxSerializer)
     @action(detail=True, methods=["post"])
-    def suspend(self, request: Request, pk: str) -> Response:
+    def suspend(self, request: Request, pk: int) -> Response:
         services.mailbox_suspend(mailbox=self.get_object(), **_by(request))
         return Response(serializers.MailboxSerializer(self.get_object()).data)
 
     @extend_schema(request=None, responses=serializers.MailboxSerializer)
     @action(detail=True, methods=["post"])
-    def reactivate(self, request: Request, pk: str) -> Response:
+    def reactivate(self, request: Request, pk: int) -> Response:
         services.mailbox_reactivate(mailbox=self.get_object(), **_by(request))
         return Response(serializers.MailboxSerializer(self.get_object()).data)
 
     @extend_schema(responses=serializers.WarningSerializer(many=True))
     @action(detail=True, methods=["get"])
-    def warnings(self, request: Request, pk: str) -> Response:
+    def warnings(self, request: Request, pk: int) -> Response:
         """The quota warnings sent for the mailbox, newest first (the last 20)."""
         found = selectors.mailbox_warnings(self.get_object())
         return Response(serializers.WarningSerializer(found, many=True).data)
 
     @extend_schema(request=None, responses={202: serializers.JobSerializer})
     @action(detail=True, methods=["post"])
-    def backup(self, request: Request, pk: str) -> Response:
+    def backup(self, request: Request, pk: int) -> Response:
         """Back the mailbox up now; follow the job at /backup-jobs/{id}/."""
         job = backup_services.backup_request(mailbox=self.get_object(), **_by(request))
         return Response(serializers.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
@@ -342,7 +366,7 @@ class MailboxViewSet(
         responses=serializers.UsageSerializer,
     )
     @action(detail=True, methods=["get"])
-    def usage(self, request: Request, pk: str) -> Response:
+    def usage(self, request: Request, pk: int) -> Response:
         """The last measurement, the folders' sizes and the history since ``since``."""
         mailbox = self.get_object()
         now = timezone.now()
@@ -385,7 +409,7 @@ class SnapshotViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
 
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])
-    def download(self, request: Request, pk: str) -> StreamingHttpResponse:
+    def download(self, request: Request, pk: int) -> StreamingHttpResponse:
         """The snapshot as a zip of one mbox file per folder, streamed."""
         snapshot = self.get_object()
         try:
@@ -406,7 +430,7 @@ class SnapshotViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
         responses={202: serializers.RestoreJobSerializer},
     )
     @action(detail=True, methods=["post"])
-    def restore(self, request: Request, pk: str) -> Response:
+    def restore(self, request: Request, pk: int) -> Response:
         """Restore the whole snapshot, a folder or chosen messages; follow /restore-jobs/{id}/."""
         snapshot = self.get_object()
         data = serializers.RestoreRequestSerializer(data=request.data)
@@ -416,8 +440,8 @@ class SnapshotViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
         if fields.get("into_mailbox") is not None:
             user = request.user
             assert isinstance(user, User)
-            into = get_object_or_404(
-                backup_selectors.mailboxes_for(user), pk=fields["into_mailbox"]
+            into = _referenced(
+                backup_selectors.mailboxes_for(user), "into_mailbox", fields["into_mailbox"]
             )
         job = backup_services.restore_request(
             snapshot=snapshot,

@@ -14,3 +14,5 @@ urlpatterns = [
     path("api/", include("api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
 ]
+
+handler404 = "api.errors.not_found"

@@ -147,7 +147,8 @@ def test_a_customers_key_sees_and_reaches_only_its_own_things(world):
         {"domain": world["their_domain"].pk, "local_part": "x", "plan": world["plan"].pk},
         format="json",
     )
-    assert created.status_code == 404
+    assert created.status_code == 400  # as if that domain did not exist
+    assert created.json()["errors"][0]["field"] == "domain"
     assert Mailbox.objects.count() == 2
 
 
