@@ -17,22 +17,26 @@ import csv
 from datetime import UTC
 from typing import Any
 
+import segno
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import Customer
 from backups import selectors as backup_selectors
-from mailboxes import plan_changes, selectors, services
+from mailboxes import client_settings, plan_changes, profiles, selectors, services
 from mailboxes.models import Mailbox, PlanChangeRequest
 from web.access import customer_required
 from web.client import client_ip
 from web.http import AuthenticatedHttpRequest
+from web.profiles import profile_response
 from web.usage import refresh_message, usage_context
 
 from .forms import MailboxPasswordForm, NotificationSettingsForm, PlanRequestForm
@@ -224,6 +228,32 @@ def mailbox_plan(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResp
         ],
     }
     return render(request, "portal/mailbox_plan.html", context, status=status)
+
+
+@customer_required
+def mailbox_devices(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
+    """Set up your devices: the settings in plain words, the profile, and a QR code whose
+    link (signed, expiring) lets a phone fetch the profile without logging in here."""
+    mailbox = _get_mailbox(request, mailbox_id)
+    link = request.build_absolute_uri(
+        reverse("autoconfig:profile_link", args=[profiles.link_token(mailbox)])
+    )
+    # segno draws the QR code as inline SVG: no image library, no request to anyone else.
+    qr = segno.make(link, error="m").svg_inline(scale=4, border=2, dark="#000", light="#fff")
+    context = {
+        "mailbox": mailbox,
+        "client": client_settings.for_mailbox(mailbox),
+        "profile_link": link,
+        "qr_svg": mark_safe(qr),  # noqa: S308 - segno's own SVG
+        "link_minutes": max(1, settings.POSTAMT_PROFILE_LINK_MAX_AGE // 60),
+    }
+    return render(request, "portal/mailbox_devices.html", context)
+
+
+@customer_required
+def mailbox_profile(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
+    """The Apple configuration profile of one mailbox (iPhone, iPad, Mac)."""
+    return profile_response(_get_mailbox(request, mailbox_id))
 
 
 @customer_required
