@@ -168,11 +168,14 @@ def for_address(text: str) -> ClientSettings | None:
     if domain is None:
         return None
     login = f"{local}@{domain.name}"
+    # Asked for known and unknown addresses alike, so that the time an answer takes does not
+    # tell them apart either.
+    protocols = domain_protocols(domain)
     mailbox = Mailbox.objects.select_related("domain", "mail_server").filter(address=login).first()
     if mailbox is not None:
         return for_mailbox(mailbox)
     # Same server, same shape as a real answer: see the module's docstring.
-    protocol = _unknown_address_protocol(login, domain_protocols(domain))
+    protocol = _unknown_address_protocol(login, protocols)
     return ClientSettings(
         domain=domain.name,
         login=login,

@@ -29,6 +29,7 @@ urlpatterns = [
         views.plan_request_cancel,
         name="plan_request_cancel",
     ),
+    path("domains/<int:domain_id>/dns/", views.domain_dns, name="domain_dns"),
     path("settings/", views.notification_settings, name="settings"),
     path("activity/", views.activity, name="activity"),
 ]

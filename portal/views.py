@@ -35,6 +35,7 @@ from mailboxes import client_settings, plan_changes, profiles, selectors, servic
 from mailboxes.models import Mailbox, PlanChangeRequest
 from web.access import customer_required
 from web.client import client_ip
+from web.dns import dns_context
 from web.http import AuthenticatedHttpRequest
 from web.profiles import profile_response
 from web.usage import refresh_message, usage_context
@@ -83,6 +84,7 @@ def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
             status=PlanChangeRequest.Status.PENDING
         ),
         "deleted_backups": backup_selectors.deleted_mailbox_backups(customer.pk),
+        "domains": selectors.customer_domains(customer),
         "page_url": reverse("portal:overview"),
     }
     return render(request, OVERVIEW, context)
@@ -149,7 +151,7 @@ def mailbox_refresh(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpR
 def mailbox_password(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     """A new password for one mailbox; Dovecot reads it on the very next login."""
     mailbox = _get_mailbox(request, mailbox_id)
-    form = MailboxPasswordForm(request.POST)
+    form = MailboxPasswordForm(request.POST, user=request.user, ip=client_ip(request))
     success = False
     if form.is_valid():
         try:
@@ -184,7 +186,7 @@ def mailbox_plan(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResp
     mailbox = _get_mailbox(request, mailbox_id)
     status = 200
     if request.method == "POST":
-        form = PlanRequestForm(request.POST)
+        form = PlanRequestForm(request.POST, mailbox=mailbox)
         if form.is_valid():
             try:
                 plan_request = plan_changes.plan_change_request(
@@ -211,19 +213,19 @@ def mailbox_plan(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResp
                 return redirect("portal:mailbox_detail", mailbox.pk)
         status = 400
     else:
-        form = PlanRequestForm(initial={"protocol": ""})
+        form = PlanRequestForm(initial={"protocol": ""}, mailbox=mailbox)
     customer = _customer(request)
     context = {
         "mailbox": mailbox,
         "customer": customer,
         "form": form,
-        "plans": selectors.plans_for_customers(),
+        "plans": form.fields["plan"].queryset,  # type: ignore[attr-defined]
         "pending": selectors.portal_plan_requests(customer)
         .filter(mailbox=mailbox, status=PlanChangeRequest.Status.PENDING)
         .first(),
         "self_service": [
             plan.pk
-            for plan in selectors.plans_for_customers()
+            for plan in form.fields["plan"].queryset  # type: ignore[attr-defined]
             if plan_changes.self_service_allowed(mailbox, plan)
         ],
     }
@@ -248,6 +250,13 @@ def mailbox_devices(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpR
         "link_minutes": max(1, settings.POSTAMT_PROFILE_LINK_MAX_AGE // 60),
     }
     return render(request, "portal/mailbox_devices.html", context)
+
+
+@customer_required
+def domain_dns(request: AuthenticatedHttpRequest, domain_id: int) -> HttpResponse:
+    """The DNS records that let mail programs find their settings; checked on request."""
+    domain = get_object_or_404(selectors.customer_domains(_customer(request)), pk=domain_id)
+    return render(request, "portal/domain_dns.html", dns_context(request, domain))
 
 
 @customer_required

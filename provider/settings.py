@@ -327,6 +327,15 @@ AUTOCONFIG_WINDOW = env.int("AUTOCONFIG_WINDOW", default=10 * 60)
 POSTAMT_PROFILE_SIGNING_CERT = env.str("POSTAMT_PROFILE_SIGNING_CERT", default="")
 POSTAMT_PROFILE_SIGNING_KEY = env.str("POSTAMT_PROFILE_SIGNING_KEY", default="")
 POSTAMT_PROFILE_SIGNING_CHAIN = env.str("POSTAMT_PROFILE_SIGNING_CHAIN", default="")
+# DNS for hosters (mailboxes/dns_records.py): where autoconfig.<domain> and
+# autodiscover.<domain> point (empty: SITE_URL's host), the MX hosts ("host" or "priority
+# host"; empty: the mail server's public name), and the resolvers the check asks (empty: the
+# system's), with their port and how long one lookup may take (seconds).
+POSTAMT_DISCOVERY_HOST = env.str("POSTAMT_DISCOVERY_HOST", default="")
+POSTAMT_MX_HOSTS = env.list("POSTAMT_MX_HOSTS", default=[])
+POSTAMT_DNS_RESOLVERS = env.list("POSTAMT_DNS_RESOLVERS", default=[])
+POSTAMT_DNS_PORT = env.int("POSTAMT_DNS_PORT", default=53)
+POSTAMT_DNS_TIMEOUT = env.float("POSTAMT_DNS_TIMEOUT", default=3.0)
 # How long the link in a set-up QR code works (seconds).
 POSTAMT_PROFILE_LINK_MAX_AGE = env.int("POSTAMT_PROFILE_LINK_MAX_AGE", default=60 * 60)
 
@@ -362,6 +371,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mailboxes.refresh_pending",
         "schedule": 2 * 60,
         "options": {"expires": 2 * 60},
+    },
+    "send-pending-password-notices": {
+        "task": "mailboxes.send_pending_password_notices",
+        "schedule": 5 * 60,
+        "options": {"expires": 5 * 60},
     },
     "send-pending-invites": {
         "task": "accounts.send_pending_invites",
