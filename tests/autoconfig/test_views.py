@@ -231,6 +231,19 @@ def test_outlook_idn_address(client) -> None:  # type: ignore[no-untyped-def]
     assert protocols[0]["LoginName"] == "anna@xn--bckerei-5wa.example"
 
 
+def test_autodiscover_json_for_an_idn_address(client) -> None:  # type: ignore[no-untyped-def]
+    make_server("mx1")
+    make_mailbox("anna", protocol="pop3", domain=make_domain(name="bäckerei.example"))
+    for address in ("anna@bäckerei.example", "anna@xn--bckerei-5wa.example", "x@bäckerei.example"):
+        response = client.get(
+            "/autodiscover/autodiscover.json",
+            {"Email": address, "Protocol": "AutodiscoverV1"},
+            REMOTE_ADDR=IP,
+        )
+        assert response.status_code == 200, address
+        assert response.json()["Protocol"] == "AutodiscoverV1"
+
+
 def test_outlook_errors(client, imap_box) -> None:  # type: ignore[no-untyped-def]
     mobilesync = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006"
     assert ad_error(autodiscover(client, pox("anna@shop.example", mobilesync)).content) == "601"
