@@ -186,7 +186,9 @@ def autodiscover_json(request: HttpRequest, address: str = "") -> HttpResponse:
             {"ErrorCode": "InvalidUser", "ErrorMessage": "The email address can't be found."},
             status=404,
         )
-    url = request.build_absolute_uri(reverse("autoconfig:autodiscover"))
+    # The panel's public address, whatever name the question came to: Outlook wants HTTPS,
+    # and behind a proxy the request itself may not know it was HTTPS.
+    url = settings.SITE_URL.rstrip("/") + reverse("autoconfig:autodiscover")
     return JsonResponse({"Protocol": "AutodiscoverV1", "Url": url})
 
 

@@ -237,8 +237,9 @@ def mailbox_devices(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpR
     """Set up your devices: the settings in plain words, the profile, and a QR code whose
     link (signed, expiring) lets a phone fetch the profile without logging in here."""
     mailbox = _get_mailbox(request, mailbox_id)
-    link = request.build_absolute_uri(
-        reverse("autoconfig:profile_link", args=[profiles.link_token(mailbox)])
+    # Built from SITE_URL like the links in emails: the phone must reach the public address.
+    link = settings.SITE_URL.rstrip("/") + reverse(
+        "autoconfig:profile_link", args=[profiles.link_token(mailbox)]
     )
     # segno draws the QR code as inline SVG: no image library, no request to anyone else.
     qr = segno.make(link, error="m").svg_inline(scale=4, border=2, dark="#000", light="#fff")

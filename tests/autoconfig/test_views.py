@@ -264,7 +264,7 @@ def test_autodiscover_json_points_at_the_pox_endpoint(client, imap_box) -> None:
         assert response.status_code == 200, url
         assert response.json() == {
             "Protocol": "AutodiscoverV1",
-            "Url": "http://testserver/autodiscover/autodiscover.xml",
+            "Url": "https://panel.hoster.example/autodiscover/autodiscover.xml",
         }
     other = client.get(
         "/autodiscover/autodiscover.json/v1.0/anna@shop.example?Protocol=ActiveSync",
@@ -337,7 +337,7 @@ def test_autodiscover_json_on_the_autodiscover_host_points_at_the_panel(client, 
         HTTP_HOST="autodiscover.shop.example",
         REMOTE_ADDR=IP,
     )
-    assert response.json()["Url"] == "http://panel.hoster.example/autodiscover/autodiscover.xml"
+    assert response.json()["Url"] == "https://panel.hoster.example/autodiscover/autodiscover.xml"
 
 
 def test_other_pages_are_not_served_under_the_discovery_names(client, imap_box) -> None:  # type: ignore[no-untyped-def]

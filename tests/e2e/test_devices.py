@@ -54,6 +54,7 @@ def test_customer_downloads_the_profile_and_its_settings_log_in(
     dovecot,
     mail_server: MailServer,
     shot,
+    settings,
     protocol: str,  # type: ignore[no-untyped-def]
 ) -> None:
     customer = make_customer("Bäckerei Müller")
@@ -69,6 +70,7 @@ def test_customer_downloads_the_profile_and_its_settings_log_in(
         password=USER_PASSWORD,
         customer=customer,
     )
+    settings.SITE_URL = live_server.url  # the public address the QR code's link is built on
     log_in(page, live_server.url, "inhaber@example.org", USER_PASSWORD)
     page.get_by_role("link", name=re.compile("Set up devices")).click()
     expect(page.get_by_role("heading", name="Set up your devices")).to_be_visible()

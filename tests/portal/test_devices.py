@@ -24,6 +24,7 @@ def _public_names(settings):  # type: ignore[no-untyped-def]
     settings.POSTAMT_MAIL_SECURITY = "ssl"
     settings.POSTAMT_SUBMISSION_HOST = "smtp.hoster.example"
     settings.POSTAMT_SUBMISSION_SECURITY = "starttls"
+    settings.SITE_URL = "https://panel.hoster.example"
 
 
 @pytest.fixture
@@ -81,7 +82,8 @@ def test_the_qr_code_holds_a_working_link_to_the_profile(
     link = re.search(r'data-profile-link="([^"]+)"', html)
     assert link is not None
     anonymous = Client()
-    response = anonymous.get(link.group(1).removeprefix("http://testserver"))
+    assert link.group(1).startswith("https://panel.hoster.example/")
+    response = anonymous.get(link.group(1).removeprefix("https://panel.hoster.example"))
     assert response.status_code == 200
     assert plistlib.loads(response.content)["PayloadContent"][0]["EmailAccountType"] == (
         "EmailTypeIMAP"
