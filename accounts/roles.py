@@ -29,6 +29,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "mailbox.suspend": frozenset({Role.SUPPORT, Role.ADMIN}),
     "mailbox.reactivate": frozenset({Role.SUPPORT, Role.ADMIN}),
     "mailbox.refresh": frozenset({Role.SUPPORT, Role.ADMIN, CUSTOMER}),
+    "user.active": frozenset({Role.SUPPORT, Role.ADMIN}),
     "mailbox.plan": frozenset({Role.ADMIN, CUSTOMER}),  # customers through self-service
     "plan_request.create": frozenset({CUSTOMER}),
     "plan_request.cancel": frozenset({CUSTOMER}),

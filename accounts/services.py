@@ -197,3 +197,46 @@ def support_access_revoke(
         until=grant.expires_at.isoformat(),
     )
     return grant
+
+
+@transaction.atomic
+def customer_user_set_active(
+    *, user: User, active: bool, actor: Actor, ip: str | None = None
+) -> User:
+    """Disable a customer's login, or enable it again.
+
+    A disabled login's sessions end with it: on their next request Django's backend no
+    longer accepts the user (``ModelBackend.get_user`` refuses inactive users), and the
+    sessions stored for it are deleted here as well, so none lingers in the session table.
+    """
+    roles.authorize(actor, "user.active")
+    if user.customer_id is None:
+        raise ValidationError(
+            {"user": _("%(name)s is not a customer's login.") % {"name": user.get_username()}}
+        )
+    if user.is_active != active:
+        User.objects.filter(pk=user.pk).update(is_active=active)
+        user.is_active = active
+        audit.record(
+            "user.enable" if active else "user.disable",
+            user,
+            actor=actor,
+            ip=ip,
+            customer=user.customer,
+            email=user.email,
+        )
+        if not active:
+            transaction.on_commit(lambda: end_sessions(user.pk))
+    return user
+
+
+def end_sessions(user_id: int) -> int:
+    """Delete the stored sessions of one user; returns how many there were."""
+    from django.contrib.sessions.models import Session
+
+    ended = 0
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if str(session.get_decoded().get("_auth_user_id")) == str(user_id):
+            session.delete()
+            ended += 1
+    return ended

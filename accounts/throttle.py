@@ -107,3 +107,21 @@ def record_reset(ip: str | None, email: str) -> None:
 
 def reset_window_minutes() -> int:
     return max(1, settings.PASSWORD_RESET_WINDOW // 60)
+
+
+def discovery_allowed(ip: str | None) -> bool:
+    """Counts one request to the mail-client discovery endpoints (autoconfig, autodiscover,
+    profile links) and says whether it is within the limit per client address.
+
+    Counted before answering, refused or not: someone walking a list of addresses to see
+    what the answers say is slowed down as much as one who keeps asking after a refusal."""
+    key = PREFIX + f"discovery-ip:{ip}"
+    try:
+        pipe = _client().pipeline()
+        pipe.incr(key)
+        pipe.expire(key, settings.AUTOCONFIG_WINDOW, nx=True)
+        count, _expiry = pipe.execute()
+    except RedisError as exc:
+        log.error("throttle counters unavailable: %s", exc)
+        raise Unavailable from exc
+    return int(count) <= settings.AUTOCONFIG_REQUESTS_PER_IP

@@ -907,6 +907,7 @@ def _write(
             "usage_state",
             "usage_error",
             "warning_level",
+            "password_notice_due",
             "created_at",
             "updated_at",
         ),
@@ -926,6 +927,7 @@ def _write(
                 Mailbox.UsageState.UNKNOWN.value,
                 "",
                 0,
+                False,  # a new mailbox's password is no change to announce
                 now,
                 now,
             )

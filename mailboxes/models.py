@@ -63,6 +63,13 @@ class Plan(models.Model):
         _("monthly price"), max_digits=8, decimal_places=2, default=Decimal("0.00")
     )
     currency = models.CharField(_("currency"), max_length=3, default="EUR")
+    # Whether customers see the plan in the portal and may ask for it: plans for a few
+    # customers, old plans and the hoster's own are not offered unless marked.
+    self_service = models.BooleanField(
+        _("offered in the portal"),
+        default=False,
+        help_text=_("Customers may choose this plan for their mailboxes in the portal."),
+    )
 
     class Meta:
         ordering = ["monthly_price", "name"]
@@ -285,6 +292,10 @@ class Mailbox(models.Model):
     # A Dovecot scheme-prefixed hash such as ``{ARGON2ID}$argon2id$...``; never a clear password.
     password_hash = models.CharField(_("password hash"), max_length=255, editable=False)
     password_changed_at = models.DateTimeField(_("password changed"), null=True, editable=False)
+    # A changed password still to be announced to the customer's contact address: the task
+    # claims it (conditional UPDATE), a sweeper sends what a broker outage lost.
+    # The database default too: the CSV import writes mailboxes with COPY.
+    password_notice_due = models.BooleanField(default=False, db_default=False, editable=False)
     # Relative to the server's mail root and unique per mailbox, so an address that is deleted
     # and created again never sees the old owner's mail.
     storage_path = models.CharField(_("storage path"), max_length=400, editable=False)

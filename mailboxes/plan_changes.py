@@ -12,6 +12,7 @@ from accounts import audit, roles
 from accounts.audit import Actor
 from accounts.models import User
 
+from . import selectors
 from .models import Mailbox, Plan, PlanChangeRequest
 from .services import mailbox_change_plan, protocol_for
 
@@ -47,6 +48,8 @@ def plan_change_request(
     note = note.strip()
     if plan.pk == mailbox.plan_id and protocol == mailbox.protocol:
         raise ValidationError({"plan": _("This mailbox already has this plan and protocol.")})
+    if not selectors.plans_offered_to(mailbox).filter(pk=plan.pk).exists():
+        raise ValidationError({"plan": _("This plan is not offered here; please ask us about it.")})
     if len(note) > 1000:
         raise ValidationError({"note": _("Keep the message under 1000 characters.")})
     pending = ValidationError(

@@ -17,6 +17,7 @@ from django.db.models import (
     Func,
     Max,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
     Sum,
@@ -353,4 +354,13 @@ def portal_mailbox_activity(customer: Customer, mailbox: Mailbox) -> QuerySet[Au
 
 
 def plans_for_customers() -> QuerySet[Plan]:
-    return Plan.objects.order_by("monthly_price", "name")
+    """The plans the portal offers: those marked for self-service."""
+    return Plan.objects.filter(self_service=True).order_by("monthly_price", "name")
+
+
+def plans_offered_to(mailbox: Mailbox) -> QuerySet[Plan]:
+    """What a customer may ask for, for one mailbox: the plans offered in the portal, and the
+    mailbox's own plan (to change only the protocol) even when that one is not offered."""
+    return Plan.objects.filter(Q(self_service=True) | Q(pk=mailbox.plan_id)).order_by(
+        "monthly_price", "name"
+    )

@@ -334,8 +334,18 @@ def mailbox_set_password(
     with transaction.atomic():
         mailbox.password_hash = password_hash
         mailbox.password_changed_at = timezone.now()
-        mailbox.save(update_fields=["password_hash", "password_changed_at", "updated_at"])
+        # Whoever changed it, the customer's contact address hears of it (password_notices).
+        mailbox.password_notice_due = True
+        mailbox.save(
+            update_fields=[
+                "password_hash",
+                "password_changed_at",
+                "password_notice_due",
+                "updated_at",
+            ]
+        )
         audit.record("mailbox.password", mailbox, actor=actor, ip=ip, customer=mailbox.customer)
+        enqueue_after_commit("mailboxes.send_password_notice", mailbox.pk)
     return mailbox
 
 
@@ -454,6 +464,7 @@ def plan_create(
     monthly_price: Decimal = Decimal("0.00"),
     currency: str = "EUR",
     backup_enabled: bool = True,
+    self_service: bool = False,
     actor: Actor,
     ip: str | None = None,
 ) -> Plan:
@@ -492,6 +503,7 @@ def plan_create(
         monthly_price=monthly_price,
         currency=currency,
         backup_enabled=backup_enabled,
+        self_service=self_service,
     )
     plan.full_clean()  # the column limits: name length, price digits
     plan.save()
@@ -506,7 +518,22 @@ def plan_create(
         monthly_price=str(monthly_price),
         currency=currency,
         backup_enabled=backup_enabled,
+        self_service=self_service,
     )
+    return plan
+
+
+@transaction.atomic
+def plan_set_self_service(
+    *, plan: Plan, offered: bool, actor: Actor, ip: str | None = None
+) -> Plan:
+    """Offer a plan to customers in the portal, or stop offering it. Mailboxes already on it
+    keep it; customers just cannot ask for it any more."""
+    roles.authorize(actor, "plan.self_service")
+    if plan.self_service != offered:
+        Plan.objects.filter(pk=plan.pk).update(self_service=offered)
+        plan.self_service = offered
+        audit.record("plan.self_service", plan, actor=actor, ip=ip, offered=offered)
     return plan
 
 

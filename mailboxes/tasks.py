@@ -13,7 +13,7 @@ from celery import shared_task
 from mailserver.errors import MailServerUnavailable
 from provider.celery import RetryOptions
 
-from . import imports, polling, quota_warnings, usage
+from . import imports, password_notices, polling, quota_warnings, usage
 from .models import PollRun
 
 MAX_POLL_ATTEMPTS = 8
@@ -138,4 +138,26 @@ def resume_imports() -> int:
     ids = imports.pending_jobs()
     for job_id in ids:
         run_import.delay(job_id)
+    return len(ids)
+
+
+@shared_task(
+    name="mailboxes.send_password_notice",
+    autoretry_for=(smtplib.SMTPException, OSError),
+    retry_backoff=30,
+    retry_backoff_max=1800,
+    retry_jitter=True,
+    max_retries=8,
+)
+def send_password_notice(mailbox_id: int) -> bool:
+    """Claimed by a conditional UPDATE: a redelivered task sends nothing twice."""
+    return password_notices.send(mailbox_id)
+
+
+@shared_task(name="mailboxes.send_pending_password_notices")
+def send_pending_password_notices() -> int:
+    """The backstop of notices that could not be queued when the password was changed."""
+    ids = password_notices.pending()
+    for mailbox_id in ids:
+        send_password_notice.delay(mailbox_id)
     return len(ids)

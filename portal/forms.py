@@ -6,10 +6,14 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from mailboxes.models import Plan, Protocol
+from accounts import throttle
+from accounts.models import User
+from mailboxes.models import Mailbox, Plan, Protocol
+from mailboxes.selectors import plans_offered_to
 from web.forms import PlanChoiceField, ServiceForm
 
 
@@ -41,7 +45,13 @@ class NotificationSettingsForm(ServiceForm):
 
 
 class MailboxPasswordForm(ServiceForm):
-    """A customer's new password for one mailbox, typed twice: nobody can show it to them again."""
+    """A customer's new password for one mailbox, typed twice: nobody can show it to them again.
+
+    Bound forms also want the password of the person logged in: a session left open on a
+    shared computer, or a stolen session cookie, must not be enough to take a mailbox over.
+    Wrong answers count as failed logins (``accounts.throttle``), so the field cannot be used
+    to guess the login password either.
+    """
 
     password = forms.CharField(
         label=_("New password"),
@@ -54,7 +64,17 @@ class MailboxPasswordForm(ServiceForm):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    current_password = forms.CharField(
+        label=_("Your own password"),
+        help_text=_("The one you log in here with: to confirm it is you."),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(
+        self, *args: Any, user: User | None = None, ip: str | None = None, **kwargs: Any
+    ) -> None:
+        self.user, self.ip = user, ip
         super().__init__(*args, **kwargs)
         self.fields["password"].help_text = gettext(
             "At least %(min)d characters, without spaces, not the mailbox name, not a common "
@@ -71,10 +91,38 @@ class MailboxPasswordForm(ServiceForm):
             self.add_error("password_again", gettext("The two passwords are not the same."))
         return data
 
+    def clean_current_password(self) -> str:
+        value: str = self.cleaned_data["current_password"]
+        assert self.user is not None, "a bound form needs the user"
+        username = self.user.get_username()
+        try:
+            if throttle.is_blocked(self.ip, username):
+                raise ValidationError(
+                    gettext("Too many wrong passwords. Please wait %(minutes)d minutes.")
+                    % {"minutes": throttle.window_minutes()},
+                    code="throttled",
+                )
+            if not self.user.check_password(value):
+                throttle.record_failure(self.ip, username)
+                raise ValidationError(
+                    gettext("That is not the password of your login."), code="wrong"
+                )
+        except throttle.Unavailable as exc:
+            raise ValidationError(
+                gettext(
+                    "Your password cannot be checked for a moment (a service it needs is "
+                    "down). Please try again in a few minutes."
+                ),
+                code="unavailable",
+            ) from exc
+        return value
+
 
 class PlanRequestForm(ServiceForm):
+    """Only the plans offered in the portal, and the mailbox's own (for another protocol)."""
+
     plan = PlanChoiceField(
-        label=_("Plan"), queryset=Plan.objects.all(), empty_label=_("Choose a plan")
+        label=_("Plan"), queryset=Plan.objects.none(), empty_label=_("Choose a plan")
     )
     protocol = forms.ChoiceField(
         label=_("Protocol"),
@@ -87,6 +135,10 @@ class PlanRequestForm(ServiceForm):
         max_length=1000,
         widget=forms.Textarea(attrs={"rows": 3}),
     )
+
+    def __init__(self, *args: Any, mailbox: Mailbox, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["plan"].queryset = plans_offered_to(mailbox)  # type: ignore[attr-defined]
 
 
 class SupportAccessForm(ServiceForm):

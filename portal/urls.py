@@ -17,12 +17,19 @@ urlpatterns = [
     path("mailboxes/<int:mailbox_id>/refresh/", views.mailbox_refresh, name="mailbox_refresh"),
     path("mailboxes/<int:mailbox_id>/password/", views.mailbox_password, name="mailbox_password"),
     path("mailboxes/<int:mailbox_id>/plan/", views.mailbox_plan, name="mailbox_plan"),
+    path("mailboxes/<int:mailbox_id>/devices/", views.mailbox_devices, name="mailbox_devices"),
+    path(
+        "mailboxes/<int:mailbox_id>/profile.mobileconfig",
+        views.mailbox_profile,
+        name="mailbox_profile",
+    ),
     path("mailboxes/<int:mailbox_id>/usage.csv", views.mailbox_usage_csv, name="mailbox_usage_csv"),
     path(
         "plan-requests/<int:request_id>/cancel/",
         views.plan_request_cancel,
         name="plan_request_cancel",
     ),
+    path("domains/<int:domain_id>/dns/", views.domain_dns, name="domain_dns"),
     path("settings/", views.notification_settings, name="settings"),
     path("activity/", views.activity, name="activity"),
 ]

@@ -17,6 +17,8 @@ import csv
 from datetime import UTC
 from typing import Any
 
+import segno
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -25,6 +27,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -32,11 +35,13 @@ from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.models import Customer
 from backups import selectors as backup_selectors
-from mailboxes import plan_changes, selectors, services
+from mailboxes import client_settings, plan_changes, profiles, selectors, services
 from mailboxes.models import Mailbox, PlanChangeRequest
 from web.access import customer_required
 from web.client import client_ip
+from web.dns import dns_context
 from web.http import AuthenticatedHttpRequest
+from web.profiles import profile_response
 from web.usage import refresh_message, usage_context
 
 from .forms import (
@@ -88,6 +93,7 @@ def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
             status=PlanChangeRequest.Status.PENDING
         ),
         "deleted_backups": backup_selectors.deleted_mailbox_backups(customer.pk),
+        "domains": selectors.customer_domains(customer),
         "page_url": reverse("portal:overview"),
     }
     return render(request, OVERVIEW, context)
@@ -154,7 +160,7 @@ def mailbox_refresh(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpR
 def mailbox_password(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     """A new password for one mailbox; Dovecot reads it on the very next login."""
     mailbox = _get_mailbox(request, mailbox_id)
-    form = MailboxPasswordForm(request.POST)
+    form = MailboxPasswordForm(request.POST, user=request.user, ip=client_ip(request))
     success = False
     if form.is_valid():
         try:
@@ -189,7 +195,7 @@ def mailbox_plan(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResp
     mailbox = _get_mailbox(request, mailbox_id)
     status = 200
     if request.method == "POST":
-        form = PlanRequestForm(request.POST)
+        form = PlanRequestForm(request.POST, mailbox=mailbox)
         if form.is_valid():
             try:
                 plan_request = plan_changes.plan_change_request(
@@ -216,23 +222,57 @@ def mailbox_plan(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResp
                 return redirect("portal:mailbox_detail", mailbox.pk)
         status = 400
     else:
-        form = PlanRequestForm(initial={"protocol": ""})
+        form = PlanRequestForm(initial={"protocol": ""}, mailbox=mailbox)
     customer = _customer(request)
     context = {
         "mailbox": mailbox,
         "customer": customer,
         "form": form,
-        "plans": selectors.plans_for_customers(),
+        "plans": form.fields["plan"].queryset,  # type: ignore[attr-defined]
         "pending": selectors.portal_plan_requests(customer)
         .filter(mailbox=mailbox, status=PlanChangeRequest.Status.PENDING)
         .first(),
         "self_service": [
             plan.pk
-            for plan in selectors.plans_for_customers()
+            for plan in form.fields["plan"].queryset  # type: ignore[attr-defined]
             if plan_changes.self_service_allowed(mailbox, plan)
         ],
     }
     return render(request, "portal/mailbox_plan.html", context, status=status)
+
+
+@customer_required
+def mailbox_devices(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
+    """Set up your devices: the settings in plain words, the profile, and a QR code whose
+    link (signed, expiring) lets a phone fetch the profile without logging in here."""
+    mailbox = _get_mailbox(request, mailbox_id)
+    # Built from SITE_URL like the links in emails: the phone must reach the public address.
+    link = settings.SITE_URL.rstrip("/") + reverse(
+        "autoconfig:profile_link", args=[profiles.link_token(mailbox)]
+    )
+    # segno draws the QR code as inline SVG: no image library, no request to anyone else.
+    qr = segno.make(link, error="m").svg_inline(scale=4, border=2, dark="#000", light="#fff")
+    context = {
+        "mailbox": mailbox,
+        "client": client_settings.for_mailbox(mailbox),
+        "profile_link": link,
+        "qr_svg": mark_safe(qr),  # noqa: S308 - segno's own SVG
+        "link_minutes": max(1, settings.POSTAMT_PROFILE_LINK_MAX_AGE // 60),
+    }
+    return render(request, "portal/mailbox_devices.html", context)
+
+
+@customer_required
+def domain_dns(request: AuthenticatedHttpRequest, domain_id: int) -> HttpResponse:
+    """The DNS records that let mail programs find their settings; checked on request."""
+    domain = get_object_or_404(selectors.customer_domains(_customer(request)), pk=domain_id)
+    return render(request, "portal/domain_dns.html", dns_context(request, domain))
+
+
+@customer_required
+def mailbox_profile(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
+    """The Apple configuration profile of one mailbox (iPhone, iPad, Mac)."""
+    return profile_response(_get_mailbox(request, mailbox_id))
 
 
 @customer_required

@@ -78,9 +78,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Where mail programs fetch their settings (autoconfig, autodiscover, Apple profiles).
+    "autoconfig",
 ]
 
 MIDDLEWARE = [
+    # autoconfig.<domain> and autodiscover.<domain> for every hosted domain (see its docstring).
+    "autoconfig.middleware.DiscoveryHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -304,6 +308,41 @@ POSTAMT_SELF_SERVICE_PLAN_CHANGES: bool | list[str] = (
     else [name.strip() for name in _self_service.split(",") if name.strip()]
 )
 
+# --- Mail client set-up (autoconfig, autodiscover, Apple profiles, the portal's help) ------
+# What mail programs are told. The host clients use: empty for each mail server's own host;
+# "{server}" is replaced by the server's name (e.g. "{server}.mail.example.net").
+POSTAMT_MAIL_HOSTNAME = env.str("POSTAMT_MAIL_HOSTNAME", default="")
+# "ssl" (implicit TLS: IMAPS 993, POP3S 995), "starttls" (143, 110) or "none" (plain text on
+# the servers' own ports: for local set-ups and the tests only).
+POSTAMT_MAIL_SECURITY = env.str("POSTAMT_MAIL_SECURITY", default="ssl")
+# 0: the standard port of the TLS mode above.
+POSTAMT_MAIL_IMAP_PORT = env.int("POSTAMT_MAIL_IMAP_PORT", default=0)
+POSTAMT_MAIL_POP3_PORT = env.int("POSTAMT_MAIL_POP3_PORT", default=0)
+# Where clients send mail (SMTP submission with the mailbox's login); empty: none is offered.
+POSTAMT_SUBMISSION_HOST = env.str("POSTAMT_SUBMISSION_HOST", default="")
+POSTAMT_SUBMISSION_SECURITY = env.str("POSTAMT_SUBMISSION_SECURITY", default="ssl")
+POSTAMT_SUBMISSION_PORT = env.int("POSTAMT_SUBMISSION_PORT", default=0)  # 0: 465 or 587
+# The provider's name in mail programs and Apple profiles.
+POSTAMT_PROVIDER_NAME = env.str("POSTAMT_PROVIDER_NAME", default="Postamt")
+# Requests to the discovery endpoints per client address and window (seconds).
+AUTOCONFIG_REQUESTS_PER_IP = env.int("AUTOCONFIG_REQUESTS_PER_IP", default=60)
+AUTOCONFIG_WINDOW = env.int("AUTOCONFIG_WINDOW", default=10 * 60)
+# Apple profiles are signed when both are set (PEM files; the chain file is optional).
+POSTAMT_PROFILE_SIGNING_CERT = env.str("POSTAMT_PROFILE_SIGNING_CERT", default="")
+POSTAMT_PROFILE_SIGNING_KEY = env.str("POSTAMT_PROFILE_SIGNING_KEY", default="")
+POSTAMT_PROFILE_SIGNING_CHAIN = env.str("POSTAMT_PROFILE_SIGNING_CHAIN", default="")
+# DNS for hosters (mailboxes/dns_records.py): where autoconfig.<domain> and
+# autodiscover.<domain> point (empty: SITE_URL's host), the MX hosts ("host" or "priority
+# host"; empty: the mail server's public name), and the resolvers the check asks (empty: the
+# system's), with their port and how long one lookup may take (seconds).
+POSTAMT_DISCOVERY_HOST = env.str("POSTAMT_DISCOVERY_HOST", default="")
+POSTAMT_MX_HOSTS = env.list("POSTAMT_MX_HOSTS", default=[])
+POSTAMT_DNS_RESOLVERS = env.list("POSTAMT_DNS_RESOLVERS", default=[])
+POSTAMT_DNS_PORT = env.int("POSTAMT_DNS_PORT", default=53)
+POSTAMT_DNS_TIMEOUT = env.float("POSTAMT_DNS_TIMEOUT", default=3.0)
+# How long the link in a set-up QR code works (seconds).
+POSTAMT_PROFILE_LINK_MAX_AGE = env.int("POSTAMT_PROFILE_LINK_MAX_AGE", default=60 * 60)
+
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "mailboxes.poll_server": {"queue": "poll"},
@@ -336,6 +375,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mailboxes.refresh_pending",
         "schedule": 2 * 60,
         "options": {"expires": 2 * 60},
+    },
+    "send-pending-password-notices": {
+        "task": "mailboxes.send_pending_password_notices",
+        "schedule": 5 * 60,
+        "options": {"expires": 5 * 60},
     },
     "send-pending-invites": {
         "task": "accounts.send_pending_invites",

@@ -7,6 +7,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("web.urls")),
+    path("", include("autoconfig.urls")),
     path("staff/backups/", include(("staff.backup_urls", "backups"), namespace="staff_backups")),
     path("staff/", include("staff.urls")),
     path("portal/backups/", include(("portal.backup_urls", "backups"), namespace="portal_backups")),

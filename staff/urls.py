@@ -24,11 +24,17 @@ urlpatterns = [
         name="customer_allowance",
     ),
     path("domains/<int:domain_id>/allowance/", views.domain_allowance, name="domain_allowance"),
+    path("domains/<int:domain_id>/dns/", views.domain_dns, name="domain_dns"),
     path("customers/<int:customer_id>/mailboxes/new/", views.mailbox_create, name="mailbox_create"),
     path(
         "customers/<int:customer_id>/users/new/",
         views.customer_user_create,
         name="customer_user_create",
+    ),
+    path(
+        "customers/<int:customer_id>/users/<int:user_id>/active/",
+        views.customer_user_active,
+        name="customer_user_active",
     ),
     path("mailboxes/<int:mailbox_id>/", views.mailbox_detail, name="mailbox_detail"),
     path("mailboxes/<int:mailbox_id>/refresh/", views.mailbox_refresh, name="mailbox_refresh"),

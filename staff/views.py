@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services as account_services
-from accounts.models import AuditEntry, Customer
+from accounts.models import AuditEntry, Customer, User
 from accounts.selectors import audit_entries
 from backups import selectors as backup_selectors
 from mailboxes import plan_changes, selectors, services
@@ -34,6 +34,7 @@ from mailboxes.overview import staff_overview
 from mailboxes.passwords import generate_password
 from web.access import staff_required
 from web.client import client_ip
+from web.dns import dns_context
 from web.http import AuthenticatedHttpRequest
 from web.templatetags.postamt import audit_action
 from web.usage import refresh_message, usage_context
@@ -201,6 +202,15 @@ def domain_allowance(request: AuthenticatedHttpRequest, domain_id: int) -> HttpR
 
 
 @staff_required
+def domain_dns(request: AuthenticatedHttpRequest, domain_id: int) -> HttpResponse:
+    """The DNS records that let mail programs find their settings; checked on request."""
+    domain = get_object_or_404(
+        Domain.objects.select_related("customer", "mail_server"), pk=domain_id
+    )
+    return render(request, "staff/domain_dns.html", dns_context(request, domain))
+
+
+@staff_required
 @require_POST
 def mailbox_create(request: AuthenticatedHttpRequest, customer_id: int) -> HttpResponse:
     customer = get_object_or_404(Customer, pk=customer_id)
@@ -251,6 +261,30 @@ def customer_user_create(request: AuthenticatedHttpRequest, customer_id: int) ->
             )
             return redirect("staff:customer_detail", customer.pk)
     return _render_customer(request, customer, user_form=form, status=400)
+
+
+@staff_required
+@require_POST
+def customer_user_active(
+    request: AuthenticatedHttpRequest, customer_id: int, user_id: int
+) -> HttpResponse:
+    """Disable a customer's login (its sessions end at once) or enable it again."""
+    customer = get_object_or_404(Customer, pk=customer_id)
+    user = get_object_or_404(User, pk=user_id, customer=customer)
+    active = request.POST.get("active") == "1"
+    try:
+        account_services.customer_user_set_active(user=user, active=active, **_by(request))
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+    else:
+        text = (
+            _("Login %(email)s is enabled again.")
+            if active
+            else _("Login %(email)s is disabled; its sessions have ended.")
+        )
+        messages.success(request, text % {"email": user.email})
+    return redirect("staff:customer_detail", customer.pk)
 
 
 # --- One mailbox --------------------------------------------------------------------------

@@ -21,6 +21,8 @@ def make_plan(*, protocol: str = "imap", **overrides: object) -> Plan:
         "default_quota_bytes": 100 * MIB if protocol == "imap" else 10 * MIB,
         "max_quota_bytes": 10 * GIB if protocol == "imap" else 100 * MIB,
         "backup_enabled": protocol == "imap",
+        # Most tests are about something else than which plans the portal offers.
+        "self_service": True,
     }
     values.update(overrides)
     return Plan.objects.create(**values)

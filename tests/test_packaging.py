@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ["provider", "accounts", "mailboxes", "backups", "mailserver", "web", "staff", "portal"]
+APPS = [
+    "provider",
+    "accounts",
+    "mailboxes",
+    "backups",
+    "mailserver",
+    "web",
+    "staff",
+    "portal",
+    "autoconfig",
+]
 
 
 @pytest.fixture(scope="module")

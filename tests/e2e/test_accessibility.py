@@ -410,6 +410,7 @@ def test_every_page_and_state_in_english_and_german(
     check("portal mailbox, 90 days")
     page.locator("#id_password").fill("short")
     page.locator("#id_password_again").fill("short")
+    page.locator("#id_current_password").fill("Sunny-Meadow-4471")  # chosen above
     submit(page, f"#password-{mailbox.pk}")
     expect(page.locator(f"#password-{mailbox.pk} .errorlist").first).to_be_visible()
     check("portal mailbox password refused")

@@ -101,6 +101,7 @@ def test_customer_sees_quota_changes_password_and_logs_in_over_imap(
     form = page.locator(f"#password-{mailbox.pk}")
     form.get_by_label("New password", exact=True).fill("short")
     form.get_by_label("New password again").fill("short")
+    form.get_by_label("Your own password").fill(USER_PASSWORD)
     form.get_by_role("button", name="Set new password").click()
     expect(page.locator(f"#password-{mailbox.pk}")).to_contain_text("at least 10 characters")
     shot(page, "password-refused")
@@ -109,6 +110,7 @@ def test_customer_sees_quota_changes_password_and_logs_in_over_imap(
     form = page.locator(f"#password-{mailbox.pk}")
     form.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
     form.get_by_label("New password again").fill(NEW_PASSWORD)
+    form.get_by_label("Your own password").fill(USER_PASSWORD)
     form.get_by_role("button", name="Set new password").click()
     expect(page.locator(f"#password-{mailbox.pk}")).to_contain_text(
         "Use the new one in your mail programs now"
@@ -152,6 +154,7 @@ def test_form_errors_are_swapped_in_place_and_the_page_stays(
     form = page.locator(f"#password-{mailbox.pk}")
     form.get_by_label("New password", exact=True).fill("short")
     form.get_by_label("New password again").fill("short")
+    form.get_by_label("Your own password").fill(USER_PASSWORD)
     form.get_by_role("button", name="Set new password").click()
     expect(page.locator(f"#password-{mailbox.pk}")).to_contain_text("at least 10 characters")
     expect_the_whole_page(page, mailbox.display_address)

@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import Customer, User
-from mailboxes.models import Mailbox, PlanChangeRequest
+from mailboxes.models import Domain, Mailbox, PlanChangeRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +40,18 @@ ROUTES_WITH_IDS = [(name, kwargs) for name, kwargs in ROUTES if kwargs]
 OBJECT_KWARGS: dict[str, tuple[str, str]] = {
     "mailbox_id": ("mailbox", "other_mailbox"),
     "request_id": ("pending_request", "other_request"),
+    "domain_id": ("own_domain", "other_domain"),
 }
+
+
+@pytest.fixture
+def own_domain(mailbox: Mailbox) -> Domain:
+    return mailbox.domain
+
+
+@pytest.fixture
+def other_domain(other_mailbox: Mailbox) -> Domain:
+    return other_mailbox.domain
 
 
 def test_there_are_portal_routes() -> None:

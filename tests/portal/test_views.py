@@ -364,7 +364,13 @@ def test_owner_changes_a_mailbox_password(
 ) -> None:
     url = reverse("portal:mailbox_password", args=[mailbox.pk])
     response = owner_client.post(
-        url, {"password": NEW_PASSWORD, "password_again": NEW_PASSWORD}, REMOTE_ADDR=IP
+        url,
+        {
+            "password": NEW_PASSWORD,
+            "password_again": NEW_PASSWORD,
+            "current_password": OWNER_PASSWORD,
+        },
+        REMOTE_ADDR=IP,
     )
     assert response["Location"] == reverse("portal:mailbox_detail", args=[mailbox.pk])
     mailbox.refresh_from_db()
@@ -389,7 +395,9 @@ def test_bad_passwords_are_refused_with_the_rule(
     owner_client: Client, mailbox: Mailbox, password: str, again: str, field: str, text: str
 ) -> None:
     url = reverse("portal:mailbox_password", args=[mailbox.pk])
-    response = owner_client.post(url, {"password": password, "password_again": again})
+    response = owner_client.post(
+        url, {"password": password, "password_again": again, "current_password": OWNER_PASSWORD}
+    )
     assert response.status_code == 400
     assert text in " ".join(response.context["password_form"].errors[field])
     assert password not in response.content.decode()
@@ -399,12 +407,22 @@ def test_bad_passwords_are_refused_with_the_rule(
 
 def test_password_form_with_htmx_answers_in_place(owner_client: Client, mailbox: Mailbox) -> None:
     url = reverse("portal:mailbox_password", args=[mailbox.pk])
-    bad = owner_client.post(url, {"password": "short", "password_again": "short"}, **HTMX)
+    bad = owner_client.post(
+        url,
+        {"password": "short", "password_again": "short", "current_password": OWNER_PASSWORD},
+        **HTMX,
+    )
     assert bad.status_code == 422  # swapped in by htmx; the same without htmx is a 400 page
     assert "<html" not in bad.content.decode()
     assert "at least 10 characters" in bad.content.decode()
     good = owner_client.post(
-        url, {"password": NEW_PASSWORD, "password_again": NEW_PASSWORD}, **HTMX
+        url,
+        {
+            "password": NEW_PASSWORD,
+            "password_again": NEW_PASSWORD,
+            "current_password": OWNER_PASSWORD,
+        },
+        **HTMX,
     )
     html = good.content.decode()
     assert good.status_code == 200

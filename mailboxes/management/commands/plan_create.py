@@ -54,6 +54,11 @@ class Command(ServiceCommand):
             action="store_false",
             help=_("Do not back up this plan's IMAP mailboxes."),
         )
+        parser.add_argument(
+            "--self-service",
+            action="store_true",
+            help=_("Offer this plan to customers in the portal (plan_offer changes it later)."),
+        )
         self.add_json_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -69,6 +74,7 @@ class Command(ServiceCommand):
             monthly_price=options["price"],
             currency=options["currency"],
             backup_enabled=options["backup"],
+            self_service=options["self_service"],
         )
         self.emit(
             options,
@@ -94,5 +100,6 @@ class Command(ServiceCommand):
                 "monthly_price": str(plan.monthly_price),
                 "currency": plan.currency,
                 "backup_enabled": plan.backup_enabled,
+                "self_service": plan.self_service,
             },
         )

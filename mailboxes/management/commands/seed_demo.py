@@ -37,6 +37,7 @@ PLANS = [
         max_quota_bytes=2 * GIB,
         backup_enabled=False,
         monthly_price=Decimal("0.00"),
+        self_service=True,
     ),
     dict(
         name="IMAP Standard",
@@ -46,6 +47,7 @@ PLANS = [
         max_quota_bytes=20 * GIB,
         backup_enabled=True,
         monthly_price=Decimal("3.90"),
+        self_service=True,
     ),
     dict(
         name="IMAP Business",
@@ -55,6 +57,7 @@ PLANS = [
         max_quota_bytes=100 * GIB,
         backup_enabled=True,
         monthly_price=Decimal("8.90"),
+        self_service=True,
     ),
 ]
 
