@@ -68,6 +68,7 @@ def world(restore_side: Any) -> World:
         "domain_id": domain.pk,
         "mailbox_id": mailbox.pk,
         "request_id": request.pk,
+        "user_id": owner.pk,
         "repository_id": snapshot.repository_id,
         "snapshot_id": snapshot.pk,
     }
@@ -115,6 +116,7 @@ ROUTES = [
     Route("staff:mailbox_detail", "GET", READERS),
     Route("staff:audit_log", "GET", READERS),
     Route("staff:import_start", "GET", READERS),
+    Route("staff:domain_dns", "GET", READERS),
     Route("staff:import_job", "GET", READERS),
     Route("staff:export", "GET", READERS),
     Route("staff_backups:mailbox", "GET", READERS),
@@ -127,6 +129,7 @@ ROUTES = [
     Route("staff:mailbox_suspend", "POST", HANDLERS),
     Route("staff:mailbox_reactivate", "POST", HANDLERS),
     Route("staff_backups:backup_now", "POST", HANDLERS),
+    Route("staff:customer_user_active", "POST", HANDLERS, lambda w: {"active": "0"}),
     # Everything else is for admins.
     Route(
         "staff:customer_create",
