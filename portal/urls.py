@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import api_keys, views
 
 app_name = "portal"
 urlpatterns = [
@@ -32,4 +32,6 @@ urlpatterns = [
     path("domains/<int:domain_id>/dns/", views.domain_dns, name="domain_dns"),
     path("settings/", views.notification_settings, name="settings"),
     path("activity/", views.activity, name="activity"),
+    path("api-keys/", api_keys.api_key_list, name="api_keys"),
+    path("api-keys/<int:key_id>/revoke/", api_keys.api_key_revoke, name="api_key_revoke"),
 ]

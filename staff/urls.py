@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import imports, views, views_lists
+from . import api_keys, imports, views, views_lists
 
 app_name = "staff"
 urlpatterns = [
@@ -64,4 +64,7 @@ urlpatterns = [
     path("import/<int:job_id>/run/", imports.import_run, name="import_run"),
     path("import/<int:job_id>/passwords/", imports.import_passwords, name="import_passwords"),
     path("export/", imports.export, name="export"),
+    path("api-keys/", api_keys.api_key_list, name="api_keys"),
+    path("api-keys/new/", api_keys.api_key_create, name="api_key_create"),
+    path("api-keys/<int:key_id>/revoke/", api_keys.api_key_revoke, name="api_key_revoke"),
 ]

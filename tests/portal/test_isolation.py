@@ -14,7 +14,8 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from accounts.models import Customer, User
+from accounts.api_keys import api_key_create
+from accounts.models import ApiKey, Customer, User
 from mailboxes.models import Domain, Mailbox, PlanChangeRequest
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +42,18 @@ OBJECT_KWARGS: dict[str, tuple[str, str]] = {
     "mailbox_id": ("mailbox", "other_mailbox"),
     "request_id": ("pending_request", "other_request"),
     "domain_id": ("own_domain", "other_domain"),
+    "key_id": ("own_api_key", "other_api_key"),
 }
+
+
+@pytest.fixture
+def own_api_key(mailbox: Mailbox) -> ApiKey:
+    return api_key_create(name="own", customer=mailbox.domain.customer, actor="test").key
+
+
+@pytest.fixture
+def other_api_key(other_mailbox: Mailbox) -> ApiKey:
+    return api_key_create(name="theirs", customer=other_mailbox.domain.customer, actor="test").key
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from accounts.models import AuditEntry, Customer, StaffRole, User
+from accounts.api_keys import api_key_create
+from accounts.models import ApiKey, AuditEntry, Customer, StaffRole, User
 from backups.models import BackupJob, RestoreJob
 from mailboxes.imports import check, job_create
 from mailboxes.models import Mailbox
@@ -69,6 +70,7 @@ def world(restore_side: Any) -> World:
         "mailbox_id": mailbox.pk,
         "request_id": request.pk,
         "user_id": owner.pk,
+        "key_id": api_key_create(name="billing", role="admin", actor="test").key.pk,
         "repository_id": snapshot.repository_id,
         "snapshot_id": snapshot.pk,
     }
@@ -117,6 +119,7 @@ ROUTES = [
     Route("staff:audit_log", "GET", READERS),
     Route("staff:import_start", "GET", READERS),
     Route("staff:domain_dns", "GET", READERS),
+    Route("staff:api_keys", "GET", READERS),
     Route("staff:import_job", "GET", READERS),
     Route("staff:export", "GET", READERS),
     Route("staff_backups:mailbox", "GET", READERS),
@@ -171,6 +174,13 @@ ROUTES = [
     Route("staff:import_start", "POST", ADMINS, _csv_upload),
     Route("staff:import_run", "POST", ADMINS),
     Route("staff:import_passwords", "POST", ADMINS),
+    Route(
+        "staff:api_key_create",
+        "POST",
+        ADMINS,
+        lambda w: {"name": "Billing", "role": "support", "read_write": "on"},
+    ),
+    Route("staff:api_key_revoke", "POST", ADMINS),
     # The mail itself: admins (support only with the customer's grant, see test_support_access).
     Route("staff_backups:browse", "GET", ADMINS),
     Route("staff_backups:download", "GET", ADMINS),
@@ -232,6 +242,7 @@ def _state() -> tuple[int, ...]:
     """What a refused request must leave as it was."""
     return (
         AuditEntry.objects.count(),
+        ApiKey.objects.filter(revoked_at__isnull=True).count(),
         Customer.objects.count(),
         Mailbox.objects.count(),
         Mailbox.objects.filter(status="active").count(),
