@@ -140,12 +140,18 @@ class MailboxSerializer(serializers.ModelSerializer[Mailbox]):
             "used_bytes": {"help_text": "Last measured, in bytes; null: not measured yet."},
         }
 
+    def _usage(self, mailbox: Mailbox) -> Any:
+        """The summary both usage fields read, made once per mailbox."""
+        if getattr(mailbox, "_usage_summary", None) is None:
+            mailbox._usage_summary = usage_summary(mailbox)  # type: ignore[attr-defined]
+        return mailbox._usage_summary  # type: ignore[attr-defined]
+
     def get_usage_percent(self, mailbox: Mailbox) -> int | None:
-        return usage_summary(mailbox).percent if mailbox.used_bytes is not None else None
+        return self._usage(mailbox).percent if mailbox.used_bytes is not None else None
 
     def get_usage_level(self, mailbox: Mailbox) -> str:
         """ok, warn, danger, full, or unknown: the colour of the bar on the pages."""
-        return usage_summary(mailbox).level
+        return str(self._usage(mailbox).level)
 
 
 class MailboxCreateSerializer(serializers.Serializer[Any]):

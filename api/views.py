@@ -260,7 +260,8 @@ class MailboxViewSet(
 
     def get_queryset(self) -> QuerySet[Mailbox]:
         if self.action == "list":
-            return search.mailbox_list(self._filters(), list(Plan.objects.all()))
+            found = search.mailbox_list(self._filters(), list(Plan.objects.all()))
+            return found.only(*search.MAILBOX_LIST_FIELDS, "domain_id", "message_count")
         mailboxes = Mailbox.objects.select_related("domain__customer", "plan", "mail_server")
         own = _own_customer(self.request)
         return mailboxes if own is None else mailboxes.filter(domain__customer=own)

@@ -298,3 +298,19 @@ def test_keys_are_made_and_revoked_from_the_command_line(world, capsys):
         "api_key.revoke",
         "api_key.create",
     ]
+
+
+def test_a_page_costs_the_same_queries_whatever_its_size(world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for i in range(30):
+        make_mailbox(f"m{i}", domain=world["my_domain"], plan=world["plan"])
+    client = client_for(hoster_key())
+    client.get(MAILBOXES)  # records the key's first use: a write once a minute, not per page
+    counts = set()
+    for size in (5, 30):
+        with CaptureQueriesContext(connection) as queries:
+            assert len(client.get(MAILBOXES, {"page_size": size}).json()["results"]) == size
+        counts.add(len(queries))
+    assert len(counts) == 1, counts
