@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import imports, views, views_lists
+from . import imports, views, views_lists, webhooks
 
 app_name = "staff"
 urlpatterns = [
@@ -58,4 +58,15 @@ urlpatterns = [
     path("import/<int:job_id>/run/", imports.import_run, name="import_run"),
     path("import/<int:job_id>/passwords/", imports.import_passwords, name="import_passwords"),
     path("export/", imports.export, name="export"),
+    path("webhooks/", webhooks.webhook_list, name="webhook_list"),
+    path("webhooks/new/", webhooks.webhook_create, name="webhook_create"),
+    path("webhooks/<int:endpoint_id>/", webhooks.webhook_detail, name="webhook_detail"),
+    path("webhooks/<int:endpoint_id>/active/", webhooks.webhook_active, name="webhook_active"),
+    path("webhooks/<int:endpoint_id>/delete/", webhooks.webhook_delete, name="webhook_delete"),
+    path("webhooks/<int:endpoint_id>/test/", webhooks.webhook_test, name="webhook_test"),
+    path(
+        "webhooks/deliveries/<int:delivery_id>/resend/",
+        webhooks.webhook_resend,
+        name="webhook_resend",
+    ),
 ]
