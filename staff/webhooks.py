@@ -4,6 +4,8 @@ services refuse the others)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -24,6 +26,8 @@ from .forms import WebhookEndpointForm
 
 DELIVERIES_PAGE_SIZE = 50
 RECENT_DELIVERIES = 20
+# How long the page waits, updating itself, for a new delivery's first answer.
+POLL_FOR = timedelta(minutes=1)
 
 
 def _render_list(
@@ -74,11 +78,28 @@ def webhook_create(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @staff_required
 def webhook_detail(request: AuthenticatedHttpRequest, endpoint_id: int) -> HttpResponse:
+    """The page; for htmx only its deliveries, polled while one made just now (a test event,
+    a resend) waits for its first answer."""
     endpoint = get_object_or_404(WebhookEndpoint, pk=endpoint_id)
     page = Paginator(selectors.endpoint_deliveries(endpoint), DELIVERIES_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
-    context = {"endpoint": endpoint, "page": page, "deliveries": page, "now": timezone.now()}
+    now = timezone.now()
+    polling = any(
+        d.status == WebhookDelivery.Status.PENDING
+        and d.attempts == 0
+        and d.created_at > now - POLL_FOR
+        for d in page
+    )
+    context = {
+        "endpoint": endpoint,
+        "page": page,
+        "deliveries": page,
+        "now": now,
+        "polling": polling,
+    }
+    if request.htmx:
+        return render(request, "staff/webhook_detail.html#deliveries-section", context)
     return render(request, "staff/webhook_detail.html", context)
 
 
@@ -117,9 +138,7 @@ def webhook_test(request: AuthenticatedHttpRequest, endpoint_id: int) -> HttpRes
         for message in exc.messages:
             messages.error(request, message)
     else:
-        messages.success(
-            request, _("Test event sent; its answer shows below in a few seconds (reload).")
-        )
+        messages.success(request, _("Test event sent; its answer shows below in a moment."))
     return redirect("staff:webhook_detail", endpoint.pk)
 
 

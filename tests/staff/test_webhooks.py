@@ -85,13 +85,21 @@ def test_the_test_button_sends_a_ping_whose_answer_shows_on_the_page(
     assert sent_tasks == [("webhooks.deliver", (ping.pk,), {})]
     assert AuditEntry.objects.filter(action="webhook.test").exists()
 
+    url = reverse("staff:webhook_detail", args=[endpoint.pk])
+    page = admin_client.get(url).content.decode()
+    assert f'hx-get="{url}" hx-trigger="every 2s"' in page  # waits for the answer
+
     assert delivery.deliver(ping.pk) == "delivered"  # what the worker does
     (got,) = receiver.verified
     assert got["type"] == "ping" and got["data"]["endpoint"] == endpoint.pk
-    page = admin_client.get(reverse("staff:webhook_detail", args=[endpoint.pk])).content.decode()
-    assert f'id="delivery-{ping.pk}"' in page
-    assert "<code>200</code>" in page and "{&quot;ok&quot;: true}" in page
-    assert "delivered" in page
+    part = admin_client.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert part.lstrip().startswith('<section class="card" id="deliveries"')
+    assert "<html" not in part and "hx-trigger" not in part  # answered: polling stops
+    assert f'id="delivery-{ping.pk}"' in part
+    assert "<code>200</code>" in part and "{&quot;ok&quot;: true}" in part
+    assert "delivered" in part
+    page = admin_client.get(url).content.decode()
+    assert f'id="delivery-{ping.pk}"' in page and "<code>200</code>" in page
 
 
 def test_resend_makes_a_new_delivery_of_the_same_event(
