@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -42,6 +42,9 @@ MAX_BACKOFF = timedelta(hours=6)
 ENDPOINT_DOWN = {502, 503, 504}
 SWEEP_BATCH = 1000
 USER_AGENT = "Postamt-Webhooks/1"
+# What may stay as it is in a path or query (RFC 3986's reserved and unreserved characters and
+# "%", so that an already encoded URL is sent unchanged).
+URL_SAFE = "/:@!$&'()*+,;=-._~%"
 
 Pending = WebhookDelivery.Status.PENDING
 
@@ -91,6 +94,19 @@ def claim(delivery_id: int, now: datetime | None = None) -> WebhookDelivery | No
     return WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
 
 
+def target(url: str) -> tuple[str, str, int | None, str]:
+    """Scheme, host, port and request path of ``url`` as they go on the wire: an international
+    host name in its ASCII form, a path with other characters percent-encoded."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url}")
+    host = parts.hostname.encode("idna").decode("ascii")
+    path = quote(parts.path or "/", safe=URL_SAFE)
+    if parts.query:
+        path += "?" + quote(parts.query, safe=URL_SAFE + "?")
+    return parts.scheme, host, parts.port, path
+
+
 def post(url: str, secret: str, delivery: WebhookDelivery) -> Answer:
     """POST the signed delivery; never raises for what the network or the receiver does."""
     body = body_of(delivery)
@@ -101,18 +117,13 @@ def post(url: str, secret: str, delivery: WebhookDelivery) -> Answer:
         "Postamt-Delivery": str(delivery.pk),
         "Postamt-Signature": signature_header(secret, body, int(time.time())),
     }
-    parts = urlsplit(url)
-    connection_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     connection = None
     try:
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url}")
-        connection = connection_class(
-            parts.hostname, parts.port, timeout=settings.WEBHOOK_CONNECT_TIMEOUT
+        scheme, host, port, path = target(url)
+        connection_class = (
+            http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
         )
+        connection = connection_class(host, port, timeout=settings.WEBHOOK_CONNECT_TIMEOUT)
         connection.connect()
         assert connection.sock is not None
         # Connected: from here on, each read may wait this long (a slow receiver).

@@ -254,3 +254,18 @@ def test_the_body_is_json_in_utf_8(receiver):
     delivery.deliver(emit().pk)
     assert "anna@bäckerei.example" in receiver.received[0].body.decode()
     assert json.loads(receiver.received[0].body)["data"] == DATA
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://billing.example/hook", ("https", "billing.example", None, "/hook")),
+        ("http://127.0.0.1:8080", ("http", "127.0.0.1", 8080, "/")),
+        (
+            "https://bücher.example:8443/pfad/ä?kunde=müller&x=%20",
+            ("https", "xn--bcher-kva.example", 8443, "/pfad/%C3%A4?kunde=m%C3%BCller&x=%20"),
+        ),
+    ],
+)
+def test_urls_are_sent_as_ascii(url, expected):
+    assert delivery.target(url) == expected
