@@ -4,10 +4,12 @@ and one endpoint never holds up another."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from tests.conftest import free_port
@@ -269,3 +271,35 @@ def test_the_body_is_json_in_utf_8(receiver):
 )
 def test_urls_are_sent_as_ascii(url, expected):
     assert delivery.target(url) == expected
+
+
+def test_two_workers_at_once_send_a_delivery_once(transactional_db, receiver):
+    receiver.delay = 0.3  # both are under way while the first waits for the answer
+    endpoint_for(receiver)
+    sent = emit()
+    start = threading.Barrier(2)
+    outcomes: list[str | None] = []
+
+    def worker() -> None:
+        try:
+            start.wait()
+            outcomes.append(delivery.deliver(sent.pk))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes, key=str) == [None, "delivered"]
+    assert len(receiver.received) == 1
+    assert WebhookDelivery.objects.get(pk=sent.pk).attempts == 1
+
+
+def test_deliveries_go_to_the_webhooks_queue():
+    from provider.celery import app
+
+    for task in ("webhooks.deliver", "webhooks.sweep", "webhooks.forget_old"):
+        assert app.amqp.router.route({}, task)["queue"].name == "webhooks"
