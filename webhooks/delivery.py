@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlsplit
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -154,7 +155,10 @@ def deliver(delivery_id: int) -> str | None:
     paused = endpoint.paused_until
     if paused is not None and paused > now and delivery.event != "ping":
         return _wait_for_endpoint(delivery, lease, paused)
-    answer = post(endpoint.url, endpoint.secret, delivery)
+    try:
+        answer = post(endpoint.url, endpoint.secret, delivery)
+    except SoftTimeLimitExceeded:  # a receiver that trickles its answer byte by byte
+        answer = Answer(None, error="no complete answer within the task's time limit")
     return record(delivery, lease, answer)
 
 

@@ -303,3 +303,19 @@ def test_deliveries_go_to_the_webhooks_queue():
 
     for task in ("webhooks.deliver", "webhooks.sweep", "webhooks.forget_old"):
         assert app.amqp.router.route({}, task)["queue"].name == "webhooks"
+
+
+def test_a_receiver_that_outlasts_the_time_limit_is_a_failed_attempt(receiver, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    endpoint_for(receiver)
+    sent = emit()
+
+    def trickle(*args: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(delivery, "post", trickle)
+    assert delivery.deliver(sent.pk) == "retry"
+    row = WebhookDelivery.objects.get(pk=sent.pk)
+    assert row.status == "pending" and row.lease_until is None and "time limit" in row.last_error
+    assert WebhookEndpoint.objects.get().paused_until is not None
