@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from mailserver.errors import MailServerUnavailable
 
+from . import events
 from .models import BackupJob, Job, JobStatus, Repository, RestoreJob, interrupted
 
 log = logging.getLogger(__name__)
@@ -101,11 +102,13 @@ def claim(model: type[J], job_id: int) -> tuple[J, str] | None:
     if previous:
         release_lease(job.repository_id, previous)
     if job.attempts > MAX_ATTEMPTS:
-        model.objects.filter(pk=job.pk, claim=token).update(
-            status=JobStatus.FAILED,
-            finished_at=now,
-            error=f"gave up after {MAX_ATTEMPTS} attempts; last error: {job.error}"[:2000],
-        )
+        with transaction.atomic():
+            if model.objects.filter(pk=job.pk, claim=token).update(
+                status=JobStatus.FAILED,
+                finished_at=now,
+                error=f"gave up after {MAX_ATTEMPTS} attempts; last error: {job.error}"[:2000],
+            ):
+                events.job_finished(model, job.pk)
         return None
     if not acquire_lease(job.repository_id, token):
         # Put it back as it was: this was no attempt.
@@ -133,9 +136,12 @@ def heartbeat(job: Job, token: str, **changes: Any) -> None:
 
 def finish(job: Job, token: str, status: str, error: str = "", **changes: Any) -> None:
     with transaction.atomic():
-        type(job)._default_manager.filter(pk=job.pk, claim=token).update(
-            status=status, finished_at=timezone.now(), error=error[:2000], **changes
+        # Only a running job finishes, and once: its webhook event is sent once.
+        running = type(job)._default_manager.filter(
+            pk=job.pk, claim=token, status=JobStatus.RUNNING
         )
+        if running.update(status=status, finished_at=timezone.now(), error=error[:2000], **changes):
+            events.job_finished(type(job), job.pk)
         release_lease(job.repository_id, token)
 
 

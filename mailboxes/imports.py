@@ -42,7 +42,9 @@ from accounts.models import Customer, User
 from accounts.services import customer_errors
 from provider.celery import enqueue_after_commit
 from provider.db import copy_rows
+from webhooks import events
 
+from .event_data import mailbox_data
 from .idn import domain_to_ascii, domain_to_unicode
 from .models import Domain, ImportJob, Mailbox, MailServer, Plan
 from .passwords import (
@@ -977,6 +979,18 @@ def _write(
         actor=actor,
         ip=ip,
     )
+    _announce(sorted(ids.values()))
+
+
+def _announce(mailbox_ids: list[int]) -> None:
+    """``mailbox.created`` for each imported mailbox, as ``mailbox_create`` sends it."""
+    if not events.subscribers(events.MAILBOX_CREATED):
+        return
+    for start in range(0, len(mailbox_ids), _LOOKUP_CHUNK):
+        created = Mailbox.objects.filter(
+            pk__in=mailbox_ids[start : start + _LOOKUP_CHUNK]
+        ).select_related("domain")
+        events.emit_many(events.MAILBOX_CREATED, ({"mailbox": mailbox_data(m)} for m in created))
 
 
 def _pk(pk: int | None) -> int:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -28,7 +28,9 @@ from mailserver.errors import MailServerError
 from mailserver.imap import append_message
 from provider.celery import enqueue_after_commit
 from provider.emails import render_email
+from webhooks import events
 
+from .event_data import mailbox_data
 from .forecast import forecast_days_until_full
 from .models import FULL_PERCENT, Mailbox, Plan, QuotaWarning
 
@@ -106,7 +108,12 @@ def evaluate(
                 if kind != "rearm":
                     changes.update(warning_claim=token, warning_sent_at=now)
                 claim.update(**changes)
-        warnings = _create_warnings(Mailbox.objects.filter(warning_claim=token), transitions)
+        claimed = list(
+            Mailbox.objects.filter(warning_claim=token).select_related("domain__customer")
+        )
+        kind_of = {pk: kind for (_o, _n, kind), ids in transitions.items() for pk in ids}
+        warnings = _create_warnings(claimed, kind_of)
+        _emit_crossings(claimed, kind_of)
         ids = [w.pk for w in warnings]
         for start in range(0, len(ids), SEND_BATCH):
             # Unsent rows stay pending: the sweeper (send_pending_warnings) is the backstop.
@@ -114,12 +121,9 @@ def evaluate(
     return ids
 
 
-def _create_warnings(
-    claimed: QuerySet[Mailbox], transitions: dict[tuple[int, int, str], list[int]]
-) -> list[QuotaWarning]:
-    kind_of = {pk: kind for (_o, _n, kind), ids in transitions.items() for pk in ids}
+def _create_warnings(claimed: list[Mailbox], kind_of: dict[int, str]) -> list[QuotaWarning]:
     warnings = []
-    for mailbox in claimed.select_related("domain__customer"):
+    for mailbox in claimed:
         customer = mailbox.domain.customer
         if customer.only_full_warnings and mailbox.warning_level < FULL:
             continue  # the customer opted out of the early warnings
@@ -136,6 +140,32 @@ def _create_warnings(
             )
         )
     return QuotaWarning.objects.bulk_create(warnings, batch_size=2000)
+
+
+def _emit_crossings(claimed: list[Mailbox], kind_of: dict[int, str]) -> None:
+    """Webhook events for the thresholds crossed upwards (not the daily reminders): for the
+    hoster, whatever the customer chose for the emails."""
+    crossed: dict[str, list[dict[str, object]]] = {
+        events.QUOTA_THRESHOLD_CROSSED: [],
+        events.QUOTA_FULL: [],
+    }
+    for mailbox in claimed:
+        if kind_of[mailbox.pk] != QuotaWarning.Kind.WARNING:
+            continue
+        event = (
+            events.QUOTA_FULL if mailbox.warning_level >= FULL else events.QUOTA_THRESHOLD_CROSSED
+        )
+        crossed[event].append(
+            {
+                "mailbox": mailbox_data(mailbox),
+                "threshold_percent": mailbox.warning_level,
+                "used_bytes": mailbox.used_bytes,
+                "quota_bytes": mailbox.quota_bytes,
+            }
+        )
+    for event, items in crossed.items():
+        if items:
+            events.emit_many(event, items)
 
 
 def lease(warning_id: int, seconds: int = 300) -> QuotaWarning | None:

@@ -26,7 +26,9 @@ from accounts.audit import Actor
 from accounts.models import Customer
 from mailserver.dovecot import DovecotInstance
 from provider.celery import enqueue_after_commit
+from webhooks import events
 
+from .event_data import mailbox_data
 from .idn import domain_to_ascii
 from .models import Domain, Mailbox, MailServer, Plan, Protocol, StoragePurge
 from .passwords import hash_password, validate_mailbox_password
@@ -210,6 +212,7 @@ def mailbox_create(
                 quota_bytes=quota_bytes,
                 plan=plan.name,
             )
+            events.emit(events.MAILBOX_CREATED, {"mailbox": mailbox_data(mailbox)})
     except IntegrityError as exc:  # a concurrent create of the same address won the race
         raise duplicate from exc
     return mailbox
@@ -429,7 +432,9 @@ def _set_status(
 def mailbox_suspend(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> Mailbox:
     """Refuse logins at once; mail keeps arriving so the customer loses nothing."""
     roles.authorize(actor, "mailbox.suspend")
-    return _set_status(mailbox, Mailbox.Status.SUSPENDED, "mailbox.suspend", actor, ip)
+    _set_status(mailbox, Mailbox.Status.SUSPENDED, "mailbox.suspend", actor, ip)
+    events.emit(events.MAILBOX_SUSPENDED, {"mailbox": mailbox_data(mailbox)})
+    return mailbox
 
 
 @transaction.atomic

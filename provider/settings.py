@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "accounts",
     "mailboxes",
     "backups",
+    "webhooks",
     # Front doors: the pages of each audience, and what they share.
     "web",
     "staff",
@@ -348,6 +349,8 @@ CELERY_TASK_ROUTES = {
     "mailboxes.poll_server": {"queue": "poll"},
     "mailboxes.refresh_usage": {"queue": "poll"},
     "backups.*": {"queue": "backup"},
+    # Its own workers: a slow receiver never holds up polls, backups or emails.
+    "webhooks.*": {"queue": "webhooks"},
 }
 CELERY_BEAT_SCHEDULE = {
     "poll-usage": {
@@ -402,6 +405,33 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3600},
     },
 }
+
+# --- Webhooks (webhooks/, docs/api.md) ----------------------------------------------------
+# Seconds to connect to a receiver, and to wait for each read of its answer.
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5)
+WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=10)
+# A delivery is retried (2, 4, 8 … minutes apart, at most 6 h) for this long, then failed.
+WEBHOOK_RETRY_HOURS = env.int("WEBHOOK_RETRY_HOURS", default=24)
+# How long a worker holds a delivery it sends; longer than the task's time limit (50 s), so
+# only a dead worker's lease lapses.
+WEBHOOK_LEASE_SECONDS = 90
+# The sweeper sends a delivery's task again only this long after the last one was sent.
+WEBHOOK_QUEUE_GRACE_SECONDS = 120
+WEBHOOK_KEEP_DAYS = env.int("WEBHOOK_KEEP_DAYS", default=30)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "webhooks-sweep": {
+            "task": "webhooks.sweep",
+            "schedule": 60,
+            "options": {"expires": 60},
+        },
+        "webhooks-forget-old": {
+            "task": "webhooks.forget_old",
+            "schedule": 24 * 3600,
+            "options": {"expires": 3600},
+        },
+    }
+)
 
 # --- REST API (api/, docs/api.md) ---------------------------------------------------------
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="600/min")  # per key

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.conf import settings
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
@@ -13,6 +14,7 @@ from accounts.selectors import AuditFilter
 from mailboxes.models import Domain, MailServer, Plan, Protocol
 from web.forms import PlanChoiceField, QuotaField, ServiceForm
 from web.templatetags.postamt import ACTION_LABELS
+from webhooks.events import EVENTS
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -164,3 +166,18 @@ class QuotaForm(ServiceForm):
 class PlanForm(ServiceForm):
     plan = PlanChoiceField(label=_("Plan"), queryset=Plan.objects.all())
     protocol = forms.ChoiceField(label=_("Protocol"), choices=PROTOCOL_CHOICES, required=False)
+
+
+class WebhookEndpointForm(ServiceForm):
+    url = forms.CharField(
+        label=_("URL"),
+        max_length=2000,
+        help_text=_("Where the events are POSTed, e.g. https://billing.example/postamt/hook."),
+        widget=forms.URLInput(attrs={"placeholder": "https://"}),
+    )
+    description = forms.CharField(label=_("Description"), max_length=200, required=False)
+    events = forms.MultipleChoiceField(
+        label=_("Events"),
+        choices=[(code, format_lazy("{} ({})", label, code)) for code, label in EVENTS.items()],
+        widget=forms.CheckboxSelectMultiple,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import api_keys, imports, views, views_lists
+from . import api_keys, imports, views, views_lists, webhooks
 
 app_name = "staff"
 urlpatterns = [
@@ -67,4 +67,15 @@ urlpatterns = [
     path("api-keys/", api_keys.api_key_list, name="api_keys"),
     path("api-keys/new/", api_keys.api_key_create, name="api_key_create"),
     path("api-keys/<int:key_id>/revoke/", api_keys.api_key_revoke, name="api_key_revoke"),
+    path("webhooks/", webhooks.webhook_list, name="webhook_list"),
+    path("webhooks/new/", webhooks.webhook_create, name="webhook_create"),
+    path("webhooks/<int:endpoint_id>/", webhooks.webhook_detail, name="webhook_detail"),
+    path("webhooks/<int:endpoint_id>/active/", webhooks.webhook_active, name="webhook_active"),
+    path("webhooks/<int:endpoint_id>/delete/", webhooks.webhook_delete, name="webhook_delete"),
+    path("webhooks/<int:endpoint_id>/test/", webhooks.webhook_test, name="webhook_test"),
+    path(
+        "webhooks/deliveries/<int:delivery_id>/resend/",
+        webhooks.webhook_resend,
+        name="webhook_resend",
+    ),
 ]

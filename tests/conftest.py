@@ -117,7 +117,7 @@ def celery_worker_session(django_db_setup: None) -> Iterator[object]:
         pool="solo",
         perform_ping_check=False,
         shutdown_timeout=10,
-        queues=["default", "poll", "backup"],
+        queues=["default", "poll", "backup", "webhooks"],
     ) as worker:
         yield worker
 

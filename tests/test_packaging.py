@@ -21,6 +21,7 @@ APPS = [
     "staff",
     "portal",
     "autoconfig",
+    "webhooks",
 ]
 
 
@@ -52,7 +53,7 @@ def wheel_files(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 def test_the_wheel_holds_every_app_with_its_migrations_and_commands(wheel_files: set[str]):
     for app in APPS:
         assert f"{app}/__init__.py" in wheel_files, app
-    for app in ["accounts", "mailboxes", "backups"]:
+    for app in ["accounts", "mailboxes", "backups", "webhooks"]:
         assert f"{app}/migrations/0001_initial.py" in wheel_files, app
     assert "mailboxes/management/commands/poll_usage.py" in wheel_files
     assert "web/templatetags/postamt.py" in wheel_files

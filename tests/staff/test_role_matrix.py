@@ -29,6 +29,8 @@ from mailboxes.models import Mailbox
 from mailboxes.plan_changes import plan_change_request
 from tests.backups.helpers import backup_keys, backup_settings, make_snapshot, message, restore_side
 from tests.factories import make_customer, make_domain, make_mailbox, make_plan
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.services import endpoint_create, endpoint_test
 
 pytestmark = pytest.mark.django_db
 __all__ = ["backup_keys", "backup_settings", "restore_side"]  # fixtures
@@ -64,7 +66,13 @@ def world(restore_side: Any) -> World:
     data = csv_file("Neu GmbH", "neu.example")
     importer = User.objects.create_user("importer", is_staff=True, staff_role=ADMIN)
     job = job_create(data=data, file_name="new.csv", checked=check(data), actor=importer)
+    endpoint = endpoint_create(
+        url="https://billing.example/hook", events=["mailbox.created"], actor="test"
+    ).endpoint
+    delivery = endpoint_test(endpoint=endpoint, actor="test")
     ids = {
+        "endpoint_id": endpoint.pk,
+        "delivery_id": delivery.pk,
         "customer_id": customer.pk,
         "domain_id": domain.pk,
         "mailbox_id": mailbox.pk,
@@ -126,6 +134,8 @@ ROUTES = [
     Route("staff_backups:repository", "GET", READERS),
     Route("staff_backups:backup_job", "GET", READERS),
     Route("staff_backups:restore_job", "GET", READERS),
+    Route("staff:webhook_list", "GET", READERS),
+    Route("staff:webhook_detail", "GET", READERS),
     # The day-to-day.
     Route("staff:mailbox_refresh", "POST", HANDLERS),
     Route("staff:mailbox_password", "POST", HANDLERS, lambda w: {"password": "Another-Pass-2041"}),
@@ -181,6 +191,16 @@ ROUTES = [
         lambda w: {"name": "Billing", "role": "support", "read_write": "on"},
     ),
     Route("staff:api_key_revoke", "POST", ADMINS),
+    Route(
+        "staff:webhook_create",
+        "POST",
+        ADMINS,
+        lambda w: {"url": "https://crm.example/hook", "events": ["quota.full"]},
+    ),
+    Route("staff:webhook_active", "POST", ADMINS, lambda w: {"active": "0"}),
+    Route("staff:webhook_delete", "POST", ADMINS),
+    Route("staff:webhook_test", "POST", ADMINS),
+    Route("staff:webhook_resend", "POST", ADMINS),
     # The mail itself: admins (support only with the customer's grant, see test_support_access).
     Route("staff_backups:browse", "GET", ADMINS),
     Route("staff_backups:download", "GET", ADMINS),
@@ -248,6 +268,8 @@ def _state() -> tuple[int, ...]:
         Mailbox.objects.filter(status="active").count(),
         BackupJob.objects.count(),
         RestoreJob.objects.count(),
+        WebhookEndpoint.objects.filter(active=True).count(),
+        WebhookDelivery.objects.count(),
     )
 
 

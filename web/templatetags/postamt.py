@@ -65,6 +65,12 @@ ACTION_LABELS = {
     "import.run": gettext_lazy("CSV file imported"),
     "api_key.create": gettext_lazy("API key created"),
     "api_key.revoke": gettext_lazy("API key revoked"),
+    "webhook.create": gettext_lazy("webhook endpoint added"),
+    "webhook.enable": gettext_lazy("webhook endpoint enabled"),
+    "webhook.disable": gettext_lazy("webhook endpoint disabled"),
+    "webhook.delete": gettext_lazy("webhook endpoint deleted"),
+    "webhook.test": gettext_lazy("webhook test event sent"),
+    "webhook.resend": gettext_lazy("webhook delivery sent again"),
 }
 
 # Words for the usage levels of selectors.UsageSummary, shown next to the bar's icon.
