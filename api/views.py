@@ -326,8 +326,23 @@ class MailboxViewSet(
             )
         return Response(serializers.MailboxSerializer(self.get_object()).data)
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "final_backup",
+                OpenApiTypes.BOOL,
+                description="Back it up first; it is deleted once that backup is stored "
+                "(202 with the backup job), and kept if the backup fails.",
+            )
+        ],
+        responses={204: None, 202: serializers.JobSerializer},
+    )
     def destroy(self, request: Request, pk: int) -> Response:
-        services.mailbox_delete(mailbox=self.get_object(), **_by(request))
+        mailbox = self.get_object()
+        if request.query_params.get("final_backup") in ("true", "1"):
+            job = backup_services.mailbox_delete_after_backup(mailbox=mailbox, **_by(request))
+            return Response(serializers.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        services.mailbox_delete(mailbox=mailbox, **_by(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=serializers.MailboxSerializer)

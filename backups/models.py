@@ -266,6 +266,9 @@ class BackupJob(Job):
     snapshot = models.OneToOneField(
         Snapshot, null=True, on_delete=models.SET_NULL, related_name="job"
     )
+    # A final backup: the mailbox is deleted once this job has stored its snapshot, and kept
+    # if it fails (``services.mailbox_delete_after_backup``).
+    delete_mailbox_after = models.BooleanField(_("delete the mailbox afterwards"), default=False)
     # Not stored: what ``services.backup_request`` did to get the job it returns (started
     # it, found it under way, or resumed it after its worker died), for the caller to say.
     request_outcome = ""

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from accounts import audit, roles
 from accounts.audit import Actor
 from mailboxes.models import Mailbox
+from mailboxes.services import mailbox_delete
 from mailserver.fetch import batches
 from provider.celery import enqueue_after_commit
 
@@ -122,6 +123,72 @@ def backup_request(*, mailbox: Mailbox, actor: Actor, ip: str | None = None) -> 
         **({"resumed": True} if job.request_outcome == RESUMED else {}),
     )
     return job
+
+
+@transaction.atomic
+def mailbox_delete_after_backup(
+    *, mailbox: Mailbox, actor: Actor, ip: str | None = None
+) -> BackupJob:
+    """Delete a mailbox only after one last backup of it: the job's snapshot is kept as the
+    backups of deleted mailboxes are (``BACKUP_KEEP_DELETED_DAYS``), to download or restore
+    into another mailbox. If the backup fails, the mailbox stays, and the failure shows where
+    every failed backup does. Mail that arrives between the backup and the deletion is lost,
+    as with any deletion."""
+    roles.authorize(actor, "mailbox.delete")
+    if not policy.covers(mailbox.plan, mailbox.protocol):
+        raise ValidationError(
+            _("The plan of this mailbox does not include backups: delete it without one.")
+        )
+    if not mailbox.is_active:
+        raise ValidationError(
+            _(
+                "A suspended mailbox cannot be backed up: reactivate it first, or delete it "
+                "without a backup."
+            )
+        )
+    job = _enqueue_backup(repository_for(mailbox), audit.actor_label(actor))
+    BackupJob.objects.filter(pk=job.pk).update(delete_mailbox_after=True)
+    job.delete_mailbox_after = True
+    audit.record(
+        "mailbox.delete_after_backup",
+        mailbox,
+        actor=actor,
+        ip=ip,
+        customer=mailbox.customer,
+        job=job.pk,
+    )
+    return job
+
+
+def delete_after_final_backup(job_id: int) -> bool:
+    """Once a final backup is stored, delete its mailbox; False if there is nothing to do
+    (not a final backup, not done, or deleted already). Safe to call twice."""
+    with transaction.atomic():
+        job = (
+            BackupJob.objects.select_related("repository")
+            .select_for_update(of=("self",))
+            .get(pk=job_id)
+        )
+        mailbox_id = job.repository.mailbox_id
+        if not job.delete_mailbox_after or job.status != JobStatus.DONE or mailbox_id is None:
+            return False
+        mailbox = Mailbox.objects.select_related("domain__customer").filter(pk=mailbox_id).first()
+        if mailbox is None:
+            return False
+        mailbox_delete(mailbox=mailbox, actor=f"final backup ({job.requested_by})")
+    return True
+
+
+def pending_final_deletions() -> list[int]:
+    """Final backups that are done while their mailbox still exists: the worker died between
+    the two. The due check finishes them."""
+    return list(
+        BackupJob.objects.filter(
+            delete_mailbox_after=True,
+            status=JobStatus.DONE,
+            repository__mailbox__isnull=False,
+        ).values_list("pk", flat=True)
+    )
 
 
 def resume_interrupted() -> dict[str, list[int]]:

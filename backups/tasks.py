@@ -46,6 +46,8 @@ def _again_later(task: Task, exc: jobs.Busy) -> Any:
 
 @shared_task(name="backups.run_due", acks_late=True)
 def run_due() -> list[int]:
+    for job_id in services.pending_final_deletions():  # their worker died after the backup
+        services.delete_after_final_backup(job_id)
     return services.schedule_due()
 
 
@@ -62,6 +64,8 @@ def backup_mailbox(self: Task, job_id: int) -> int | None:
         job = engine.run_backup(job_id)
     except jobs.Busy as exc:
         raise _again_later(self, exc) from exc
+    if job is not None and job.delete_mailbox_after:
+        services.delete_after_final_backup(job.pk)
     return job.snapshot_id if job else None
 
 

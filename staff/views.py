@@ -27,7 +27,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import services as account_services
 from accounts.models import AuditEntry, Customer, User
 from accounts.selectors import audit_entries
+from backups import policy as backup_policy
 from backups import selectors as backup_selectors
+from backups import services as backup_services
 from mailboxes import plan_changes, selectors, services
 from mailboxes.models import Domain, Mailbox
 from mailboxes.overview import staff_overview
@@ -454,6 +456,21 @@ def mailbox_reactivate(request: AuthenticatedHttpRequest, mailbox_id: int) -> Ht
 def mailbox_delete(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpResponse:
     """GET asks for confirmation; POST deletes."""
     mailbox = _get_mailbox(mailbox_id)
+    if request.method == "POST" and request.POST.get("final_backup"):
+        try:
+            job = backup_services.mailbox_delete_after_backup(mailbox=mailbox, **_by(request))
+        except ValidationError as exc:
+            context = {"mailbox": mailbox, "errors": exc.messages}
+            return render(request, "staff/mailbox_confirm_delete.html", context, status=400)
+        messages.success(
+            request,
+            _(
+                "A last backup of %(address)s is under way; the mailbox is deleted once it is "
+                "stored, and kept if it fails."
+            )
+            % {"address": mailbox.display_address},
+        )
+        return redirect("staff_backups:backup_job", job.pk)
     if request.method == "POST":
         customer, address = mailbox.customer, mailbox.display_address
         services.mailbox_delete(mailbox=mailbox, **_by(request))
@@ -463,7 +480,11 @@ def mailbox_delete(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpRe
             % {"address": address},
         )
         return redirect("staff:customer_detail", customer.pk)
-    return render(request, "staff/mailbox_confirm_delete.html", {"mailbox": mailbox})
+    context = {
+        "mailbox": mailbox,
+        "backed_up": backup_policy.covers(mailbox.plan, mailbox.protocol),
+    }
+    return render(request, "staff/mailbox_confirm_delete.html", context)
 
 
 # --- Plan change requests ------------------------------------------------------------------

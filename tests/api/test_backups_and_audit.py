@@ -117,3 +117,11 @@ def test_the_audit_log_for_the_hosters_keys_only(world: dict[str, Any]):
     assert client_for(customer_key(world["mine"])).get("/api/v1/audit-events/").status_code == 403
     bad = auditor.get("/api/v1/audit-events/", {"since": "gestern"})
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "since"
+
+
+def test_delete_with_a_final_backup_answers_with_the_job(world: dict[str, Any], backup_settings):
+    mailbox = world["my_mailbox"]
+    response = client_for(hoster_key()).delete(f"{MAILBOXES}{mailbox.pk}/?final_backup=true")
+    assert response.status_code == 202
+    job = BackupJob.objects.get(pk=response.json()["id"])
+    assert job.delete_mailbox_after and job.repository.mailbox_id == mailbox.pk

@@ -31,7 +31,7 @@ from backups.models import (
 from backups.packs import locate, read_blob, read_toc
 from backups.store import StoreError, get_store
 from backups.tasks import backup_mailbox, check_all
-from mailboxes.models import MIB
+from mailboxes.models import MIB, Mailbox
 from mailboxes.services import mailbox_delete
 from mailserver.imap import MailboxSession
 from provider.celery import app
@@ -152,6 +152,30 @@ def empty(dovecot, address: str) -> None:  # type: ignore[no-untyped-def]
             if uids:
                 client.delete_messages(uids)
                 client.expunge()
+
+
+def test_a_mailbox_deleted_through_the_api_after_a_final_backup_by_the_worker(
+    dovecot, mail_server, celery_worker, restore_side
+):
+    from rest_framework.test import APIClient
+
+    from accounts.api_keys import api_key_create
+
+    anna = make_mailbox("anna")
+    fill(dovecot, anna.address)
+    client = APIClient()
+    token = api_key_create(name="billing", role="admin", read_only=False, actor="test").token
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    response = client.delete(f"/api/v1/mailboxes/{anna.pk}/?final_backup=true")
+    assert response.status_code == 202
+    job = wait(BackupJob.objects.get(pk=response.json()["id"]))
+    assert job.status == JobStatus.DONE, job.error
+    deadline = time.monotonic() + 30
+    while Mailbox.objects.filter(pk=anna.pk).exists():
+        assert time.monotonic() < deadline, "the mailbox was not deleted after its backup"
+        time.sleep(0.05)
+    assert job.snapshot.messages == 5  # what it held is kept, to download or restore
 
 
 def test_a_deleted_mailboxs_backup_goes_into_another_mailbox(dovecot, mail_server, restore_side):
