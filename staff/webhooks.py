@@ -85,9 +85,12 @@ def webhook_detail(request: AuthenticatedHttpRequest, endpoint_id: int) -> HttpR
         request.GET.get("page")
     )
     now = timezone.now()
+    # Until its first answer: a delivery a worker is sending right now (attempts 1, no answer
+    # recorded yet) must keep the page polling too.
     polling = any(
         d.status == WebhookDelivery.Status.PENDING
-        and d.attempts == 0
+        and d.last_status_code is None
+        and not d.last_error
         and d.created_at > now - POLL_FOR
         for d in page
     )
