@@ -23,6 +23,7 @@ import argparse
 import os
 import time
 from statistics import median
+from urllib.parse import unquote
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postamt_bench_api")
 
@@ -58,7 +59,7 @@ def main() -> None:
     paginator = IdCursorPagination()
     paginator.base_url = url
     late = paginator.encode_cursor(Cursor(offset=0, reverse=False, position=str(late_id)))
-    late_cursor = late.split("cursor=")[1]
+    late_cursor = unquote(late.split("cursor=")[1])
 
     requests = {
         "list": {},
