@@ -1,8 +1,8 @@
 """The staff overview's figures: what the hoster has sold, where it lives, and what fills up.
 
 A handful of queries whatever the number of mailboxes: one grouped count of all mailboxes
-(by server, protocol, status and plan), two band counts through the usage index, the fullest
-ten through the same index, each server's totals history from ``ServerUsageSample`` (one row
+(by server, protocol, status and plan, with the almost full and full ones), the fullest ten
+through the usage index, each server's totals history from ``ServerUsageSample`` (one row
 per poll, not the mailboxes' histories) and the newest warnings through their index.
 """
 
@@ -118,12 +118,24 @@ def staff_overview(now: datetime | None = None) -> Overview:
     by_plan = {pk: PlanCount(plan=plan) for pk, plan in plans.items()}
     by_protocol = dict.fromkeys(Protocol.values, 0)
     by_status = dict.fromkeys(Mailbox.Status.values, 0)
+    # One pass over the mailboxes, the usage bands counted in it too (a band is a range of
+    # the usage expression per plan).
     groups = (
         Mailbox.objects.order_by()
+        .alias(usage=usage_order())
         .values("mail_server_id", "protocol", "status", "plan_id")
-        .annotate(n=Count("*"), allocated=Sum("quota_bytes"), used=Sum("used_bytes"))
+        .annotate(
+            n=Count("*"),
+            allocated=Sum("quota_bytes"),
+            used=Sum("used_bytes"),
+            almost_full=Count("pk", filter=band_condition("danger", plans.values())),
+            full=Count("pk", filter=band_condition("full", plans.values())),
+        )
     )
+    almost_full = full = 0
     for group in groups:
+        almost_full += group["almost_full"]
+        full += group["full"]
         allocated, used = group["allocated"] or 0, group["used"] or 0
         for storage in (by_server[group["mail_server_id"]], by_plan[group["plan_id"]]):
             storage.mailboxes += group["n"]
@@ -155,15 +167,14 @@ def staff_overview(now: datetime | None = None) -> Overview:
         capacity=sum(c for c in capacities if c) if capacities and all(capacities) else None,
     )
     known_growth = [s.growth_per_day for s in server_list if s.growth_per_day is not None]
-    measured = Mailbox.objects.alias(usage=usage_order())
     return Overview(
         total=total,
         servers=server_list,
         by_protocol=by_protocol,
         by_status=by_status,
         by_plan=[count for count in by_plan.values() if count.mailboxes],
-        almost_full=measured.filter(band_condition("danger", plans.values())).count(),
-        full=measured.filter(band_condition("full", plans.values())).count(),
+        almost_full=almost_full,
+        full=full,
         fullest=list(
             Mailbox.objects.select_related("domain__customer", "plan")
             .filter(used_bytes__isnull=False)
