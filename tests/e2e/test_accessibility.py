@@ -8,6 +8,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from accounts.api_keys import api_key_create
 from accounts.models import User
 from tests.backups import helpers
 from tests.backups.helpers import make_snapshot, message
@@ -337,6 +338,11 @@ def everything(shop, restore_side, sent_tasks):  # type: ignore[no-untyped-def]
     old_repository = repository_for(old)
     mailbox_delete(mailbox=old, actor="test")
     User.objects.create_user("hanna", password="Staff-Pass-2041", is_staff=True)
+    api_key_create(name="Buchhaltung", customer=customer, actor="test")
+    api_key_create(
+        name="Billing", role="admin", read_only=False, allowed_networks=["203.0.113.0/24"],
+        actor="test",
+    )  # fmt: skip
     invited = User.objects.create_user("lena@example.org", email="lena@example.org",
                                        customer=customer)  # fmt: skip
     return mailbox, snapshot, running, old_repository, invited
@@ -421,6 +427,7 @@ def test_every_page_and_state_in_english_and_german(
     expect(page.locator("#settings-form .errorlist").first).to_be_visible()
     check("portal settings refused")
     visit("/portal/activity/", "portal activity")
+    visit("/portal/api-keys/", "portal API keys")
     visit(f"/portal/backups/mailboxes/{mailbox.pk}/", "portal backups")
     page.locator(f"#snapshot-{snapshot.pk} summary").click()
     check("portal backups, restore opened")
@@ -466,5 +473,7 @@ def test_every_page_and_state_in_english_and_german(
     check("staff mailbox, quota refused")
     visit(f"/staff/mailboxes/{mailbox.pk}/delete/", "staff mailbox delete")
     visit("/staff/audit/", "staff audit log")
+    visit("/staff/api-keys/", "staff API keys")
+    visit("/staff/mailboxes/?sort=login", "staff mailboxes by last login")
     visit(f"/staff/backups/mailboxes/{mailbox.pk}/", "staff backups")
     visit(f"/staff/backups/snapshots/{snapshot.pk}/messages/", "staff backup messages")
