@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.utils.translation import gettext_lazy as _
 
 from provider.secrets import secret
@@ -79,6 +80,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     # Where mail programs fetch their settings (autoconfig, autodiscover, Apple profiles).
     "autoconfig",
 ]
@@ -87,6 +89,10 @@ MIDDLEWARE = [
     # autoconfig.<domain> and autodiscover.<domain> for every hosted domain (see its docstring).
     "autoconfig.middleware.DiscoveryHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the web process itself (gunicorn has no static server): compressed,
+    # with far-future caching of the hashed names collectstatic writes.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -200,11 +206,73 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [PROJECT_DIR / "static"]
+# Production serves what collectstatic wrote: names with a content hash (cached for a year by
+# browsers) and gzip/brotli copies. That needs collectstatic first, so DEBUG (``make run``)
+# and the test suite (STATIC_MANIFEST=false in scripts/test.sh) use the files as they are.
+STATIC_MANIFEST = env.bool("STATIC_MANIFEST", default=not DEBUG)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if STATIC_MANIFEST
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
 
+# --- HTTPS, cookies, sessions ---------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
+# A login lasts this long (seconds; counted from the last change of the session, e.g. the
+# login itself), and ends when the browser closes.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", default=True)
+# Plain HTTP is answered with a redirect to HTTPS, except for load balancers' health probes and
+# Thunderbird's discovery, which asks http://autoconfig.<domain>/ when HTTPS fails.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [
+    r"^healthz$",
+    r"^mail/config-v1\.1\.xml$",
+    r"^\.well-known/autoconfig/mail/config-v1\.1\.xml$",
+]
+# Browsers remember to use HTTPS only for this long (seconds); 0 sends no HSTS header.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# Asking browsers' preload lists to carry the domain is the domain owner's decision, for
+# every name under it: off unless asked for (and then Django's reminder is not needed).
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# Behind a reverse proxy that ends TLS: the header it sets to "https" for HTTPS requests
+# (e.g. X-Forwarded-Proto). Only where clients cannot reach Postamt except through that proxy,
+# and the proxy overwrites the header: otherwise anyone could claim HTTPS.
+_proxy_ssl_header = env.str("SECURE_PROXY_SSL_HEADER", default="").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+
+# Content security policy (django-csp): scripts and styles from our own static files only
+# (htmx included); an inline script needs the request's nonce. Inline style *attributes* are
+# allowed (style-src-attr): the usage bars set their width with style="width: N%", which
+# carries no script and no selector; <style> elements and style sheets stay 'self' only.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "style-src-elem": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env.str("EMAIL_HOST", default="127.0.0.1")
@@ -276,10 +344,22 @@ DOVECOT = {
     "MAIL_USER": env.str("DOVECOT_MAIL_USER", default="mail"),
 }
 
+# "json": one JSON object per line (provider/logs.py), for log collectors; "text" for people.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "json": {"()": "provider.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+        }
+    },
+    # Django's loggers (django.request: the 500s) reach this handler through the root.
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/services.sh || exit 1
 
 export DEBUG=false
-export SECRET_KEY=test-secret-key-not-for-production
+# DEBUG is off, as in production: the secret check (provider/checks.py) wants a long key.
+export SECRET_KEY=test-only-key-3f9c1b7e5a2d4c8e9b0a6f1d2e3c4b5a6978
 export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postamt}
 export REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
 export CACHE_URL=${TEST_CACHE_URL:-redis://127.0.0.1:6379/14}
@@ -14,6 +15,9 @@ export POSTAMT_MASTER_PASSWORD=test-master-password
 export POSTAMT_DOVEADM_API_KEY=test-doveadm-api-key
 export EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend
 export SECURE_COOKIES=false
+# The live servers of the browser tests speak plain HTTP, and nothing runs collectstatic.
+export SECURE_SSL_REDIRECT=false SECURE_HSTS_SECONDS=0 STATIC_MANIFEST=false
+export LOG_FORMAT=text
 
 .venv/bin/python -m pytest "$@"
 status=$?

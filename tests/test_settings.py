@@ -208,3 +208,170 @@ def test_each_checkout_gets_a_dovecot_of_its_own(tmp_path):
     assert Path(first["ROOT"]) != Path(second["ROOT"])
     assert first["INSTANCE_NAME"] != second["INSTANCE_NAME"]
     assert dovecot(one) == first
+
+
+# --- Production ---------------------------------------------------------------------------
+
+# What scripts/test.sh relaxes for the suite; a production environment sets none of them.
+TEST_RELAXATIONS = (
+    "SECURE_COOKIES", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "STATIC_MANIFEST",
+    "LOG_FORMAT", "EMAIL_BACKEND", "DJANGO_ALLOW_ASYNC_UNSAFE",
+)  # fmt: skip
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "k7Qv2xZ9mP4rT8wY1nB6cF3hJ5sL0dG7aE2uI9oK4pR6tW8yV1",
+    "POSTAMT_MASTER_PASSWORD": "Xr7Tq2Lp9Vw4Zk8Nm3Bc",
+    "ALLOWED_HOSTS": "postamt.example.net",
+    "CSRF_TRUSTED_ORIGINS": "https://postamt.example.net",
+    "SITE_URL": "https://postamt.example.net",
+}
+
+
+def run_production(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py *args`` with the production environment (plus ``env``), as it would start."""
+    values = {k: v for k, v in child_env().items() if k not in TEST_RELAXATIONS}
+    for name in ("POSTAMT_DOVEADM_API_KEY",):  # the suite's value is fine, but not needed
+        values.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=CHECKOUT,
+        env={**values, **PRODUCTION, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_production_environment_passes_djangos_deployment_checklist():
+    result = run_production("check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("SECRET_KEY", "change-me", "SECRET_KEY is a placeholder"),
+        ("SECRET_KEY", "Change_Me" * 10, "SECRET_KEY is a placeholder"),
+        ("SECRET_KEY", "django-insecure-" + "a1b2c3d4e5" * 5, "SECRET_KEY is a placeholder"),
+        ("SECRET_KEY", "k7Qv2xZ9mP4rT8wY1nB6", "SECRET_KEY is shorter than 50"),
+        ("SECRET_KEY", "ab" * 30, "SECRET_KEY is shorter than 50"),  # too few characters
+        ("POSTAMT_MASTER_PASSWORD", "", "POSTAMT_MASTER_PASSWORD is empty"),
+        ("POSTAMT_MASTER_PASSWORD", "secret", "POSTAMT_MASTER_PASSWORD is a placeholder"),
+        ("POSTAMT_MASTER_PASSWORD", "Xr7Tq2Lp9", "POSTAMT_MASTER_PASSWORD is shorter than 16"),
+        ("POSTAMT_DOVEADM_API_KEY", "CHANGE-ME", "POSTAMT_DOVEADM_API_KEY is a placeholder"),
+        ("EMAIL_HOST_PASSWORD", "password", "EMAIL_HOST_PASSWORD is a placeholder"),
+    ],
+)
+def test_production_refuses_to_start_with_a_weak_secret(variable, value, problem):
+    """Every command that runs the checks (migrate, runserver, the container's start) stops."""
+    result = run_production("check", **{variable: value})
+    assert result.returncode != 0
+    assert "postamt.E001" in result.stderr
+    assert problem in result.stderr
+    if "shorter" in problem:  # a real secret, if a weak one: never echoed into logs
+        assert value not in result.stderr
+
+
+def test_a_secret_may_come_from_a_file_and_is_checked_there_too(tmp_path):
+    key = tmp_path / "secret_key"
+    key.write_text("change-me\n")
+    result = run_production("check", SECRET_KEY="", SECRET_KEY_FILE=str(key))
+    assert "SECRET_KEY is a placeholder" in result.stderr
+
+
+def test_debug_mode_accepts_any_secret():
+    """``make run`` and the like: DEBUG on, a development key."""
+    result = run_production("check", DEBUG="true", SECRET_KEY="dev", POSTAMT_MASTER_PASSWORD="")
+    assert result.returncode == 0, result.stderr
+
+
+PRODUCTION_SETTINGS = """
+import json
+from django.conf import settings
+print(json.dumps({
+    "ssl_redirect": settings.SECURE_SSL_REDIRECT,
+    "hsts": settings.SECURE_HSTS_SECONDS,
+    "proxy_header": settings.SECURE_PROXY_SSL_HEADER,
+    "trusted_proxies": settings.TRUSTED_PROXIES,
+    "session_age": settings.SESSION_COOKIE_AGE,
+    "browser_close": settings.SESSION_EXPIRE_AT_BROWSER_CLOSE,
+    "secure_cookies": settings.SESSION_COOKIE_SECURE,
+    "static": settings.STORAGES["staticfiles"]["BACKEND"],
+    "log_formatter": settings.LOGGING["handlers"]["console"]["formatter"],
+}))
+"""
+
+
+def production_settings(**env: str) -> dict[str, object]:
+    values = {k: v for k, v in child_env().items() if k not in TEST_RELAXATIONS}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django\ndjango.setup()\n" + PRODUCTION_SETTINGS],
+        cwd=CHECKOUT,
+        env={**values, **PRODUCTION, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_production_defaults_are_the_secure_ones():
+    seen = production_settings()
+    assert seen["ssl_redirect"] is True
+    assert seen["hsts"] == 365 * 24 * 3600
+    assert seen["proxy_header"] is None  # only when the proxy is named
+    assert seen["session_age"] == 8 * 3600
+    assert seen["browser_close"] is True
+    assert seen["secure_cookies"] is True
+    assert seen["static"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    assert seen["log_formatter"] == "json"
+
+
+def test_the_proxy_and_sessions_come_from_the_environment():
+    seen = production_settings(
+        SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto",
+        TRUSTED_PROXIES="10.0.0.0/8,192.0.2.1",
+        SESSION_COOKIE_AGE="3600",
+        SESSION_EXPIRE_AT_BROWSER_CLOSE="false",
+        SECURE_HSTS_SECONDS="600",
+    )
+    assert seen["proxy_header"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert seen["trusted_proxies"] == ["10.0.0.0/8", "192.0.2.1"]
+    assert seen["session_age"] == 3600
+    assert seen["browser_close"] is False
+    assert seen["hsts"] == 600
+
+
+def test_development_keeps_plain_http_and_readable_logs():
+    seen = production_settings(DEBUG="true")
+    assert seen["ssl_redirect"] is False
+    assert seen["hsts"] == 0
+    assert seen["static"] == "django.contrib.staticfiles.storage.StaticFilesStorage"
+    assert seen["log_formatter"] == "text"
+
+
+def test_json_logs_are_one_object_per_line_with_the_extras():
+    import logging
+
+    from provider.logs import JsonFormatter
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "mailboxes.tasks", logging.ERROR, __file__, 1, "poll of %s failed", ("local",),
+            sys.exc_info(),
+        )  # fmt: skip
+    record.mailbox_id = 42
+    line = JsonFormatter().format(record)
+
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["level"] == "ERROR"
+    assert entry["logger"] == "mailboxes.tasks"
+    assert entry["message"] == "poll of local failed"
+    assert entry["mailbox_id"] == 42
+    assert "ValueError: boom" in entry["exception"]
+    assert entry["time"].endswith("+00:00")

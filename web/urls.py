@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path, reverse_lazy
 
 from .forms import ChoosePasswordForm, LoginForm, SetPasswordLinkForm
+from .health import healthz
 from .twofactor import urls as twofactor_urls
 from .twofactor import webauthn as webauthn_urls
 from .views import ChoosePasswordView, PasswordResetView, home, moved_backup_page
@@ -63,6 +64,8 @@ account_patterns: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("", home, name="home"),
+    # For load balancers and monitoring: no login (web/health.py).
+    path("healthz", healthz, name="healthz"),
     path("accounts/", include((account_patterns, "accounts"))),
     path("accounts/webauthn/", include((webauthn_urls.urlpatterns, "otp_webauthn"))),
     # Before the staff and portal pages had a door each, backups lived under /backups/.

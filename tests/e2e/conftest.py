@@ -81,3 +81,16 @@ def shot(request: pytest.FixtureRequest) -> Any:
         return path
 
     return take
+
+
+@pytest.fixture(autouse=True)
+def csp_watch(request: pytest.FixtureRequest) -> Any:
+    """Every browser test fails if a page it opened broke the content security policy."""
+    if "page" not in request.fixturenames:
+        yield None
+        return
+    from tests.e2e.csp import CspWatch
+
+    watch = CspWatch(request.getfixturevalue("page"))
+    yield watch
+    assert not watch.report(), f"content security policy violations:\n{watch.report()}"

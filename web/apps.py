@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+
+
+class WebConfig(AppConfig):
+    name = "web"
+
+    def ready(self) -> None:
+        from provider.checks import check_secrets
+
+        # Not tagged "deploy": production refuses weak secrets at every start, not only
+        # when someone runs `check --deploy`.
+        checks.register(check_secrets, checks.Tags.security)
