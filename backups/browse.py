@@ -7,6 +7,7 @@ one page at a time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import overload
 
 import pyrage
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from .crypto import DecryptFailed
 from .manifest import header_block
@@ -24,6 +26,42 @@ from .packs import locate, read_blob
 from .store import StoreError, get_store
 
 _HEADERS = BytesHeaderParser(policy=default_policy)
+# A header shown on the page is cut here: a subject of a megabyte says nothing more.
+SHOWN_CHARS = 300
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def unreadable() -> str:
+    """What the page shows for a header that could not be parsed."""
+    return _("(unreadable)")
+
+
+def _shown(value: object) -> str:
+    """A header as text fit for a page: lone surrogates (undecodable bytes) replaced,
+    control characters and folding whitespace made spaces, cut at ``SHOWN_CHARS``."""
+    text = str(value or "").encode("utf-8", "replace").decode("utf-8")
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    return text[:SHOWN_CHARS] + ("…" if len(text) > SHOWN_CHARS else "")
+
+
+def display_headers(raw: bytes) -> tuple[str, str]:
+    """Sender and subject of a message, for the browse page. Total: whatever the bytes,
+    each header that cannot be parsed is ``unreadable()`` and nothing is raised.
+
+    The standard library's header parser has a long tail of crashes on hostile input
+    (``From: .:`` raises AttributeError deep inside it), so every exception counts as
+    "unreadable" here rather than a list that is never complete."""
+    try:
+        headers = _HEADERS.parsebytes(header_block(raw))
+    except Exception:  # noqa: BLE001 - see above: any crash of the parser is "unreadable"
+        return unreadable(), unreadable()
+    shown = []
+    for name in ("from", "subject"):
+        try:
+            shown.append(_shown(headers[name]))
+        except Exception:  # noqa: BLE001 - see above
+            shown.append(unreadable())
+    return shown[0], shown[1]
 
 
 @dataclass(frozen=True)
@@ -53,8 +91,8 @@ def summaries(
     keys: list[pyrage.x25519.Identity] | None,
 ) -> list[MessageSummary]:
     """One summary per row; without ``keys`` (no identity here) sender and subject stay
-    empty. A blob that cannot be read, or a header that cannot be parsed, marks its message
-    unreadable instead of failing the page."""
+    empty. A blob that cannot be read marks its message unreadable, a header that cannot be
+    parsed shows as "(unreadable)": neither fails the page."""
     locations = locate(repository.pk, (row.sha256 for row in rows)) if keys else {}
     store = get_store()
     result = []
@@ -64,10 +102,10 @@ def summaries(
         if keys is not None:
             try:
                 raw = read_blob(store, str(repository.key), row.sha256, locations, keys)
-                headers = _HEADERS.parsebytes(header_block(raw))
-                sender, subject = str(headers["from"] or ""), str(headers["subject"] or "")
             except (DecryptFailed, StoreError, ValueError, LookupError):
                 readable = False
+            else:
+                sender, subject = display_headers(raw)
         result.append(
             MessageSummary(
                 uidvalidity=row.uidvalidity,

@@ -466,3 +466,18 @@ def test_a_damaged_message_is_marked_and_the_rest_still_listed(client, mailbox, 
 
     assert page.count(">unreadable<") == 1 and page.count("sender@example.org") == 49
     assert "backup key is installed" not in page  # the key is here; one message is broken
+
+
+def test_a_message_whose_sender_cannot_be_parsed_does_not_fail_the_page(
+    client, mailbox, restore_side
+):
+    # "From: .:" made the standard library's address parser raise AttributeError (a 500).
+    hostile = b"From: .:\r\nSubject: Kaputt\r\n\r\nbody\r\n"
+    snapshot = make_snapshot(mailbox, {"INBOX": [(hostile, []), (message("fine"), [])]})
+    login(client, "owner", mailbox)
+
+    response = browse(client, snapshot)
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "(unreadable)" in page and "Kaputt" in page and "sender@example.org" in page
