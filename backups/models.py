@@ -133,6 +133,10 @@ class Blob(models.Model):
     offset = models.BigIntegerField()
     length = models.BigIntegerField()  # sealed, in the pack
     size = models.BigIntegerField()  # of the message
+    # The message's From, Subject and Date lines (``browse.display_block``), sealed like a
+    # blob: the browse page decrypts these few hundred bytes, not the message. NULL for
+    # blobs stored before they were kept (the page then reads the message).
+    headers = models.BinaryField(null=True, editable=False)
 
     class Meta:
         constraints = [

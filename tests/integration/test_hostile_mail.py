@@ -22,7 +22,7 @@ from imapclient import imap_utf7
 from accounts.models import User
 from backups import engine, selectors, services
 from backups import restore as restore_engine
-from backups.models import BackupJob, JobStatus
+from backups.models import BackupJob, Blob, JobStatus
 from tests.backups import helpers
 from tests.backups.helpers import DATE, imap, mailbox_contents
 from tests.factories import make_domain, make_mailbox
@@ -163,6 +163,9 @@ def test_hostile_mail_survives_backup_browse_download_and_restore(world, folders
     job.refresh_from_db()
     assert job.status == JobStatus.DONE, job.error
     snapshot = job.snapshot
+    # Each message's display headers are kept sealed next to it, for browsing.
+    blobs = Blob.objects.filter(repository=snapshot.repository)
+    assert blobs.exists() and not blobs.filter(headers__isnull=True).exists()
 
     # Browse: every folder's page answers, whatever its messages' headers.
     listed = selectors.snapshot_folders(snapshot)
