@@ -217,3 +217,42 @@ def test_every_error_marked_for_customers_is_known_as_plain():
             ):
                 marked.add(ast.literal_eval(node.args[0]))
     assert marked and marked <= PLAIN_ERRORS
+
+
+# --- Suspended mailboxes --------------------------------------------------------------------
+
+
+@pytest.fixture
+def suspended(snapshot, mailbox):  # type: ignore[no-untyped-def]
+    from mailboxes.services import mailbox_suspend
+
+    mailbox_suspend(mailbox=mailbox, actor="test")
+    return snapshot
+
+
+def test_a_suspended_mailboxs_backups_are_for_staff_only_by_default(
+    client: Client, suspended, owner, staff
+):
+    client.force_login(owner)
+    page = client.get(backup_url(client, "mailbox", suspended.repository.mailbox_id))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "only our staff can download or restore them" in html
+    assert backup_url(client, "download", suspended.pk) not in html
+    for name in ("download", "browse"):
+        assert client.get(backup_url(client, name, suspended.pk)).status_code == 404
+
+    client.force_login(staff)
+    assert client.get(backup_url(client, "download", suspended.pk)).status_code == 200
+    assert client.get(backup_url(client, "browse", suspended.pk)).status_code == 200
+
+
+def test_the_setting_gives_customers_a_suspended_mailboxs_backups(
+    client: Client, suspended, owner, settings
+):
+    settings.BACKUP_SUSPENDED_ACCESS = "customer"
+    client.force_login(owner)
+
+    html = client.get(backup_url(client, "mailbox", suspended.repository.mailbox_id)).content
+    assert "only our staff" not in html.decode()
+    assert client.get(backup_url(client, "download", suspended.pk)).status_code == 200

@@ -64,8 +64,10 @@ def _render_backups(
     restore_form: RestoreForm | None = None,
     form_snapshot: Snapshot | None = None,
     status: int = 200,
+    withheld: bool = False,
 ) -> HttpResponse:
-    """The backups page of a mailbox, or of a deleted mailbox's backups (``mailbox`` None)."""
+    """The backups page of a mailbox, or of a deleted mailbox's backups (``mailbox`` None);
+    ``withheld``: a suspended mailbox whose backups this user may not reach (it says so)."""
     targets = _restore_targets(overview.repository) if overview.repository else None
     restore_forms = []
     for snapshot in overview.snapshots:
@@ -84,6 +86,7 @@ def _render_backups(
         "backups": overview,
         "restore_forms": restore_forms,
         "keep_days": settings.BACKUP_KEEP_DELETED_DAYS,
+        "withheld": withheld,
     }
     return render(request, "backups/mailbox.html", context, status=status)
 
@@ -106,6 +109,9 @@ def _render_mailbox(
     status: int = 200,
 ) -> HttpResponse:
     mailbox = get_object_or_404(selectors.mailboxes_for(request.user), pk=mailbox_id)
+    if selectors.backups_withheld(request.user, mailbox):
+        empty = selectors.MailboxBackups(None)
+        return _render_backups(request, empty, mailbox, status=status, withheld=True)
     overview = selectors.mailbox_overview(mailbox)
     return _render_backups(request, overview, mailbox, restore_form, form_snapshot, status)
 
