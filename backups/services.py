@@ -375,6 +375,8 @@ def restore_request(
     # counted again), another is refused until it is done.
     active = _active_restore(mailbox, wanted)
     if active is not None:
+        if active.is_interrupted:  # its worker died: asking again resumes it at once
+            _resume(RestoreJob, active.pk)
         return active
     _fair_use(actor, repository.customer_id, "restore")
     try:

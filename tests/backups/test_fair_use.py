@@ -256,3 +256,22 @@ def test_the_setting_gives_customers_a_suspended_mailboxs_backups(
     html = client.get(backup_url(client, "mailbox", suspended.repository.mailbox_id)).content
     assert "only our staff" not in html.decode()
     assert client.get(backup_url(client, "download", suspended.pk)).status_code == 200
+
+
+def test_asking_again_for_an_interrupted_restore_resumes_it(
+    snapshot, owner, sent_tasks, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    first = restore(snapshot, owner)
+    RestoreJob.objects.filter(pk=first.pk).update(
+        status=JobStatus.RUNNING, claim="dead", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        again = restore(snapshot, owner)
+
+    assert again.pk == first.pk and again.request_outcome == services.JOINED
+    assert [args for name, args, _kw in sent_tasks if name == "backups.restore"] == [(first.pk,)]
