@@ -1,5 +1,6 @@
 """Throttles in the shared cache (Redis), so every web process counts alike: failed logins,
-and password-reset emails (each one lands in somebody's inbox).
+password-reset emails (each one lands in somebody's inbox), and customers' backup restores and
+downloads (each costs a worker or a whole snapshot's decryption).
 
 Counting is one atomic step in Redis (INCR, then EXPIRE NX starts the window), so parallel
 requests cannot slip past a limit between a read and a write. Failed logins count three ways:
@@ -109,19 +110,44 @@ def reset_window_minutes() -> int:
     return max(1, settings.PASSWORD_RESET_WINDOW // 60)
 
 
+def _counted_within(key: str, limit: int, window: int) -> bool:
+    """Count one more and say whether the count is still within ``limit``: one atomic step,
+    so parallel requests cannot both take the last one."""
+    full = PREFIX + key
+    try:
+        pipe = _client().pipeline()
+        pipe.incr(full)
+        pipe.expire(full, window, nx=True)
+        count, _expiry = pipe.execute()
+    except RedisError as exc:
+        log.error("throttle counters unavailable: %s", exc)
+        raise Unavailable from exc
+    return int(count) <= limit
+
+
 def discovery_allowed(ip: str | None) -> bool:
     """Counts one request to the mail-client discovery endpoints (autoconfig, autodiscover,
     profile links) and says whether it is within the limit per client address.
 
     Counted before answering, refused or not: someone walking a list of addresses to see
     what the answers say is slowed down as much as one who keeps asking after a refusal."""
-    key = PREFIX + f"discovery-ip:{ip}"
-    try:
-        pipe = _client().pipeline()
-        pipe.incr(key)
-        pipe.expire(key, settings.AUTOCONFIG_WINDOW, nx=True)
-        count, _expiry = pipe.execute()
-    except RedisError as exc:
-        log.error("throttle counters unavailable: %s", exc)
-        raise Unavailable from exc
-    return int(count) <= settings.AUTOCONFIG_REQUESTS_PER_IP
+    return _counted_within(
+        f"discovery-ip:{ip}", settings.AUTOCONFIG_REQUESTS_PER_IP, settings.AUTOCONFIG_WINDOW
+    )
+
+
+def backup_use_allowed(customer_id: int, what: str) -> bool:
+    """Counts one restore or download (``what``) of a customer's backups and says whether it
+    is within the customer's fair use (``BACKUP_RESTORES_PER_CUSTOMER``,
+    ``BACKUP_DOWNLOADS_PER_CUSTOMER`` per ``BACKUP_FAIR_USE_WINDOW``): each decrypts a whole
+    snapshot or keeps a restore worker busy."""
+    limit = (
+        settings.BACKUP_RESTORES_PER_CUSTOMER
+        if what == "restore"
+        else settings.BACKUP_DOWNLOADS_PER_CUSTOMER
+    )
+    return _counted_within(f"backup-{what}:{customer_id}", limit, settings.BACKUP_FAIR_USE_WINDOW)
+
+
+def backup_window_minutes() -> int:
+    return max(1, settings.BACKUP_FAIR_USE_WINDOW // 60)

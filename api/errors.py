@@ -17,6 +17,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from backups.services import TryLater
+
 
 def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
     if isinstance(detail, dict):
@@ -46,7 +48,18 @@ def _django_errors(exc: DjangoValidationError) -> list[dict[str, Any]]:
     return [{"field": None, "code": "invalid", "message": m} for m in exc.messages]
 
 
+class _Unavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "unavailable"
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, TryLater):  # a customer's fair use of restores and downloads
+        exc = (
+            exceptions.Throttled(detail=exc.message)
+            if exc.status == status.HTTP_429_TOO_MANY_REQUESTS
+            else _Unavailable(exc.message)
+        )
     if isinstance(exc, DjangoValidationError):
         return Response({"errors": _django_errors(exc)}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, PermissionDenied):

@@ -17,7 +17,10 @@ ERRORS = {
     "404": "Not found, or not the key's to see.",
     "409": "A request with this Idempotency-Key is still being answered.",
     "422": "This Idempotency-Key was used for a different request.",
-    "429": "Too many requests for this key: wait as long as Retry-After says.",
+    "429": (
+        "Too many requests for this key (wait as long as Retry-After says), or a customer's "
+        "restores or downloads spent for now (BACKUP_FAIR_USE_WINDOW)."
+    ),
 }
 
 ERROR_SCHEMA = {

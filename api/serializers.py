@@ -245,10 +245,18 @@ class JobSerializer(serializers.Serializer[Any]):
     percent = serializers.IntegerField(help_text="Progress, 0 to 100.")
     messages_total = serializers.IntegerField()
     messages_done = serializers.IntegerField()
-    error = serializers.CharField()
+    error = serializers.SerializerMethodField(
+        help_text="Why it failed: as it is for staff keys, in plain words for a customer's."
+    )
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_error(self, job: Any) -> str:
+        request = self.context.get("request")
+        if request is not None and getattr(request.user, "is_staff", False):
+            return str(job.error)
+        return str(job.customer_error)
 
 
 class RestoreJobSerializer(JobSerializer):

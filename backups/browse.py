@@ -1,12 +1,14 @@
 """What a snapshot's messages are, for choosing some to restore: date, sender and subject.
 
-The database knows each message's folder, date, size and flags; sender and subject are only
-in the encrypted blobs, so they are read where the identity is installed (as for downloads),
-one page at a time.
+The database knows each message's folder, date, size and flags; sender and subject are
+encrypted, in the few header lines a backup seals next to each message (``Blob.headers``), so
+they are read where the identity is installed (as for downloads), one page at a time, without
+decrypting the messages themselves.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,14 +18,76 @@ from typing import overload
 
 import pyrage
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
-from .crypto import DecryptFailed
+from .crypto import DecryptFailed, unseal
 from .manifest import header_block
-from .models import Repository, StoredMessage
+from .models import Blob, Repository, StoredMessage
 from .packs import locate, read_blob
 from .store import StoreError, get_store
 
 _HEADERS = BytesHeaderParser(policy=default_policy)
+# A header shown on the page is cut here: a subject of a megabyte says nothing more.
+SHOWN_CHARS = 300
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def unreadable() -> str:
+    """What the page shows for a header that could not be parsed."""
+    return _("(unreadable)")
+
+
+def _shown(value: object) -> str:
+    """A header as text fit for a page: lone surrogates (undecodable bytes) replaced,
+    control characters and folding whitespace made spaces, cut at ``SHOWN_CHARS``."""
+    text = str(value or "").encode("utf-8", "replace").decode("utf-8")
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    return text[:SHOWN_CHARS] + ("…" if len(text) > SHOWN_CHARS else "")
+
+
+DISPLAY_FIELDS = (b"from", b"subject", b"date")
+# A field kept for display is cut here (folded lines and all); the page shows less anyway.
+DISPLAY_FIELD_BYTES = 2000
+_LINES = re.compile(rb"\r?\n")
+
+
+def display_block(raw: bytes) -> bytes:
+    """The header lines the browse page shows (From, Subject, Date, with their folded
+    continuations, byte for byte), from a whole message: what a backup keeps sealed next to
+    the message, so that browsing never decrypts messages. ``display_headers`` of it gives
+    what it gives of the whole message."""
+    kept: list[bytes] = []
+    keeping = False
+    for line in _LINES.split(header_block(raw)):
+        if line[:1] in (b" ", b"\t"):
+            if keeping:
+                kept[-1] += b"\r\n" + line
+            continue
+        name, colon, _value = line.partition(b":")
+        keeping = bool(colon) and name.strip().lower() in DISPLAY_FIELDS
+        if keeping:
+            kept.append(line)
+    return b"".join(field[:DISPLAY_FIELD_BYTES] + b"\r\n" for field in kept) + b"\r\n"
+
+
+def display_headers(raw: bytes) -> tuple[str, str]:
+    """Sender and subject of a message, for the browse page. Total: whatever the bytes,
+    each header that cannot be parsed is ``unreadable()`` and nothing is raised.
+
+    The standard library's header parser has a long tail of crashes on hostile input
+    (``From: .:`` raises AttributeError deep inside it), so every exception counts as
+    "unreadable" here rather than a list that is never complete."""
+    try:
+        headers = _HEADERS.parsebytes(header_block(raw))
+    except Exception:  # noqa: BLE001 - see above: any crash of the parser is "unreadable"
+        return unreadable(), unreadable()
+    shown = []
+    for name in ("from", "subject"):
+        try:
+            shown.append(_shown(headers[name]))
+        except Exception:  # noqa: BLE001 - see above
+            shown.append(unreadable())
+    return shown[0], shown[1]
 
 
 @dataclass(frozen=True)
@@ -47,15 +111,27 @@ class MessageSummary:
         return "\\Seen" in self.flags
 
 
+def _sealed_headers(repository: Repository, rows: Sequence[StoredMessage]) -> dict[str, bytes]:
+    """The sealed display headers of the rows' blobs, where the backup kept them."""
+    found = Blob.objects.filter(
+        repository=repository, sha256__in={row.sha256 for row in rows}, headers__isnull=False
+    ).values_list("sha256", "headers")
+    return {sha256: bytes(headers) for sha256, headers in found if headers is not None}
+
+
 def summaries(
     repository: Repository,
     rows: Sequence[StoredMessage],
     keys: list[pyrage.x25519.Identity] | None,
 ) -> list[MessageSummary]:
     """One summary per row; without ``keys`` (no identity here) sender and subject stay
-    empty. A blob that cannot be read, or a header that cannot be parsed, marks its message
-    unreadable instead of failing the page."""
-    locations = locate(repository.pk, (row.sha256 for row in rows)) if keys else {}
+    empty. They come from the display headers the backup sealed next to each message
+    (``Blob.headers``); only a message stored before those were kept is read whole. A blob
+    that cannot be read marks its message unreadable, a header that cannot be parsed shows
+    as "(unreadable)": neither fails the page."""
+    sealed = _sealed_headers(repository, rows) if keys else {}
+    unsealed = [row.sha256 for row in rows if row.sha256 not in sealed]
+    locations = locate(repository.pk, unsealed) if keys and unsealed else {}
     store = get_store()
     result = []
     for row in rows:
@@ -63,11 +139,14 @@ def summaries(
         readable = None if keys is None else True
         if keys is not None:
             try:
-                raw = read_blob(store, str(repository.key), row.sha256, locations, keys)
-                headers = _HEADERS.parsebytes(header_block(raw))
-                sender, subject = str(headers["from"] or ""), str(headers["subject"] or "")
+                if row.sha256 in sealed:
+                    block = unseal(sealed[row.sha256], keys)
+                else:
+                    block = read_blob(store, str(repository.key), row.sha256, locations, keys)
             except (DecryptFailed, StoreError, ValueError, LookupError):
                 readable = False
+            else:
+                sender, subject = display_headers(block)
         result.append(
             MessageSummary(
                 uidvalidity=row.uidvalidity,

@@ -34,6 +34,7 @@ from mailserver.imap import MailboxSession, SelectedFolder, master_session
 from provider.db import copy_rows
 
 from . import jobs
+from .browse import display_block
 from .crypto import KeyMissing, recipients, seal
 from .manifest import Entry, Folder, Manifest, header_block, message_id, write_manifest
 from .models import (
@@ -92,6 +93,10 @@ class Stored:
     flags: list[str]
     internal_date: datetime
     message_id: str
+
+
+# A batch's new blobs' sealed display headers, by SHA-256 (``Blob.headers``).
+Headers = dict[str, Future[bytes]]
 
 
 def run_backup(job_id: int) -> BackupJob | None:
@@ -280,7 +285,7 @@ class _Run:
         """Fetch batch k+1 while the new messages of batch k are sealed by the pool and
         packed by the writer; then commit batch k. Only the bodies are fetched: flags, dates
         and sizes came with the plan, and parsing them twice costs more than the network."""
-        in_flight: deque[tuple[list[Stored], Future[NewPack | None]]] = deque()
+        in_flight: deque[tuple[list[Stored], Future[NewPack | None], Headers]] = deque()
         pending: set[str] = set()  # blobs in packs not committed yet
         with ThreadPoolExecutor(1) as writer:
             for batch in batches(
@@ -307,7 +312,13 @@ class _Run:
                     (sha256, len(raw), pool.submit(seal, raw, self.recipients))
                     for sha256, raw in fresh.items()
                 ]
-                in_flight.append((stored, writer.submit(self._write_pack, sealing)))
+                # The few header lines the browse page shows, sealed apart: browsing then
+                # never decrypts a message.
+                headers = {
+                    sha256: pool.submit(seal, display_block(raw), self.recipients)
+                    for sha256, raw in fresh.items()
+                }
+                in_flight.append((stored, writer.submit(self._write_pack, sealing), headers))
                 if len(in_flight) > 1:
                     self._commit(folder, uidvalidity, *self._done(in_flight.popleft()))
             while in_flight:
@@ -315,9 +326,9 @@ class _Run:
 
     @staticmethod
     def _done(
-        item: tuple[list[Stored], Future[NewPack | None]],
-    ) -> tuple[list[Stored], NewPack | None]:
-        return item[0], item[1].result()
+        item: tuple[list[Stored], Future[NewPack | None], Headers],
+    ) -> tuple[list[Stored], NewPack | None, Headers]:
+        return item[0], item[1].result(), item[2]
 
     def _write_pack(self, sealing: list[tuple[str, int, Future[bytes]]]) -> NewPack | None:
         """Pack a batch's new blobs into one object (durable only with the next flush)."""
@@ -328,7 +339,12 @@ class _Run:
         return pack
 
     def _commit(
-        self, folder: ServerFolder, uidvalidity: int, batch: list[Stored], pack: NewPack | None
+        self,
+        folder: ServerFolder,
+        uidvalidity: int,
+        batch: list[Stored],
+        pack: NewPack | None,
+        headers: Headers,
     ) -> None:
         """Make the batch's pack durable, then commit the rows that point into it."""
         self.store.flush()
@@ -347,9 +363,17 @@ class _Run:
                 )
                 copy_rows(
                     Blob,
-                    ["repository", "sha256", "pack", "offset", "length", "size"],
+                    ["repository", "sha256", "pack", "offset", "length", "size", "headers"],
                     (
-                        (self.repository.pk, b.sha256, row.pk, b.offset, b.length, b.size)
+                        (
+                            self.repository.pk,
+                            b.sha256,
+                            row.pk,
+                            b.offset,
+                            b.length,
+                            b.size,
+                            headers[b.sha256].result(),
+                        )
                         for b in pack.blobs
                     ),
                 )

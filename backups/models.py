@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
@@ -132,6 +133,10 @@ class Blob(models.Model):
     offset = models.BigIntegerField()
     length = models.BigIntegerField()  # sealed, in the pack
     size = models.BigIntegerField()  # of the message
+    # The message's From, Subject and Date lines (``browse.display_block``), sealed like a
+    # blob: the browse page decrypts these few hundred bytes, not the message. NULL for
+    # blobs stored before they were kept (the page then reads the message).
+    headers = models.BinaryField(null=True, editable=False)
 
     class Meta:
         constraints = [
@@ -203,6 +208,26 @@ def interrupted(now: datetime | None = None) -> Q:
     return Q(status=JobStatus.RUNNING, heartbeat_at__lt=dead_before(now))
 
 
+# The job errors written for the people whose mail it is (marked with ``gettext_noop`` where
+# they are raised, translated when shown). Any other error (a mail server's answer, an
+# exception's ``repr()``, a path on the backup host) is for staff only: a customer sees
+# ``Job.customer_error``'s plain sentence instead. tests/backups/test_fair_use.py checks that
+# every ``gettext_noop`` of the engine and the restore is listed here.
+PLAIN_ERRORS = frozenset(
+    {
+        gettext_noop("the mailbox was deleted"),
+        gettext_noop("the snapshot was deleted by retention"),
+        gettext_noop("some of the chosen messages are not in the snapshot"),
+        gettext_noop(
+            "the mailbox is over its quota: raise the quota and run the restore"
+            " again (what was restored stays)"
+        ),
+        gettext_noop("time limit reached; run the restore again to add the rest"),
+        gettext_noop("time limit reached; what was stored is kept and the next run continues"),
+    }
+)
+
+
 class Job(models.Model):
     """What backup and restore jobs share: the row is the truth about a job's state."""
 
@@ -246,6 +271,19 @@ class Job(models.Model):
 
     def get_state_display(self) -> str:
         return str(INTERRUPTED_LABEL) if self.is_interrupted else self.get_status_display()
+
+    @property
+    def customer_error(self) -> str:
+        """The error as a customer may read it: one of ``PLAIN_ERRORS``, translated, or a
+        plain sentence in place of a technical one (which staff see as it is)."""
+        if not self.error:
+            return ""
+        if self.error in PLAIN_ERRORS:
+            return gettext(self.error)
+        return gettext(
+            "Something went wrong on our side. Our staff see this too and will look into it; "
+            "you can try again later."
+        )
 
     @property
     def percent(self) -> int:
@@ -317,10 +355,22 @@ class RestoreJob(Job):
     messages_restored = models.PositiveIntegerField(_("messages restored"), default=0)
     messages_skipped = models.PositiveIntegerField(_("already there"), default=0)
     bytes_restored = models.BigIntegerField(_("bytes restored"), default=0)
+    # Not stored: whether ``services.restore_request`` started this job or joined the same
+    # restore already under way (``services.STARTED`` or ``services.JOINED``).
+    request_outcome = ""
 
     class Meta(Job.Meta):
         verbose_name = _("restore job")
         verbose_name_plural = _("restore jobs")
+        constraints = [
+            # Fair use: one restore at a time into a mailbox (``services.restore_request``
+            # joins the same one or refuses another).
+            models.UniqueConstraint(
+                fields=["target_mailbox"],
+                condition=Q(status__in=ACTIVE),
+                name="restorejob_one_active_per_mailbox",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"restore {self.repository} ({self.status})"

@@ -1,7 +1,8 @@
 """Reads for the backup views, and who may see what.
 
 Staff see every backup; a customer's user sees those of the customer's own mailboxes
-(and of its deleted ones); anyone else sees nothing, and gets a 404 rather than a 403.
+(and of its deleted ones) but, by default, not those of a suspended one
+(``BACKUP_SUSPENDED_ACCESS``); anyone else sees nothing, and gets a 404 rather than a 403.
 """
 
 from __future__ import annotations
@@ -37,14 +38,26 @@ RECENT_JOBS = 5
 
 
 def _own_repositories(user: User) -> Q:
-    """The repositories a user may reach, as a filter on ``Repository``."""
+    """The repositories a user may reach, as a filter on ``Repository``: a customer's user
+    not those of a suspended mailbox, unless ``BACKUP_SUSPENDED_ACCESS`` says "customer"."""
     if user.is_staff:
         return Q()
     if user.customer_id:
-        return Q(mailbox__domain__customer=user.customer_id) | Q(
-            mailbox__isnull=True, customer=user.customer_id
-        )
+        existing = Q(mailbox__domain__customer=user.customer_id)
+        if settings.BACKUP_SUSPENDED_ACCESS != "customer":
+            existing &= Q(mailbox__status=Mailbox.Status.ACTIVE)
+        return existing | Q(mailbox__isnull=True, customer=user.customer_id)
     return Q(pk__in=[])
+
+
+def backups_withheld(user: User, mailbox: Mailbox) -> bool:
+    """Whether the user sees the mailbox but not its backups: a customer's user, while the
+    mailbox is suspended (``BACKUP_SUSPENDED_ACCESS``)."""
+    return (
+        not user.is_staff
+        and not mailbox.is_active
+        and settings.BACKUP_SUSPENDED_ACCESS != "customer"
+    )
 
 
 def mailboxes_for(user: User) -> QuerySet[Mailbox]:

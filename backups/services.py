@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from accounts import audit, roles
+from accounts import audit, roles, throttle
 from accounts.audit import Actor
 from mailboxes.models import Mailbox
 from mailboxes.services import mailbox_delete
@@ -246,6 +246,69 @@ def restored_folder_name(snapshot: Snapshot, language: str) -> str:
         return _("Restored %(date)s") % {"date": day}
 
 
+class TryLater(Exception):
+    """A restore or download refused for now, with a message for the person who asked:
+    ``status`` 429 when the customer's fair use is spent, 503 when it cannot be counted."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _fair_use(actor: Actor, customer_id: int | None, what: str) -> None:
+    """Count one restore or download of a customer's users against their fair use
+    (``throttle.backup_use_allowed``), or raise ``TryLater``. Staff and the system are not
+    counted. Fails closed: without the counters nothing is started."""
+    if customer_id is None or roles.kind(actor) != roles.CUSTOMER:
+        return
+    try:
+        allowed = throttle.backup_use_allowed(customer_id, what)
+    except throttle.Unavailable:
+        raise TryLater(
+            _("This is not possible for a moment. Please try again in a few minutes."), 503
+        ) from None
+    if allowed:
+        return
+    minutes = throttle.backup_window_minutes()
+    if what == "restore":
+        message = _(
+            "You have started as many restores as allowed within %(minutes)d minutes. "
+            "Please try again later."
+        )
+    else:
+        message = _(
+            "You have started as many downloads as allowed within %(minutes)d minutes. "
+            "Please try again later."
+        )
+    raise TryLater(message % {"minutes": minutes}, 429)
+
+
+# What ``restore_request`` did, on the job it returns (``RestoreJob.request_outcome``).
+JOINED = "joined"
+
+
+def _same_restore(job: RestoreJob, wanted: dict[str, object]) -> bool:
+    return all(getattr(job, name) == value for name, value in wanted.items())
+
+
+def _active_restore(mailbox: Mailbox, wanted: dict[str, object]) -> RestoreJob | None:
+    """The restore under way into ``mailbox``, if it is the one asked for (the request joins
+    it); a ValidationError if another one is."""
+    active = RestoreJob.objects.filter(target_mailbox=mailbox, status__in=ACTIVE).first()
+    if active is None:
+        return None
+    if not _same_restore(active, wanted):
+        raise ValidationError(
+            _(
+                "A restore into this mailbox is already under way. Please wait until it is "
+                "done, then start this one."
+            )
+        )
+    active.request_outcome = JOINED
+    return active
+
+
 def snapshot_messages(snapshot: Snapshot) -> QuerySet[StoredMessage]:
     """The rows of the messages a snapshot holds (its manifest lists the same)."""
     return StoredMessage.objects.filter(
@@ -269,6 +332,10 @@ def restore_request(
 ) -> RestoreJob:
     """Restore a whole snapshot, one folder of it, or chosen messages ``(folder,
     uidvalidity, uid)``, into the original folders or into a "Restored <date>" folder.
+
+    Fair use: one restore at a time into a mailbox (the same request again returns the job
+    under way, ``job.request_outcome == JOINED``; another raises ValidationError), and a
+    customer's users start at most ``BACKUP_RESTORES_PER_CUSTOMER`` per window (``TryLater``).
 
     The messages go into the backup's own mailbox, or ``into_mailbox``: for the backup of a
     deleted mailbox, another mailbox of the same customer (never another customer's)."""
@@ -297,16 +364,35 @@ def restore_request(
         if not chosen or contents.filter(found).count() != len(chosen):
             raise ValidationError(_("Some of the chosen messages are not in this backup."))
     target = restored_folder_name(snapshot, mailbox.customer.language) if into_new_folder else ""
-    job = RestoreJob.objects.create(
-        repository=repository,
-        snapshot=snapshot,
-        target_mailbox=mailbox,
-        scope=scope,
-        folder=folder if scope == RestoreJob.Scope.FOLDER else "",
-        messages=chosen if scope == RestoreJob.Scope.MESSAGES else [],
-        target_folder=target,
-        requested_by=audit.actor_label(actor),
-    )
+    wanted: dict[str, object] = {
+        "snapshot_id": snapshot.pk,
+        "scope": scope,
+        "folder": folder if scope == RestoreJob.Scope.FOLDER else "",
+        "messages": chosen if scope == RestoreJob.Scope.MESSAGES else [],
+        "target_folder": target,
+    }
+    # One restore at a time into a mailbox: the same one asked again joins it (and is not
+    # counted again), another is refused until it is done.
+    active = _active_restore(mailbox, wanted)
+    if active is not None:
+        if active.is_interrupted:  # its worker died: asking again resumes it at once
+            _resume(RestoreJob, active.pk)
+        return active
+    _fair_use(actor, repository.customer_id, "restore")
+    try:
+        with transaction.atomic():
+            job = RestoreJob.objects.create(
+                repository=repository,
+                target_mailbox=mailbox,
+                requested_by=audit.actor_label(actor),
+                **wanted,
+            )
+    except IntegrityError:  # a concurrent request won (restorejob_one_active_per_mailbox)
+        active = _active_restore(mailbox, wanted)
+        if active is None:
+            raise
+        return active
+    job.request_outcome = STARTED
     audit.record(
         "backup.restore",
         mailbox,
@@ -329,9 +415,11 @@ def snapshot_download(
     *, snapshot: Snapshot, actor: Actor, ip: str | None = None
 ) -> Iterator[bytes]:
     """The snapshot as a zip of mbox files; the download itself is audited, as a use of the
-    customer's grant when support downloads."""
+    customer's grant when support downloads. A customer's users may start at most
+    ``BACKUP_DOWNLOADS_PER_CUSTOMER`` per window (``TryLater``)."""
     grant = roles.authorize(actor, "backup.download", customer_id=snapshot.repository.customer_id)
     repository = snapshot.repository
+    _fair_use(actor, repository.customer_id, "download")
     what = {"snapshot": snapshot.seq, "taken_at": snapshot.taken_at.isoformat()}
     target = repository.mailbox or repository
     if grant is None:

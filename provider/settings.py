@@ -567,6 +567,15 @@ BACKUP_STALE_SECONDS = env.int("BACKUP_STALE_SECONDS", default=600)
 BACKUP_RESTORE_QUEUE = env.str("BACKUP_RESTORE_QUEUE", default="backup")
 # Backups of a deleted mailbox (or one whose plan stopped backups) are kept this long.
 BACKUP_KEEP_DELETED_DAYS = env.int("BACKUP_KEEP_DELETED_DAYS", default=30)
+# Fair use: restores and downloads a customer's users may start per window (staff are not
+# counted); one restore at a time runs into a mailbox whatever these say.
+BACKUP_RESTORES_PER_CUSTOMER = env.int("BACKUP_RESTORES_PER_CUSTOMER", default=10)
+BACKUP_DOWNLOADS_PER_CUSTOMER = env.int("BACKUP_DOWNLOADS_PER_CUSTOMER", default=10)
+BACKUP_FAIR_USE_WINDOW = env.int("BACKUP_FAIR_USE_WINDOW", default=3600)
+# Who reaches a suspended mailbox's backups: "staff" only (the customer's users get a page that
+# says so), or the "customer" too. Restoring into a suspended mailbox is refused either way.
+# Anything but "customer" means staff only.
+BACKUP_SUSPENDED_ACCESS = env.str("BACKUP_SUSPENDED_ACCESS", default="staff")
 BACKUP_DUE_CHECK_SECONDS = 15 * 60
 # Every pack is read back and hashed this often (manage.py backup_check does it on demand).
 BACKUP_CHECK_DAYS = env.int("BACKUP_CHECK_DAYS", default=7)

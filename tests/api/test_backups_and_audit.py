@@ -125,3 +125,40 @@ def test_delete_with_a_final_backup_answers_with_the_job(world: dict[str, Any], 
     assert response.status_code == 202
     job = BackupJob.objects.get(pk=response.json()["id"])
     assert job.delete_mailbox_after and job.repository.mailbox_id == mailbox.pk
+
+
+def test_a_customers_spent_restores_and_downloads_answer_429_in_plain_words(
+    world: dict[str, Any], restore_side: Any, settings: Any
+):
+    settings.BACKUP_RESTORES_PER_CUSTOMER = settings.BACKUP_DOWNLOADS_PER_CUSTOMER = 0
+    snapshot = make_snapshot(world["my_mailbox"], {"INBOX": [(message("Rechnung"), [])]})
+    client = client_for(customer_key(world["mine"]))
+
+    restore = client.post(
+        f"/api/v1/snapshots/{snapshot.pk}/restore/", {"scope": "mailbox"}, format="json"
+    )
+    download = client.get(f"/api/v1/snapshots/{snapshot.pk}/download/")
+
+    assert restore.status_code == download.status_code == 429
+    assert "as many restores as allowed" in restore.json()["errors"][0]["message"]
+    assert "as many downloads as allowed" in download.json()["errors"][0]["message"]
+    assert not RestoreJob.objects.exists()
+
+
+def test_a_failed_jobs_error_is_technical_for_the_hoster_and_plain_for_the_customer(
+    world: dict[str, Any], restore_side: Any
+):
+    snapshot = make_snapshot(world["my_mailbox"], {"INBOX": [(message("Rechnung"), [])]})
+    job = RestoreJob.objects.create(
+        repository=snapshot.repository,
+        target_mailbox=world["my_mailbox"],
+        scope="mailbox",
+        requested_by="x",
+        status="failed",
+        error="unexpected error: OSError('/var/lib/postamt/packs')",
+    )
+    url = f"/api/v1/restore-jobs/{job.pk}/"
+
+    assert "/var/lib/postamt" in client_for(hoster_key()).get(url).json()["error"]
+    plain = client_for(customer_key(world["mine"])).get(url).json()["error"]
+    assert plain.startswith("Something went wrong on our side")

@@ -134,6 +134,7 @@ def make_snapshot(  # type: ignore[no-untyped-def]
     from django.utils import timezone
 
     from backups import crypto, services
+    from backups.browse import display_block
     from backups.manifest import Entry, Folder, Manifest, message_id, write_manifest
     from backups.models import Blob, Pack, Repository, Snapshot, StoredMessage
     from backups.packs import build_pack, pack_key
@@ -184,6 +185,7 @@ def make_snapshot(  # type: ignore[no-untyped-def]
                 offset=b.offset,
                 length=b.length,
                 size=b.size,
+                headers=crypto.seal(display_block(new[b.sha256]), to),
             )
             for b in pack.blobs
         )

@@ -452,17 +452,68 @@ def test_chosen_messages_of_a_deleted_mailbox_go_into_another(client, mailbox, d
     assert job.target_mailbox == successor and job.scope == RestoreJob.Scope.MESSAGES
 
 
-def test_a_damaged_message_is_marked_and_the_rest_still_listed(client, mailbox, inbox_snapshot):
+@pytest.mark.parametrize("damage", ["headers", "blob of a backup without headers"])
+def test_a_damaged_message_is_marked_and_the_rest_still_listed(
+    client, mailbox, inbox_snapshot, damage
+):
     from backups.models import Blob, StoredMessage
 
     login(client, "owner", mailbox)
-    # The index points the newest message at the wrong bytes: it cannot be opened.
     newest = StoredMessage.objects.filter(repository=inbox_snapshot.repository, folder="INBOX")
     sha256 = newest.order_by("-uid").values_list("sha256", flat=True)[0]
-    blob = Blob.objects.get(repository=inbox_snapshot.repository, sha256=sha256)
-    Blob.objects.filter(pk=blob.pk).update(offset=blob.offset + 1)
+    blob = Blob.objects.filter(repository=inbox_snapshot.repository, sha256=sha256)
+    if damage == "headers":  # the sealed display headers are garbage
+        blob.update(headers=b"not age at all")
+    else:
+        # Stored before headers were kept, and the index points at the wrong bytes.
+        Blob.objects.filter(repository=inbox_snapshot.repository).update(headers=None)
+        blob.update(offset=blob.get().offset + 1)
 
     page = browse(client, inbox_snapshot).content.decode()
 
     assert page.count(">unreadable<") == 1 and page.count("sender@example.org") == 49
     assert "backup key is installed" not in page  # the key is here; one message is broken
+
+
+def test_a_message_whose_sender_cannot_be_parsed_does_not_fail_the_page(
+    client, mailbox, restore_side
+):
+    # "From: .:" made the standard library's address parser raise AttributeError (a 500).
+    hostile = b"From: .:\r\nSubject: Kaputt\r\n\r\nbody\r\n"
+    snapshot = make_snapshot(mailbox, {"INBOX": [(hostile, []), (message("fine"), [])]})
+    login(client, "owner", mailbox)
+
+    response = browse(client, snapshot)
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "(unreadable)" in page and "Kaputt" in page and "sender@example.org" in page
+
+
+def test_browsing_reads_the_sealed_headers_not_the_messages(
+    client, mailbox, inbox_snapshot, monkeypatch
+):
+    from backups import browse as browse_module
+
+    def no_messages(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a message was decrypted to browse")
+
+    monkeypatch.setattr(browse_module, "read_blob", no_messages)
+    login(client, "owner", mailbox)
+
+    page = browse(client, inbox_snapshot).content.decode()
+
+    assert page.count("sender@example.org") == 50 and "Rechnung 59" in page
+
+
+def test_a_backup_from_before_the_headers_were_kept_is_still_browsed(
+    client, mailbox, inbox_snapshot
+):
+    from backups.models import Blob
+
+    Blob.objects.filter(repository=inbox_snapshot.repository).update(headers=None)
+    login(client, "owner", mailbox)
+
+    page = browse(client, inbox_snapshot).content.decode()
+
+    assert page.count("sender@example.org") == 50 and "unreadable" not in page

@@ -183,19 +183,21 @@ def test_a_completed_restore_is_announced_and_a_failed_one_is_not(server, backup
     endpoint_at(URL)
     mailbox = make_mailbox("anna")
     snapshot = make_snapshot(mailbox, {"INBOX": [(message("Rechnung"), [])]})
-    done, failed = (
-        RestoreJob.objects.create(
+
+    def restore_job() -> RestoreJob:  # one at a time into a mailbox
+        return RestoreJob.objects.create(
             repository=snapshot.repository,
             snapshot=snapshot,
             scope="mailbox",
             target_mailbox=mailbox,
             requested_by="test",
         )
-        for _ in range(2)
-    )
+
+    done = restore_job()
     claimed, token = jobs.claim(RestoreJob, done.pk)
     RestoreJob.objects.filter(pk=done.pk).update(messages_restored=1, bytes_restored=300)
     jobs.finish(claimed, token, JobStatus.DONE)
+    failed = restore_job()
     claimed, token = jobs.claim(RestoreJob, failed.pk)
     jobs.finish(claimed, token, JobStatus.FAILED, "the mailbox is full")
 

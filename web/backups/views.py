@@ -64,8 +64,10 @@ def _render_backups(
     restore_form: RestoreForm | None = None,
     form_snapshot: Snapshot | None = None,
     status: int = 200,
+    withheld: bool = False,
 ) -> HttpResponse:
-    """The backups page of a mailbox, or of a deleted mailbox's backups (``mailbox`` None)."""
+    """The backups page of a mailbox, or of a deleted mailbox's backups (``mailbox`` None);
+    ``withheld``: a suspended mailbox whose backups this user may not reach (it says so)."""
     targets = _restore_targets(overview.repository) if overview.repository else None
     restore_forms = []
     for snapshot in overview.snapshots:
@@ -84,6 +86,7 @@ def _render_backups(
         "backups": overview,
         "restore_forms": restore_forms,
         "keep_days": settings.BACKUP_KEEP_DELETED_DAYS,
+        "withheld": withheld,
     }
     return render(request, "backups/mailbox.html", context, status=status)
 
@@ -106,6 +109,9 @@ def _render_mailbox(
     status: int = 200,
 ) -> HttpResponse:
     mailbox = get_object_or_404(selectors.mailboxes_for(request.user), pk=mailbox_id)
+    if selectors.backups_withheld(request.user, mailbox):
+        empty = selectors.MailboxBackups(None)
+        return _render_backups(request, empty, mailbox, status=status, withheld=True)
     overview = selectors.mailbox_overview(mailbox)
     return _render_backups(request, overview, mailbox, restore_form, form_snapshot, status)
 
@@ -146,13 +152,29 @@ def backup_now(request: AuthenticatedHttpRequest, mailbox_id: int) -> HttpRespon
     return _redirect(request, "mailbox", mailbox.pk)
 
 
+def _backups_url(request: AuthenticatedHttpRequest, snapshot: Snapshot) -> str:
+    """The backups page the snapshot is listed on."""
+    repository = snapshot.repository
+    if repository.mailbox_id is None:
+        return reverse("backups:repository", args=[repository.pk], current_app=request.current_app)
+    return reverse("backups:mailbox", args=[repository.mailbox_id], current_app=request.current_app)
+
+
+def _try_later(
+    request: AuthenticatedHttpRequest, snapshot: Snapshot, refused: services.TryLater
+) -> HttpResponse:
+    """Fair use spent (429) or not countable now (503): say so plainly, with the way back."""
+    context = {"message": refused.message, "back": _backups_url(request, snapshot)}
+    return render(request, "backups/try_later.html", context, status=refused.status)
+
+
 def _start_restore(
     request: AuthenticatedHttpRequest, snapshot: Snapshot, form: ServiceForm, **what: Any
 ) -> HttpResponse | None:
     """Start the restore a valid form asks for and go to the job's progress; None, with the
     service's objections on the form, when it refuses."""
     try:
-        services.restore_request(
+        job = services.restore_request(
             snapshot=snapshot,
             into_new_folder=form.cleaned_data["into_new_folder"],
             **what,
@@ -161,11 +183,13 @@ def _start_restore(
     except ValidationError as exc:
         form.add_service_error(exc)
         return None
-    messages.success(request, _("The restore has been started."))
-    repository = snapshot.repository
-    if repository.mailbox_id is None:
-        return _redirect(request, "repository", repository.pk)
-    return _redirect(request, "mailbox", repository.mailbox_id)
+    except services.TryLater as refused:
+        return _try_later(request, snapshot, refused)
+    if job.request_outcome == services.JOINED:
+        messages.info(request, _("This restore is already under way."))
+    else:
+        messages.success(request, _("The restore has been started."))
+    return redirect(_backups_url(request, snapshot))
 
 
 @login_required
@@ -273,6 +297,8 @@ def download(
         archive = services.snapshot_download(snapshot=snapshot, **_by(request))
     except roles.GrantRequired:
         return _grant_required(request, snapshot)
+    except services.TryLater as refused:
+        return _try_later(request, snapshot, refused)
     response = StreamingHttpResponse(archive, content_type="application/zip")
     response["Content-Disposition"] = content_disposition_header(True, archive_name(snapshot))
     return response
