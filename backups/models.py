@@ -40,8 +40,15 @@ class Repository(models.Model):
     )
     # Number of the last snapshot written; the running backup builds number ``seq + 1``.
     seq = models.PositiveIntegerField(default=0, editable=False)
-    # When the job that made the last snapshot was scheduled: the base of the next due time.
+    # When the job that made the last snapshot was scheduled, or when the scheduled pass last
+    # found the mailbox exactly as that snapshot recorded it (``checked_unchanged_at``): the
+    # base of the next due time, and how current the last snapshot is.
     last_backup_at = models.DateTimeField(_("last backup"), null=True, editable=False)
+    # When the scheduled pass last skipped the mailbox because its folders' STATUS, read from
+    # the server's doveadm API, was the last snapshot's (see ``unchanged``).
+    checked_unchanged_at = models.DateTimeField(
+        _("last found unchanged"), null=True, editable=False
+    )
     # One writer at a time (a backup, a restore or a prune), with a lease that a dead
     # worker cannot hold for ever.
     lease_owner = models.CharField(max_length=64, blank=True, editable=False)

@@ -44,6 +44,7 @@ from .models import (
 )
 from .packs import build_pack, pack_key
 from .store import Store, get_store
+from .unchanged import unchanged_repositories
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +205,13 @@ def resume_interrupted() -> dict[str, list[int]]:
 
 def schedule_due(now: datetime | None = None) -> list[int]:
     """For beat: a job for every backed-up mailbox whose last backup is older than its
-    plan's interval, the jobs whose task was lost sent again and the interrupted ones
-    resumed. Returns the ids of the backup jobs sent.
+    plan's interval and that changed since, the jobs whose task was lost sent again and the
+    interrupted ones resumed. Returns the ids of the backup jobs sent.
+
+    Whether a due mailbox changed is asked of each server once, for all its mailboxes
+    (``unchanged``); one found as its last snapshot recorded it is not opened, and counts as
+    backed up now (``Repository.checked_unchanged_at``). A server without the doveadm API
+    gets a job per due mailbox, whose run skips unchanged folders itself.
 
     A mailbox whose last job failed waits ``FAILED_RETRY_AFTER`` before the next try, so a
     broken one does not get a new failing job every quarter of an hour."""
@@ -216,19 +222,30 @@ def schedule_due(now: datetime | None = None) -> list[int]:
     candidates = (
         policy.backed_up_mailboxes()
         .exclude(Exists(busy))
-        .select_related("plan", "backup_repository", "domain__customer")
+        .select_related("plan", "backup_repository", "domain__customer", "mail_server")
     )
-    sent = []
-    # One mailbox's or job's error (a locked database, a broker away) is logged and skipped:
-    # the others, and the stuck jobs after them, are still sent; the next run tries it again.
-    for mailbox in candidates.iterator(chunk_size=500):
+    due: list[tuple[Mailbox, Repository | None]] = []
+    for mailbox in candidates.iterator(chunk_size=2000):
         repository = getattr(mailbox, "backup_repository", None)
         last = repository.last_backup_at if repository else None
         if policy.is_due(last, mailbox.plan, now):
-            try:
-                sent.append(_enqueue_backup(repository or repository_for(mailbox), "schedule").pk)
-            except Exception:
-                log.exception("backup of %s not scheduled", mailbox.address)
+            due.append((mailbox, repository))
+    skipped = _unchanged_since_last_snapshot(due)
+    if skipped:
+        Repository.objects.filter(pk__in=skipped).update(
+            last_backup_at=now, checked_unchanged_at=now
+        )
+    log.info("backups due: %d, found unchanged: %d", len(due), len(skipped))
+    sent = []
+    # One mailbox's or job's error (a locked database, a broker away) is logged and skipped:
+    # the others, and the stuck jobs after them, are still sent; the next run tries it again.
+    for mailbox, repository in due:
+        if repository is not None and repository.pk in skipped:
+            continue
+        try:
+            sent.append(_enqueue_backup(repository or repository_for(mailbox), "schedule").pk)
+        except Exception:
+            log.exception("backup of %s not scheduled", mailbox.address)
     sent += resume_interrupted()["backup"]
     for job in jobs.stale_jobs(BackupJob):
         enqueue_after_commit("backups.backup_mailbox", job.pk)
@@ -236,6 +253,21 @@ def schedule_due(now: datetime | None = None) -> list[int]:
     for restore_job in jobs.stale_jobs(RestoreJob):
         enqueue_after_commit("backups.restore", restore_job.pk, queue=settings.BACKUP_RESTORE_QUEUE)
     return sent
+
+
+def _unchanged_since_last_snapshot(due: list[tuple[Mailbox, Repository | None]]) -> set[int]:
+    """The repositories of ``due`` whose mailbox is as their last snapshot: one question to
+    each server (never inside a transaction: it talks to the mail server)."""
+    by_server: dict[int, list[tuple[Repository, str]]] = {}
+    servers = {}
+    for mailbox, repository in due:
+        if repository is not None and repository.seq > 0:
+            servers[mailbox.mail_server_id] = mailbox.mail_server
+            by_server.setdefault(mailbox.mail_server_id, []).append((repository, mailbox.address))
+    found: set[int] = set()
+    for server_id, repositories in by_server.items():
+        found |= unchanged_repositories(servers[server_id], repositories)
+    return found
 
 
 def restored_folder_name(snapshot: Snapshot, language: str) -> str:
