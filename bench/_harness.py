@@ -16,6 +16,8 @@ sys.path.insert(0, str(ROOT))
 # it Django's query log and cursor wrappers.
 os.environ["DEBUG"] = "false"
 os.environ.setdefault("SECRET_KEY", "bench-not-secret")
+# Static files as they are: a benchmark runs no collectstatic (production's hashed names).
+os.environ.setdefault("STATIC_MANIFEST", "false")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postamt_bench")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
 os.environ.setdefault("POSTAMT_MASTER_PASSWORD", "bench-master-password")

@@ -69,7 +69,8 @@ def main() -> None:
     }
 
     def get(params: dict, page_size: int = 50):  # type: ignore[no-untyped-def]
-        response = client.get(url, {**params, "page_size": page_size})
+        # secure: over HTTPS, as production serves it (DEBUG off redirects plain HTTP)
+        response = client.get(url, {**params, "page_size": page_size}, secure=True)
         assert response.status_code == 200, (params, response.status_code, response.content[:300])
         return response
 

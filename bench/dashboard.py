@@ -230,7 +230,8 @@ def main() -> None:
         params = dict(params)
         url = params.pop("url", mailboxes)
         headers = {"HX-Request": "true"} if params.pop("htmx", False) else {}
-        response = client.get(url, {**params, "per_page": per_page}, headers=headers)
+        # secure: over HTTPS, as production serves it (DEBUG off redirects plain HTTP)
+        response = client.get(url, {**params, "per_page": per_page}, headers=headers, secure=True)
         assert response.status_code == 200, (url, params, response.status_code)
         return response
 
@@ -266,7 +267,7 @@ def main() -> None:
         )
 
     started = time.perf_counter()
-    response = client.get(reverse("staff:mailbox_export"))
+    response = client.get(reverse("staff:mailbox_export"), secure=True)
     exported = sum(chunk.count(b"\n") for chunk in response.streaming_content) - 1
     print(f"CSV export of all {exported} mailboxes: {time.perf_counter() - started:.2f} s")
 
