@@ -45,10 +45,16 @@ def _by(request: Request) -> dict[str, Any]:
     return {"actor": request.user, "ip": client_ip(request)}
 
 
-def _own_customer(request: Request) -> int | None:
-    """The customer a customer's key is confined to; None for the hoster's keys."""
+def _key_user(request: Request) -> User:
+    """The user the request's key acts through (every view needs a key: ``KeyScope``)."""
     user = request.user
     assert isinstance(user, User)
+    return user
+
+
+def _own_customer(request: Request) -> int | None:
+    """The customer a customer's key is confined to; None for the hoster's keys."""
+    user = _key_user(request)
     return None if user.is_staff else user.customer_id
 
 
@@ -413,9 +419,7 @@ class SnapshotViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
     serializer_class = serializers.SnapshotSerializer
 
     def get_queryset(self) -> QuerySet[Snapshot]:
-        user = self.request.user
-        assert isinstance(user, User)
-        snapshots = backup_selectors.snapshots_for(user)
+        snapshots = backup_selectors.snapshots_for(_key_user(self.request))
         mailbox = _integer(self.request, "mailbox")
         return snapshots if mailbox is None else snapshots.filter(repository__mailbox=mailbox)
 
@@ -454,10 +458,10 @@ class SnapshotViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
         fields = data.validated_data
         into = None
         if fields.get("into_mailbox") is not None:
-            user = request.user
-            assert isinstance(user, User)
             into = _referenced(
-                backup_selectors.mailboxes_for(user), "into_mailbox", fields["into_mailbox"]
+                backup_selectors.mailboxes_for(_key_user(request)),
+                "into_mailbox",
+                fields["into_mailbox"],
             )
         job = backup_services.restore_request(
             snapshot=snapshot,
@@ -475,18 +479,14 @@ class BackupJobViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMi
     serializer_class = serializers.JobSerializer
 
     def get_queryset(self) -> QuerySet[BackupJob]:
-        user = self.request.user
-        assert isinstance(user, User)
-        return backup_selectors.backup_jobs_for(user)
+        return backup_selectors.backup_jobs_for(_key_user(self.request))
 
 
 class RestoreJobViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
     serializer_class = serializers.RestoreJobSerializer
 
     def get_queryset(self) -> QuerySet[RestoreJob]:
-        user = self.request.user
-        assert isinstance(user, User)
-        return backup_selectors.restore_jobs_for(user)
+        return backup_selectors.restore_jobs_for(_key_user(self.request))
 
 
 # --- The audit log --------------------------------------------------------------------------
