@@ -10,10 +10,11 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from mailboxes.models import GIB, Mailbox, MailServer
+from tests.e2e.test_portal import log_in_staff
 from tests.factories import make_plan
 from tests.integration.test_dovecot_logins import imap_can_login
 from tests.integration.test_import_logins import doveadm_pw
-from tests.twofactor import current_code, totp_device
+from tests.twofactor import totp_device
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -48,12 +49,7 @@ def test_staff_checks_fixes_imports_and_downloads_the_passwords(
         encoding="utf-8",
     )
 
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Email address or user name").fill("hanna")
-    page.get_by_label("Password").fill("Staff-Pass-2041")
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_label("Code").fill(current_code(device))  # the second step
-    page.get_by_role("button", name="Confirm").click()
+    log_in_staff(page, live_server.url, "hanna", "Staff-Pass-2041", device)
     page.get_by_role("link", name="Import and export").click()
     page.get_by_label("CSV file").set_input_files(str(bad))
     page.get_by_role("button", name="Check the file").click()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -18,6 +19,7 @@ from mailboxes.models import MailServer
 from mailserver.dovecot import DovecotInstance
 from tests.e2e.accessibility import assert_accessible
 from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox, make_plan
+from tests.twofactor import current_code
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -63,6 +65,13 @@ def log_in(page: Page, base_url: str, email: str, password: str) -> None:
     page.get_by_label("Email address or user name").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
+
+
+def log_in_staff(page: Page, base_url: str, username: str, password: str, device: Any) -> None:
+    """Staff log in in two steps: the password, then the authenticator app's code."""
+    log_in(page, base_url, username, password)
+    page.get_by_label("Code").fill(current_code(device))
+    page.get_by_role("button", name="Confirm").click()
 
 
 def test_customer_sees_quota_changes_password_and_logs_in_over_imap(
@@ -272,13 +281,11 @@ def test_staff_usage_view_switches_the_chart_range(
     Mailbox.objects.filter(pk=mailbox.pk).update(
         used_bytes=80 * MIB, usage_state="ok", usage_checked_at=now
     )
-    from tests.twofactor import current_code, totp_device
+    from tests.twofactor import totp_device
 
     staff = User.objects.create_user("hanna", password="Staff-Pass-2041", is_staff=True)
     device = totp_device(staff)
-    log_in(page, live_server.url, "hanna", "Staff-Pass-2041")
-    page.get_by_label("Code").fill(current_code(device))  # the second step
-    page.get_by_role("button", name="Confirm").click()
+    log_in_staff(page, live_server.url, "hanna", "Staff-Pass-2041", device)
     expect(page).to_have_url(re.compile(r"/staff/$"))
     page.goto(f"{live_server.url}/staff/mailboxes/{mailbox.pk}/")
     block = page.locator(f"#usage-{mailbox.pk}")

@@ -15,10 +15,10 @@ from backups.models import JobStatus
 from tests.backups import helpers
 from tests.backups.helpers import imap, message
 from tests.e2e.accessibility import assert_accessible
-from tests.e2e.test_portal import USER_PASSWORD, log_in
+from tests.e2e.test_portal import USER_PASSWORD, log_in, log_in_staff
 from tests.factories import make_customer, make_domain, make_mailbox
 from tests.integration.test_backups import wait
-from tests.twofactor import current_code, totp_device
+from tests.twofactor import totp_device
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -59,9 +59,7 @@ def test_support_needs_the_customers_grant_to_open_a_backups_message_list(
     browse_page = live_server.url + reverse("staff_backups:browse", args=[snapshot.pk])
 
     # Support: the snapshot is listed, its messages are not offered, and asking for them is refused.
-    log_in(page, live_server.url, "sam.support", SUPPORT_PASSWORD)
-    page.get_by_label("Code").fill(current_code(device))
-    page.get_by_role("button", name="Confirm").click()
+    log_in_staff(page, live_server.url, "sam.support", SUPPORT_PASSWORD, device)
     page.goto(backups_page)
     row = page.locator(f"#snapshot-{snapshot.pk}")
     expect(row).to_contain_text("2")  # its message count

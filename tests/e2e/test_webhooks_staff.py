@@ -8,7 +8,8 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from tests.e2e.accessibility import assert_accessible
-from tests.twofactor import current_code, totp_device
+from tests.e2e.test_portal import log_in_staff
+from tests.twofactor import totp_device
 from tests.waiting import wait_for
 from tests.webhooks.conftest import receiver, receivers
 from tests.webhooks.receiver import Receiver
@@ -28,12 +29,7 @@ def test_an_admin_adds_an_endpoint_and_its_test_event_arrives_signed(
     device = totp_device(
         User.objects.create_user("hanna", password="Staff-Pass-2041", is_staff=True)
     )
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Email address or user name").fill("hanna")
-    page.get_by_label("Password").fill("Staff-Pass-2041")
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_label("Code").fill(current_code(device))
-    page.get_by_role("button", name="Confirm").click()
+    log_in_staff(page, live_server.url, "hanna", "Staff-Pass-2041", device)
 
     page.get_by_role("link", name="Webhooks").click()
     expect(page.get_by_text("No endpoints yet.")).to_be_visible()
