@@ -9,14 +9,15 @@ import os
 import secrets
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from django.conf import settings
 
 TEMP_MARK = ".tmp-"
 FSYNC_EACH_UP_TO = 8
+CHUNK_SIZE = 1 << 20
 _syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
 
 
@@ -29,12 +30,22 @@ class Store(Protocol):
         """Store one object, whole or not at all; safe to call from several threads. It may
         become visible only with the next ``flush``."""
 
+    def put_file(self, key: str, source: Path) -> None:
+        """``put`` the contents of a file without holding them in memory (large messages).
+        The file is only read: the caller may remove it once this returns."""
+
     def flush(self) -> None:
         """Make every ``put`` so far visible and durable: a crash after this loses none."""
 
     def get(self, key: str) -> bytes: ...
 
     def get_range(self, key: str, offset: int, length: int) -> bytes: ...
+
+    def iter_range(
+        self, key: str, offset: int, length: int, chunk_size: int = CHUNK_SIZE
+    ) -> Iterator[bytes]:
+        """``get_range`` in pieces of at most ``chunk_size`` bytes, so that a large object is
+        never held whole; raises StoreError if the object ends before ``length`` bytes."""
 
     def size(self, key: str) -> int | None:
         """The size of a complete object, or None when there is none under ``key``."""
@@ -68,17 +79,23 @@ class LocalStore:
         return self.root.joinpath(*parts)
 
     def put(self, key: str, data: bytes) -> None:
+        self._stage(key, lambda out: out.write(data))
+
+    def put_file(self, key: str, source: Path) -> None:
+        def copy(out: BinaryIO) -> None:
+            with source.open("rb") as handle:
+                shutil.copyfileobj(handle, out, CHUNK_SIZE)
+
+        self._stage(key, copy)
+
+    def _stage(self, key: str, write: Callable[[BinaryIO], object]) -> None:
+        """Write a private temporary file next to ``key``; stage it for the next ``flush``."""
         path = self._path(key)
         temp = path.with_name(f"{path.name}{TEMP_MARK}{secrets.token_hex(6)}")
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
+            with open(temp, "xb", opener=lambda name, flags: os.open(name, flags, 0o600)) as out:
+                write(out)
         except OSError as exc:
             raise StoreError(f"cannot write {key}: {exc}") from exc
         with self._lock:  # only complete files are staged
@@ -113,17 +130,25 @@ class LocalStore:
             raise StoreError(f"cannot read {key}: {exc}") from exc
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
+        return b"".join(self.iter_range(key, offset, length, chunk_size=max(length, 1)))
+
+    def iter_range(
+        self, key: str, offset: int, length: int, chunk_size: int = CHUNK_SIZE
+    ) -> Iterator[bytes]:
         try:
             with self._path(key).open("rb") as handle:
                 handle.seek(offset)
-                data = handle.read(length)
+                left = length
+                while left:
+                    data = handle.read(min(left, chunk_size))
+                    if not data:
+                        raise StoreError(f"{key} is shorter than the index says")
+                    left -= len(data)
+                    yield data
         except FileNotFoundError as exc:
             raise StoreError(f"{key} is missing from the backup store") from exc
         except OSError as exc:
             raise StoreError(f"cannot read {key}: {exc}") from exc
-        if len(data) != length:
-            raise StoreError(f"{key} is shorter than the index says")
-        return data
 
     def size(self, key: str) -> int | None:
         try:

@@ -63,3 +63,18 @@ def test_a_write_error_is_a_store_error(tmp_path):
     (tmp_path / "repo").write_text("a file where a directory should be")
     with pytest.raises(StoreError, match="cannot write"):
         LocalStore(tmp_path).put("repo/blobs/x", b"data")
+
+
+def test_large_objects_go_in_and_out_in_pieces(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    source = tmp_path / "message.eml"
+    source.write_bytes(bytes(range(256)) * 40)
+    store.put_file("repo/blobs/big", source)
+    assert list(store.list("repo")) == []  # like put: visible only after flush
+    store.flush()
+
+    pieces = list(store.iter_range("repo/blobs/big", 10, 5000, chunk_size=1024))
+    assert [len(piece) for piece in pieces] == [1024] * 4 + [904]
+    assert b"".join(pieces) == source.read_bytes()[10:5010]
+    with pytest.raises(StoreError, match="shorter"):
+        list(store.iter_range("repo/blobs/big", 10_000, 500))
