@@ -21,7 +21,7 @@ app.autodiscover_tasks()
 @signals.worker_init.connect
 def _check_worker_secrets(sender: Any, **_kwargs: Any) -> None:
     """Refuse to start a worker without the secrets of its queues, or with weak ones."""
-    _refuse_weak_secrets("worker", queues=list(sender.app.amqp.queues))
+    _refuse_weak_secrets("worker", queues=list(sender.app.amqp.queues.consume_from))
 
 
 @signals.beat_init.connect
