@@ -171,6 +171,9 @@ def stack(
         "webhooks": {},
     }
     web_env = {**base, **secret_key, "BACKUP_IDENTITY_FILE": str(identity_file)}
+    # The web talks to no mail server, so it never holds their secrets.
+    assert not {"POSTAMT_MASTER_PASSWORD", "POSTAMT_DOVEADM_API_KEY"} & set(web_env)
+    assert "BACKUP_IDENTITY_FILE" not in {**base, **held["backup"]}
     collected = subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
         cwd=CHECKOUT, env=web_env, capture_output=True, text=True, timeout=300,
