@@ -202,7 +202,7 @@ def stack(
     stack.start(
         "beat",
         [str(BIN / "celery"), "-A", "provider", "beat", "--schedule", str(tmp_path / "beat")],
-        base,
+        {k: v for k, v in base.items() if k != "DATABASE_URL"},  # the broker is all it needs
     )
     try:
         browser = Browser(port)
