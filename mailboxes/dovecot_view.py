@@ -6,13 +6,18 @@ PostgreSQL and SQLite. ``active`` is 0/1 so both databases compare it alike.
 It is dropped before migrations and created after them (see apps.py), because SQLite rebuilds
 a table to alter it and PostgreSQL refuses to change a column a view uses: no migration has
 to know the view exists.
+
+On PostgreSQL Dovecot logs in with a role of its own (``manage.py dovecot_db_role``) that may
+read this view and record last logins in ``dovecot_last_login``, nothing else.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 CREATE = """
 CREATE VIEW dovecot_users AS
@@ -42,3 +47,66 @@ def create(using: str = "default", **_kwargs: Any) -> None:
     with connection.cursor() as cursor:
         cursor.execute("DROP VIEW IF EXISTS dovecot_users")
         cursor.execute(CREATE)
+    if connection.vendor == "postgresql":
+        # Dropping the view dropped its grants: give it back to Dovecot's roles.
+        for role in _dovecot_roles(connection):
+            with connection.cursor() as cursor:
+                cursor.execute(f"GRANT SELECT ON dovecot_users TO {role}")
+
+
+def _dovecot_roles(connection: BaseDatabaseWrapper) -> list[str]:
+    """The roles allowed to record last logins: Dovecot's (the table outlives migrations)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT grant_.grantee::regrole::text"
+            " FROM pg_attribute, aclexplode(attacl) AS grant_"
+            " WHERE attrelid = 'dovecot_last_login'::regclass"
+            " AND grant_.privilege_type = 'INSERT'"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def dovecot_role_save(role: str, password: str, using: str = "default") -> None:
+    """Create Dovecot's login role, or reset it to exactly what Dovecot needs.
+
+    It may SELECT the view (passdb, userdb, ``doveadm -A``) and, for the last_login plugin's
+    dict-sql ``INSERT ... ON CONFLICT (protocol, username) DO UPDATE SET last_login = ...``:
+    INSERT those three columns, UPDATE ``last_login``, and SELECT ``protocol`` and
+    ``username`` (PostgreSQL wants to read the conflict target). Any other privilege it was
+    given on this database's tables is taken away. Roles are cluster-wide and need
+    CREATEROLE, so this is a command an operator runs, not a migration.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        raise ValueError("Dovecot's own role exists only on PostgreSQL")
+    if not ROLE_NAME.fullmatch(role):
+        raise ValueError(f"{role!r} is not a plain PostgreSQL role name (a-z, 0-9, _)")
+    if role == connection.settings_dict.get("USER"):
+        raise ValueError(f"{role!r} is Postamt's own role: give Dovecot another one")
+    if not password:
+        raise ValueError("Dovecot's role needs a password")
+    quote = connection.ops.quote_name
+    name = quote(role)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
+        verb = "ALTER" if cursor.fetchone() else "CREATE"
+        cursor.execute(
+            f"{verb} ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
+            " NOREPLICATION NOBYPASSRLS PASSWORD %s",
+            [password],
+        )
+        cursor.execute("SELECT current_database(), current_schema()")
+        database, schema = cursor.fetchone()
+        cursor.execute(f"GRANT CONNECT ON DATABASE {quote(database)} TO {name}")
+        cursor.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {quote(schema)} FROM {name}")
+        cursor.execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {quote(schema)} FROM {name}")
+        cursor.execute(f"REVOKE CREATE ON SCHEMA {quote(schema)} FROM {name}")
+        cursor.execute(f"GRANT USAGE ON SCHEMA {quote(schema)} TO {name}")
+        cursor.execute(f"GRANT SELECT ON dovecot_users TO {name}")
+        cursor.execute(
+            "GRANT SELECT (protocol, username), INSERT (protocol, username, last_login),"
+            f" UPDATE (last_login) ON dovecot_last_login TO {name}"
+        )

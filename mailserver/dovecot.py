@@ -112,6 +112,7 @@ class DovecotInstance:
             "mail_user": conf["MAIL_USER"],
             "instance_name": conf["INSTANCE_NAME"],
             "binary": conf["BINARY"],
+            "db": conf["DATABASE"],
         }
         values.update(overrides)
         return cls(**values)

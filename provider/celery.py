@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Any, TypedDict
 
-from celery import Celery
+from celery import Celery, signals
 from django.db import transaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provider.settings")
@@ -16,6 +16,26 @@ log = logging.getLogger(__name__)
 app = Celery("provider")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.worker_init.connect
+def _check_worker_secrets(sender: Any, **_kwargs: Any) -> None:
+    """Refuse to start a worker without the secrets of its queues, or with weak ones."""
+    _refuse_weak_secrets("worker", queues=list(sender.app.amqp.queues.consume_from))
+
+
+@signals.beat_init.connect
+def _check_beat_secrets(sender: Any, **_kwargs: Any) -> None:
+    _refuse_weak_secrets("beat")
+
+
+def _refuse_weak_secrets(process: str, queues: list[str] | None = None) -> None:
+    from provider.checks import process_secret_errors
+
+    errors = process_secret_errors(process, queues or ())
+    if errors:
+        # SystemExit: Celery logs and swallows any Exception a signal handler raises.
+        raise SystemExit("\n".join(f"{e.id}: {e.msg} {e.hint}" for e in errors))
 
 
 class RetryOptions(TypedDict):

@@ -1,7 +1,9 @@
 """Start-up checks of the settings (Django system checks): what production must not run with.
 
 Run by ``manage.py check``, ``migrate`` and ``runserver``, and before gunicorn starts in the
-container (docker/Dockerfile). Registered by ``web.apps``.
+container (docker/Dockerfile). Registered by ``web.apps``. Each kind of process is asked only
+for the secrets it holds: Celery workers and beat check theirs as they start
+(provider/celery.py), ``manage.py dovecot`` its own.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 # Values copied from examples and never replaced, compared without case or punctuation.
 PLACEHOLDERS = frozenset(
@@ -48,21 +51,51 @@ def _weakness(value: str, *, min_length: int, min_unique: int = 1) -> str | None
     return None
 
 
-def check_secrets(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[checks.Error]:
-    """With DEBUG off: SECRET_KEY long and not a placeholder; the master password set; any
-    other secret that is set, not a placeholder nor short. Never shows a secret's value."""
+# What each kind of process holds in production (docs/operations.md, "Secrets per process"):
+# only these are required of it. Workers by the queues they consume: SECRET_KEY signs the
+# links in invitations and password emails (default queue); the master password logs workers
+# in to the mail servers. The web and beat need neither of the latter; Dovecot no SECRET_KEY.
+PROCESS_SECRETS: dict[str, tuple[str, ...]] = {
+    "web": ("SECRET_KEY",),
+    "beat": (),
+    "dovecot": ("POSTAMT_MASTER_PASSWORD",),
+}
+QUEUE_SECRETS: dict[str, tuple[str, ...]] = {
+    "default": ("SECRET_KEY", "POSTAMT_MASTER_PASSWORD"),
+    "poll": ("POSTAMT_MASTER_PASSWORD",),
+    "backup": ("POSTAMT_MASTER_PASSWORD",),
+    "restore": ("POSTAMT_MASTER_PASSWORD",),
+    "webhooks": (),
+}
+# Checked whenever they are set, in any process.
+OPTIONAL_SECRETS = (
+    "SECRET_KEY",
+    "POSTAMT_MASTER_PASSWORD",
+    "POSTAMT_DOVEADM_API_KEY",
+    "EMAIL_HOST_PASSWORD",
+)
+
+
+def _value(name: str) -> str:
+    try:
+        return str(getattr(settings, name) or "")
+    except ImproperlyConfigured:  # Django refuses to hand out an empty SECRET_KEY
+        return ""
+
+
+def process_secret_errors(process: str, queues: Sequence[str] = ()) -> list[checks.Error]:
+    """With DEBUG off: the secrets ``process`` (or a worker on ``queues``) needs are set, and
+    every secret that is set is neither a placeholder nor short. Never shows a value."""
     if settings.DEBUG:
         return []
-    required = {
-        "SECRET_KEY": settings.SECRET_KEY,
-        "POSTAMT_MASTER_PASSWORD": settings.POSTAMT_MASTER_PASSWORD,
-    }
-    optional = {
-        "POSTAMT_DOVEADM_API_KEY": settings.POSTAMT_DOVEADM_API_KEY,
-        "EMAIL_HOST_PASSWORD": settings.EMAIL_HOST_PASSWORD,
-    }
+    required = set(PROCESS_SECRETS.get(process, ()))
+    for queue in queues:
+        required.update(QUEUE_SECRETS.get(queue, ("SECRET_KEY", "POSTAMT_MASTER_PASSWORD")))
     errors = []
-    for name, value in [*required.items(), *((n, v) for n, v in optional.items() if v)]:
+    for name in OPTIONAL_SECRETS:
+        value = _value(name)
+        if not value and name not in required:
+            continue
         if name == "SECRET_KEY":
             problem = _weakness(
                 value, min_length=SECRET_KEY_MIN_LENGTH, min_unique=SECRET_KEY_MIN_UNIQUE
@@ -79,3 +112,10 @@ def check_secrets(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> li
                 )
             )
     return errors
+
+
+def check_secrets(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[checks.Error]:
+    """The web's secrets, for ``manage.py check`` before gunicorn starts (and migrate and the
+    other commands, which need the same). Workers and beat check theirs as they start
+    (provider/celery.py), ``manage.py dovecot`` its own."""
+    return process_secret_errors("web")

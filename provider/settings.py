@@ -44,10 +44,10 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
 DEBUG = env.bool("DEBUG", default=False)
+# Not every process holds it (Dovecot and beat do not): the start-up checks (provider/checks.py)
+# require it of those that do, and Django refuses to use an empty one.
 SECRET_KEY = secret("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise RuntimeError("SECRET_KEY must be set in the environment unless DEBUG is on")
+if not SECRET_KEY and DEBUG:
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
@@ -127,7 +127,9 @@ TEMPLATES = [
 
 # SQLite needs no setup; production and the test suite use PostgreSQL via DATABASE_URL.
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'postamt.sqlite3'}"),
+    "default": env.db_url_config(
+        secret("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'postamt.sqlite3'}"
+    ),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Dovecot reads the same file while we write: WAL lets readers and one writer coexist.
@@ -342,6 +344,13 @@ DOVECOT = {
     "LMTP_PORT": env.int("DOVECOT_LMTP_PORT", default=10024),
     "DOVEADM_PORT": env.int("DOVECOT_DOVEADM_PORT", default=10808),
     "MAIL_USER": env.str("DOVECOT_MAIL_USER", default="mail"),
+    # On PostgreSQL, Dovecot's own role (manage.py dovecot_db_role): it reads dovecot_users
+    # and records last logins, nothing else. Unset: Dovecot connects like Postamt does.
+    "DATABASE": (
+        env.db_url_config(secret("DOVECOT_DATABASE_URL"))
+        if secret("DOVECOT_DATABASE_URL")
+        else None
+    ),
 }
 
 # "json": one JSON object per line (provider/logs.py), for log collectors; "text" for people.

@@ -11,6 +11,9 @@ packages=(python3 python3-venv python3-dev gcc gettext redis-server
           dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-pgsql dovecot-sqlite)
 if [ "$mode" = test ]; then
   packages+=(postgresql chromium isync)
+  # `docker-compose config` validates docker/compose.yaml (tests/test_compose.py); it needs no
+  # Docker engine, which the CI machines cannot run.
+  packages+=(docker-compose)
   # npm fetches axe-core for the browser tests' accessibility checks; any npm will do (some
   # machines have Node.js with npm from elsewhere, and Debian's npm would conflict with it).
   command -v npm >/dev/null || packages+=(npm)

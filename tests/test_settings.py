@@ -256,7 +256,7 @@ def test_the_production_environment_passes_djangos_deployment_checklist():
         ("SECRET_KEY", "django-insecure-" + "a1b2c3d4e5" * 5, "SECRET_KEY is a placeholder"),
         ("SECRET_KEY", "k7Qv2xZ9mP4rT8wY1nB6", "SECRET_KEY is shorter than 50"),
         ("SECRET_KEY", "ab" * 30, "SECRET_KEY is shorter than 50"),  # too few characters
-        ("POSTAMT_MASTER_PASSWORD", "", "POSTAMT_MASTER_PASSWORD is empty"),
+        ("SECRET_KEY", "", "SECRET_KEY is empty"),
         ("POSTAMT_MASTER_PASSWORD", "secret", "POSTAMT_MASTER_PASSWORD is a placeholder"),
         ("POSTAMT_MASTER_PASSWORD", "Xr7Tq2Lp9", "POSTAMT_MASTER_PASSWORD is shorter than 16"),
         ("POSTAMT_DOVEADM_API_KEY", "CHANGE-ME", "POSTAMT_DOVEADM_API_KEY is a placeholder"),

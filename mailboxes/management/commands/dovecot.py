@@ -9,17 +9,26 @@ from django.core.management.base import BaseCommand, CommandError
 
 from mailboxes.services import mail_server_register_local
 from mailserver.dovecot import DovecotError, DovecotInstance
+from provider.checks import process_secret_errors
 
 
 class Command(BaseCommand):
     help = "Render Postamt's Dovecot configuration (render) or run Dovecot in the foreground (run)."
+    # Dovecot holds no SECRET_KEY: the checks of the web's secrets do not apply here.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("action", choices=["render", "run"])
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         instance = DovecotInstance.from_settings()
-        mail_server_register_local(instance)
+        if instance.db is None:
+            # With a role of its own (DOVECOT_DATABASE_URL) Dovecot may not write the row:
+            # then `manage.py mailserver_save` records it, where Postamt's own login is.
+            mail_server_register_local(instance)
+        errors = process_secret_errors("dovecot")
+        if errors:
+            raise CommandError("\n".join(f"{e.id}: {e.msg}" for e in errors))
         try:
             config = instance.render()
             instance.check()
