@@ -1,5 +1,6 @@
-"""Where backup objects live, behind a small interface: a local directory now, object storage
-later. Keys are ``/``-separated paths; objects are written whole and never modified.
+"""Where backup objects live, behind a small interface: a local directory, or S3-compatible
+object storage (``s3store.py``), chosen by ``BACKUP_STORE_URL``. Keys are ``/``-separated
+paths; objects are written whole and never modified.
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ class Store(Protocol):
     def delete_prefix(self, prefix: str) -> None: ...
 
 
+def check_key(key: str) -> None:
+    """Keys are relative paths without empty, ``.`` or ``..`` parts (so that none escapes a
+    directory) and never look like an unfinished write; the same rule in every store."""
+    parts = key.split("/")
+    if not key or any(part in ("", ".", "..") or TEMP_MARK in part for part in parts):
+        raise StoreError(f"invalid key {key!r}")
+
+
 class LocalStore:
     """A directory. ``put`` writes a temporary file; ``flush`` makes every file written so
     far durable with one ``syncfs`` (one journal commit instead of one per file), renames
@@ -73,10 +82,8 @@ class LocalStore:
         self._lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(part in ("", ".", "..") or TEMP_MARK in part for part in parts):
-            raise StoreError(f"invalid key {key!r}")
-        return self.root.joinpath(*parts)
+        check_key(key)
+        return self.root.joinpath(*key.split("/"))
 
     def put(self, key: str, data: bytes) -> None:
         self._stage(key, lambda out: out.write(data))
@@ -212,5 +219,19 @@ def _fsync_directory(path: Path) -> None:
 
 
 def get_store() -> Store:
-    """The configured store (``BACKUP_ROOT``)."""
-    return LocalStore(Path(settings.BACKUP_ROOT))
+    """The configured store: S3 when ``BACKUP_STORE_URL`` names a bucket, else the directory
+    ``BACKUP_ROOT``. Everything in ``backups`` reaches storage through here."""
+    if not settings.BACKUP_STORE_URL:
+        return LocalStore(Path(settings.BACKUP_ROOT))
+    # Imported here: boto3 takes a third of a second to load, which only S3 users should pay.
+    from .s3store import S3Store, s3_client
+
+    bucket, _slash, prefix = settings.BACKUP_STORE_URL.removeprefix("s3://").partition("/")
+    client = s3_client(
+        endpoint_url=settings.BACKUP_S3_ENDPOINT_URL,
+        region=settings.BACKUP_S3_REGION,
+        addressing_style=settings.BACKUP_S3_ADDRESSING_STYLE,
+        access_key_id=settings.BACKUP_S3_ACCESS_KEY_ID,
+        secret_access_key=settings.BACKUP_S3_SECRET_ACCESS_KEY,
+    )
+    return S3Store(client, bucket, prefix)
