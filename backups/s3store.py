@@ -249,32 +249,33 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-# What an operator should look at, by S3's error code.
+# What an operator should look at, by S3's error code (a HEAD request's error has no body,
+# only its HTTP status).
+ACCESS = "the credentials lack a permission this process needs (docs/operations.md)"
 HINTS = {
-    "NoSuchBucket": "the bucket does not exist (BACKUP_STORE_URL)",
-    "AccessDenied": "the credentials may not do this: see the bucket policy in docs/operations.md",
-    "InvalidAccessKeyId": "the access key is unknown to the store (BACKUP_S3_ACCESS_KEY_ID)",
-    "SignatureDoesNotMatch": "the secret key is wrong (BACKUP_S3_SECRET_ACCESS_KEY)",
-    "BadDigest": "the data arrived damaged (its MD5 differs) and was not stored",
-    "InvalidDigest": "the data arrived damaged (its MD5 differs) and was not stored",
-    "XAmzContentSHA256Mismatch": "the data arrived damaged and was not stored",
-    "RequestTimeTooSkewed": "this machine's clock is off: S3 refuses requests signed with it",
+    "NoSuchBucket": "check BACKUP_STORE_URL",
+    "AccessDenied": ACCESS,
+    "403": ACCESS + "; a missing object shows as 403 without s3:ListBucket",
+    "InvalidAccessKeyId": "check BACKUP_S3_ACCESS_KEY_ID (or AWS_ACCESS_KEY_ID)",
+    "SignatureDoesNotMatch": "check BACKUP_S3_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY)",
+    "BadDigest": "the data arrived damaged and was not stored",
+    "InvalidDigest": "the data arrived damaged and was not stored",
+    "RequestTimeTooSkewed": "this machine's clock is wrong",
+    "PermanentRedirect": "the bucket is in another region: check BACKUP_S3_REGION",
+    "AuthorizationHeaderMalformed": "check BACKUP_S3_REGION",
 }
 
 
 def _store_error(what: str, exc: BotoCoreError | ClientError) -> StoreError:
-    """The S3 error code and message, with a hint where one helps; botocore's messages name
-    endpoints and keys, never credentials."""
-    if isinstance(exc, ClientError):
-        code = _code(exc)
-        message = exc.response.get("Error", {}).get("Message") or ""
-        hint = HINTS.get(code)
-        detail = (
-            f"{code} {message}".strip()
-            or f"HTTP {exc.response.get('ResponseMetadata', {}).get('HTTPStatusCode')}"
-        )
-        return StoreError(f"{what}: {detail}" + (f" — {hint}" if hint else ""))
-    return StoreError(f"{what}: {exc}")
+    """S3's message and error code, and what to check where that is clear; botocore's
+    messages name endpoints and keys, never credentials."""
+    if not isinstance(exc, ClientError):
+        return StoreError(f"{what}: {exc}")
+    code = _code(exc)
+    message = exc.response.get("Error", {}).get("Message") or ""
+    detail = f"{message} ({code})" if message else code
+    hint = HINTS.get(code)
+    return StoreError(f"{what}: {detail}" + (f" — {hint}" if hint else ""))
 
 
 def s3_client(
