@@ -16,6 +16,7 @@ import pytest
 from backups.s3store import PART_SIZE, S3Store, s3_client
 from backups.store import LocalStore, Store, StoreError, get_store
 from tests.backups.helpers import S3Server
+from tests.test_settings import child_env, run_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -249,3 +250,42 @@ def _parts_stored(store: S3Store) -> int:
         )
         for upload in uploads
     )
+
+
+def test_s3_is_chosen_from_the_environment_with_the_secret_from_a_file(tmp_path):
+    secret = tmp_path / "s3-secret"
+    secret.write_text("from-a-file\n")
+    result = run_settings(
+        """
+        from django.conf import settings
+        from backups.store import get_store
+        store = get_store()
+        secret = settings.BACKUP_S3_SECRET_ACCESS_KEY
+        print(type(store).__name__, store.bucket, store.prefix, secret)
+        """,
+        BACKUP_STORE_URL="s3://acme-mail-backups/postamt/eu",
+        BACKUP_S3_ACCESS_KEY_ID="id",
+        BACKUP_S3_SECRET_ACCESS_KEY_FILE=str(secret),
+    )
+    assert result.stdout.split() == ["S3Store", "acme-mail-backups", "postamt/eu", "from-a-file"]
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("BACKUP_STORE_URL", "https://acme-mail-backups.example.net/postamt"),
+        ("BACKUP_STORE_URL", "s3://"),
+        ("BACKUP_S3_ADDRESSING_STYLE", "subdomain"),
+    ],
+)
+def test_a_wrong_store_setting_stops_the_start_and_says_which(variable, value):
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=child_env(**{variable: value}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert f"{variable} must be" in result.stderr
