@@ -3,8 +3,8 @@ guarantees of the local store: a key holds its whole object or nothing, what is 
 checked on arrival, and nothing an interrupted upload leaves is listed.
 
 boto3 rather than obstore: prune must find and abort the multipart uploads that a killed
-worker left (``ListMultipartUploads``), which obstore does not offer, and every
-S3-compatible server is tested against boto3's requests first.
+worker left (``ListMultipartUploads``), which obstore does not offer; and boto3 is the
+reference client that S3-compatible servers document and test against.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .store import CHUNK_SIZE, StoreError, check_key
+from .store_base import CHUNK_SIZE, StoreError, check_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -109,8 +109,9 @@ class S3Store:
                 raise
             raise _store_error(f"cannot write {self._where(key)}", exc) from exc
         stored = self.size(key)
-        if stored != size:
-            raise StoreError(f"{self._where(key)} holds {stored} bytes after writing {size}")
+        if stored != size:  # not what was sent: gone, so that the next run writes it again
+            self.delete(key)
+            raise StoreError(f"{self._where(key)} held {stored} bytes after writing {size}")
 
     def _abort(self, name: str, upload_id: str) -> None:
         """Best effort: what is left is aborted by the next prune (``discard_incomplete``)."""

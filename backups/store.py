@@ -16,14 +16,10 @@ from typing import BinaryIO, Protocol
 
 from django.conf import settings
 
-TEMP_MARK = ".tmp-"
+from .store_base import CHUNK_SIZE, TEMP_MARK, StoreError, check_key
+
 FSYNC_EACH_UP_TO = 8
-CHUNK_SIZE = 1 << 20
 _syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
-
-
-class StoreError(Exception):
-    """An object could not be written or read back intact."""
 
 
 class Store(Protocol):
@@ -60,14 +56,6 @@ class Store(Protocol):
         """Remove what interrupted writes left under ``prefix``; only while no one writes."""
 
     def delete_prefix(self, prefix: str) -> None: ...
-
-
-def check_key(key: str) -> None:
-    """Keys are relative paths without empty, ``.`` or ``..`` parts (so that none escapes a
-    directory) and never look like an unfinished write; the same rule in every store."""
-    parts = key.split("/")
-    if not key or any(part in ("", ".", "..") or TEMP_MARK in part for part in parts):
-        raise StoreError(f"invalid key {key!r}")
 
 
 class LocalStore:
