@@ -18,7 +18,7 @@ from backups.store import get_store
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
 from tests.factories import make_mailbox, make_plan
-from tests.integration.test_backups import backup_now, empty, fill, restore_now
+from tests.integration.test_backups import backup_now, empty, fill, restore_now, wait
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +35,15 @@ def backup_check(*args: str) -> str:
 
 
 def test_backup_prune_check_and_restore_with_the_store_in_s3(
-    dovecot, mail_server, s3_settings, backup_keys
+    dovecot, mail_server, celery_worker, s3_settings, backup_keys
 ):
     s3_settings.BACKUP_IDENTITY_FILE = str(backup_keys.identity_file)
     plan = make_plan(keep_daily=1, keep_weekly=0, keep_monthly=0)
     anna = make_mailbox("anna", plan=plan)
     fill(dovecot, anna.address)
-    first = backup_now(anna).snapshot
+    job = wait(services.backup_request(mailbox=anna, actor="test"))  # by the worker
+    assert job.status == JobStatus.DONE, job.error
+    first = job.snapshot
     with imap(dovecot, anna.address) as client:
         client.select_folder("INBOX")
         client.delete_messages(client.search(["SUBJECT", "one"]))
@@ -86,9 +88,18 @@ def test_backup_prune_check_and_restore_with_the_store_in_s3(
     assert restore.status == JobStatus.DONE, restore.error
     assert mailbox_contents(dovecot, anna.address) == wanted
 
-    lost = repository.packs.first()
-    store.delete(pack_key(prefix, lost.name))
+    # What the bucket lost or changed, backup_check finds.
+    pack = repository.packs.first()
+    store.put(pack_key(prefix, pack.name), b"\0" * pack.size)
+    assert f"pack damaged (its SHA-256 is not its name): {pack.name}" in failed_check(anna)
+    store.delete(pack_key(prefix, pack.name))
+    assert f"pack missing: {pack.name}" in failed_check(anna)
+
+
+def failed_check(mailbox) -> str:  # type: ignore[no-untyped-def]
     out = io.StringIO()
     with pytest.raises(CommandError, match="1 backup has problems"):
-        call_command("backup_check", anna.address, stdout=out, stderr=io.StringIO())
-    assert f"pack missing: {lost.name}" in out.getvalue()
+        call_command(
+            "backup_check", mailbox.address, "--read-data", stdout=out, stderr=io.StringIO()
+        )
+    return out.getvalue()
