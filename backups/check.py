@@ -207,7 +207,8 @@ def _open_blob(
 
 
 def _sha256(store: Store, key: str, size: int) -> str:
+    """One read of the whole pack, in pieces: one request on S3, little memory anywhere."""
     digest = hashlib.sha256()
-    for offset in range(0, size, HASH_CHUNK):
-        digest.update(store.get_range(key, offset, min(HASH_CHUNK, size - offset)))
+    for piece in store.iter_range(key, 0, size, chunk_size=HASH_CHUNK):
+        digest.update(piece)
     return digest.hexdigest()

@@ -1,5 +1,6 @@
-"""Where backup objects live, behind a small interface: a local directory now, object storage
-later. Keys are ``/``-separated paths; objects are written whole and never modified.
+"""Where backup objects live, behind a small interface: a local directory, or S3-compatible
+object storage (``s3store.py``), chosen by ``BACKUP_STORE_URL``. Keys are ``/``-separated
+paths; objects are written whole and never modified.
 """
 
 from __future__ import annotations
@@ -15,14 +16,10 @@ from typing import BinaryIO, Protocol
 
 from django.conf import settings
 
-TEMP_MARK = ".tmp-"
+from .store_base import CHUNK_SIZE, TEMP_MARK, StoreError, check_key
+
 FSYNC_EACH_UP_TO = 8
-CHUNK_SIZE = 1 << 20
 _syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
-
-
-class StoreError(Exception):
-    """An object could not be written or read back intact."""
 
 
 class Store(Protocol):
@@ -73,10 +70,8 @@ class LocalStore:
         self._lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(part in ("", ".", "..") or TEMP_MARK in part for part in parts):
-            raise StoreError(f"invalid key {key!r}")
-        return self.root.joinpath(*parts)
+        check_key(key)
+        return self.root.joinpath(*key.split("/"))
 
     def put(self, key: str, data: bytes) -> None:
         self._stage(key, lambda out: out.write(data))
@@ -212,5 +207,19 @@ def _fsync_directory(path: Path) -> None:
 
 
 def get_store() -> Store:
-    """The configured store (``BACKUP_ROOT``)."""
-    return LocalStore(Path(settings.BACKUP_ROOT))
+    """The configured store: S3 when ``BACKUP_STORE_URL`` names a bucket, else the directory
+    ``BACKUP_ROOT``. Everything in ``backups`` reaches storage through here."""
+    if not settings.BACKUP_STORE_URL:
+        return LocalStore(Path(settings.BACKUP_ROOT))
+    # Imported here: boto3 takes a third of a second to load, which only S3 users should pay.
+    from .s3store import S3Store, s3_client
+
+    bucket, _slash, prefix = settings.BACKUP_STORE_URL.removeprefix("s3://").partition("/")
+    client = s3_client(
+        endpoint_url=settings.BACKUP_S3_ENDPOINT_URL,
+        region=settings.BACKUP_S3_REGION,
+        addressing_style=settings.BACKUP_S3_ADDRESSING_STYLE,
+        access_key_id=settings.BACKUP_S3_ACCESS_KEY_ID,
+        secret_access_key=settings.BACKUP_S3_SECRET_ACCESS_KEY,
+    )
+    return S3Store(client, bucket, prefix)

@@ -557,6 +557,22 @@ SPECTACULAR_SETTINGS = {
 # Workers encrypt to the public key only; the private key (identity) is needed only by the
 # separate restore/download step. See docs/backups.md for generating and keeping them.
 BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(VAR_DIR / "backups")))
+# Off-site: s3://bucket or s3://bucket/prefix puts backups in S3-compatible object storage
+# instead of BACKUP_ROOT. The endpoint is AWS unless BACKUP_S3_ENDPOINT_URL names another
+# (MinIO, Ceph, Wasabi, …); MinIO and Ceph usually want the "path" addressing style. Without
+# BACKUP_S3_ACCESS_KEY_ID, boto3's own chain applies (AWS_ACCESS_KEY_ID, AWS_PROFILE, a role).
+BACKUP_STORE_URL = env.str("BACKUP_STORE_URL", default="")
+if BACKUP_STORE_URL and not re.fullmatch(
+    r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", BACKUP_STORE_URL
+):
+    raise RuntimeError("BACKUP_STORE_URL must be s3://bucket or s3://bucket/prefix, or unset")
+BACKUP_S3_ENDPOINT_URL = env.str("BACKUP_S3_ENDPOINT_URL", default="")
+BACKUP_S3_REGION = env.str("BACKUP_S3_REGION", default="")
+BACKUP_S3_ADDRESSING_STYLE = env.str("BACKUP_S3_ADDRESSING_STYLE", default="auto")
+if BACKUP_S3_ADDRESSING_STYLE not in ("auto", "path", "virtual"):
+    raise RuntimeError("BACKUP_S3_ADDRESSING_STYLE must be auto, path or virtual")
+BACKUP_S3_ACCESS_KEY_ID = secret("BACKUP_S3_ACCESS_KEY_ID")
+BACKUP_S3_SECRET_ACCESS_KEY = secret("BACKUP_S3_SECRET_ACCESS_KEY")
 BACKUP_PUBLIC_KEY = env.str("BACKUP_PUBLIC_KEY", default="")
 BACKUP_IDENTITY_FILE = env.str("BACKUP_IDENTITY_FILE", default="")
 # Messages fetched per IMAP round trip and committed per database transaction.

@@ -2,7 +2,8 @@
 # Install what Postamt needs on a Debian machine: system packages that are missing, then a
 # virtualenv with the Python dependencies. Safe to run again; it only adds what is absent.
 #   scripts/setup.sh          packages to run Postamt
-#   scripts/setup.sh test     plus what the test suite needs (PostgreSQL, Chromium, isync)
+#   scripts/setup.sh test     plus what the test suite needs (PostgreSQL, Chromium, isync, and
+#                             through the test extras moto, whose S3 server the store tests use)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}

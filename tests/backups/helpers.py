@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +47,69 @@ def backup_settings(settings, tmp_path: Path, backup_keys: Keys):  # type: ignor
     settings.BACKUP_PUBLIC_KEY = backup_keys.public
     settings.BACKUP_IDENTITY_FILE = ""
     return settings
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A real S3 endpoint on 127.0.0.1: moto's server, in a process of its own."""
+
+    endpoint_url: str
+    region: str = "us-east-1"
+    access_key_id: str = "test-access-key"
+    secret_access_key: str = "test-secret-key-never-shown"
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from backups.s3store import s3_client
+
+        return s3_client(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            addressing_style="path",
+            access_key_id=self.access_key_id,
+            secret_access_key=self.secret_access_key,
+        )
+
+    def new_bucket(self) -> str:
+        name = f"postamt-{secrets.token_hex(6)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("moto's S3 server did not start") from None
+            time.sleep(0.1)
+    yield S3Server(f"http://127.0.0.1:{port}")
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def s3_settings(backup_settings, s3_server: S3Server):  # type: ignore[no-untyped-def]
+    """``backup_settings`` with the store in a fresh bucket of the test's S3 server."""
+    backup_settings.BACKUP_STORE_URL = f"s3://{s3_server.new_bucket()}/backups"
+    backup_settings.BACKUP_S3_ENDPOINT_URL = s3_server.endpoint_url
+    backup_settings.BACKUP_S3_REGION = s3_server.region
+    backup_settings.BACKUP_S3_ADDRESSING_STYLE = "path"
+    backup_settings.BACKUP_S3_ACCESS_KEY_ID = s3_server.access_key_id
+    backup_settings.BACKUP_S3_SECRET_ACCESS_KEY = s3_server.secret_access_key
+    return backup_settings
 
 
 @pytest.fixture
