@@ -1,7 +1,12 @@
-"""The ``dovecot_users`` view: the only thing Dovecot reads from Postamt's database.
+"""The views Dovecot reads from Postamt's database: ``dovecot_users`` (the mail servers) and
+``dovecot_proxy`` (the proxy in front of them).
 
 A view keeps Dovecot's queries independent of Django's table layout, and the same SQL works on
 PostgreSQL and SQLite. ``active`` is 0/1 so both databases compare it alike.
+
+While a move is unfinished, ``dovecot_users`` lists the mailbox on both servers, its own and
+the other end of the move, so that workers can log in on either side to copy, catch up and
+remove the old copy. The proxy routes only to the mailbox's own server.
 
 It is dropped before migrations and created after them (see apps.py), because SQLite rebuilds
 a table to alter it and PostgreSQL refuses to change a column a view uses: no migration has
@@ -14,8 +19,7 @@ from typing import Any
 
 from django.db import connections
 
-CREATE = """
-CREATE VIEW dovecot_users AS
+_USER_COLUMNS = """
 SELECT m.address AS username,
        m.password_hash AS password,
        m.protocol AS protocol,
@@ -24,6 +28,31 @@ SELECT m.address AS username,
        m.storage_path AS storage_path,
        s.name AS server
 FROM mailboxes_mailbox m
+"""
+
+CREATE = f"""
+CREATE VIEW dovecot_users AS
+{_USER_COLUMNS}
+JOIN mailboxes_mailserver s ON s.id = m.mail_server_id
+UNION ALL
+{_USER_COLUMNS}
+JOIN mailboxes_mailboxmove mv ON mv.mailbox_id = m.id
+ AND mv.state IN ('queued', 'copying', 'switched')
+JOIN mailboxes_mailserver s
+  ON s.id = CASE WHEN mv.source_id = m.mail_server_id THEN mv.target_id ELSE mv.source_id END
+"""
+
+CREATE_PROXY = """
+CREATE VIEW dovecot_proxy AS
+SELECT m.address AS username,
+       m.password_hash AS password,
+       m.protocol AS protocol,
+       CASE WHEN m.status = 'active' THEN 1 ELSE 0 END AS active,
+       s.hostname AS host,
+       s.imap_port AS imap_port,
+       s.pop3_port AS pop3_port,
+       s.lmtp_port AS lmtp_port
+FROM mailboxes_mailbox m
 JOIN mailboxes_mailserver s ON s.id = m.mail_server_id
 """
 
@@ -31,14 +60,17 @@ JOIN mailboxes_mailserver s ON s.id = m.mail_server_id
 def drop(using: str = "default", **_kwargs: Any) -> None:
     with connections[using].cursor() as cursor:
         cursor.execute("DROP VIEW IF EXISTS dovecot_users")
+        cursor.execute("DROP VIEW IF EXISTS dovecot_proxy")
 
 
 def create(using: str = "default", **_kwargs: Any) -> None:
     """(Re)create the view, if the tables it reads exist yet."""
     connection = connections[using]
     tables = set(connection.introspection.table_names())
-    if not {"mailboxes_mailbox", "mailboxes_mailserver"} <= tables:
+    if not {"mailboxes_mailbox", "mailboxes_mailserver", "mailboxes_mailboxmove"} <= tables:
         return
     with connection.cursor() as cursor:
         cursor.execute("DROP VIEW IF EXISTS dovecot_users")
+        cursor.execute("DROP VIEW IF EXISTS dovecot_proxy")
         cursor.execute(CREATE)
+        cursor.execute(CREATE_PROXY)
