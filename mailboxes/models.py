@@ -758,6 +758,7 @@ class MailboxMove(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(_("started"), auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
     switched_at = models.DateTimeField(_("switched"), null=True)
     finished_at = models.DateTimeField(_("finished"), null=True)
 
