@@ -67,9 +67,17 @@ def _check_target(mailbox: Mailbox, target: MailServer) -> None:
 
 
 def mailbox_move_start(
-    *, mailbox: Mailbox, target: MailServer, actor: Actor, ip: str | None = None
+    *,
+    mailbox: Mailbox,
+    target: MailServer,
+    actor: Actor,
+    ip: str | None = None,
+    on_worker: bool = True,
 ) -> MailboxMove:
-    """Queue moving ``mailbox`` to ``target``; refused with a message staff can act on."""
+    """Queue moving ``mailbox`` to ``target``; refused with a message staff can act on.
+
+    ``on_worker=False``: the caller runs the move itself (``run_move``); the sweeper still
+    resumes it if the caller dies."""
     roles.authorize(actor, "mailbox.move")
     already = _("%(address)s is being moved already.") % {"address": mailbox.display_address}
     if MailboxMove.objects.filter(mailbox=mailbox, state__in=MailboxMove.UNFINISHED).exists():
@@ -92,7 +100,8 @@ def mailbox_move_start(
                 from_server=mailbox.mail_server.name,
                 to_server=target.name,
             )
-            enqueue_after_commit("mailboxes.move_mailbox", move.pk)
+            if on_worker:
+                enqueue_after_commit("mailboxes.move_mailbox", move.pk)
     except IntegrityError as exc:  # a concurrent start won the race
         raise _refuse(already) from exc
     return move

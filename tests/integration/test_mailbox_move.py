@@ -169,3 +169,50 @@ def test_a_session_open_on_the_old_server_is_closed_before_the_catch_up(fleet: F
     with pytest.raises((IMAPClientError, imaplib.IMAP4.abort, OSError)):
         client.append("INBOX", message("too late"))
         client.noop()
+
+
+def test_the_command_moves_a_mailbox_and_names_what_it_refuses(fleet: Fleet, settings) -> None:  # type: ignore[no-untyped-def]
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    settings.POSTAMT_MOVE_SETTLE_SECONDS = 0
+    mailbox = mailbox_on(fleet.server_a, "anna")
+    fleet.deliver(mailbox.address, message("hello"))
+    with pytest.raises(CommandError, match="There is no mail server “nowhere”"):
+        call_command("mailbox_move", mailbox.address, "nowhere")
+    with pytest.raises(CommandError, match="is on fleet-a already"):
+        call_command("mailbox_move", mailbox.address, "fleet-a")
+
+    out = StringIO()
+    call_command("mailbox_move", mailbox.address, "fleet-b", "--now", stdout=out)
+    assert "Moved anna@anna.fleet-a.test to fleet-b: 1 messages." in out.getvalue()
+    mailbox.refresh_from_db()
+    assert mailbox.mail_server == fleet.server_b
+    assert len(message_files(fleet.b, mailbox)) == 1
+
+
+def test_a_move_started_by_staff_runs_on_the_worker(
+    fleet: Fleet,
+    celery_worker: object,
+    client,
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    from django.urls import reverse
+
+    from accounts.models import StaffRole, User
+    from tests.waiting import wait_for
+
+    settings.POSTAMT_MOVE_SETTLE_SECONDS = 0.5
+    mailbox = mailbox_on(fleet.server_a, "anna")
+    fleet.deliver(mailbox.address, message("hello"))
+    client.force_login(User.objects.create_user("hanna", is_staff=True, staff_role=StaffRole.ADMIN))
+    url = reverse("staff:mailbox_move", args=[mailbox.pk])
+    assert client.post(url, {"target": "fleet-b"}).status_code == 302
+
+    wait_for(
+        lambda: MailboxMove.objects.get(mailbox=mailbox).state == "done", "the move", timeout=60
+    )
+    assert "Moved to fleet-b" in client.get(url).content.decode()
+    assert folder_contents(fleet.proxy, mailbox.address)["INBOX"] == [("hello", ())]
+    assert message_files(fleet.a, mailbox) == []
