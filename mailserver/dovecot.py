@@ -118,6 +118,8 @@ class DovecotInstance:
             "mail_user": conf["MAIL_USER"],
             "instance_name": conf["INSTANCE_NAME"],
             "binary": conf["BINARY"],
+            "role": conf["ROLE"],
+            "trusted_networks": conf["TRUSTED_NETWORKS"],
         }
         values.update(overrides)
         return cls(**values)

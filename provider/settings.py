@@ -342,6 +342,10 @@ DOVECOT = {
     "LMTP_PORT": env.int("DOVECOT_LMTP_PORT", default=10024),
     "DOVEADM_PORT": env.int("DOVECOT_DOVEADM_PORT", default=10808),
     "MAIL_USER": env.str("DOVECOT_MAIL_USER", default="mail"),
+    # "backend" stores mail; "proxy" is the one public address in front of the mail servers
+    # (docs/operations.md). A mail server behind a proxy trusts the proxy's networks.
+    "ROLE": env.str("DOVECOT_ROLE", default="backend"),
+    "TRUSTED_NETWORKS": env.str("DOVECOT_TRUSTED_NETWORKS", default=""),
 }
 
 # "json": one JSON object per line (provider/logs.py), for log collectors; "text" for people.

@@ -186,7 +186,7 @@ def test_the_command_moves_a_mailbox_and_names_what_it_refuses(fleet: Fleet, set
 
     out = StringIO()
     call_command("mailbox_move", mailbox.address, "fleet-b", "--now", stdout=out)
-    assert "Moved anna@anna.fleet-a.test to fleet-b: 1 messages." in out.getvalue()
+    assert "Moved anna@anna.fleet-a.test to fleet-b: 1 message." in out.getvalue()
     mailbox.refresh_from_db()
     assert mailbox.mail_server == fleet.server_b
     assert len(message_files(fleet.b, mailbox)) == 1

@@ -19,7 +19,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         instance = DovecotInstance.from_settings()
-        mail_server_register_local(instance)
+        if instance.role not in ("backend", "proxy"):
+            raise CommandError(f"DOVECOT_ROLE is {instance.role!r}: use backend or proxy")
+        if instance.role == "backend":  # the proxy is no mail server of its own
+            mail_server_register_local(instance)
         try:
             config = instance.render()
             instance.check()
@@ -29,6 +32,8 @@ class Command(BaseCommand):
             self.stdout.write(str(config))
             return
         doveadm = f", doveadm HTTP API {instance.listen}:{instance.doveadm_port}"
+        if instance.role == "proxy":
+            doveadm = " (proxy)"
         self.stdout.write(
             f"Dovecot: IMAP {instance.listen}:{instance.imap_port}, "
             f"POP3 {instance.listen}:{instance.pop3_port}, "

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from mailboxes import moves
 from mailboxes.cli import get_mail_server, get_mailbox
@@ -52,11 +53,16 @@ class Command(ServiceCommand):
                 _("The move of %(address)s did not finish: %(error)s")
                 % {"address": mailbox.display_address, "error": move.error or move.state}
             )
+        count = move.messages_total + move.caught_up
         self.stdout.write(
-            _("Moved %(address)s to %(server)s: %(count)d messages.")
+            ngettext(
+                "Moved %(address)s to %(server)s: %(count)d message.",
+                "Moved %(address)s to %(server)s: %(count)d messages.",
+                count,
+            )
             % {
                 "address": mailbox.display_address,
                 "server": target.name,
-                "count": move.messages_total + move.caught_up,
+                "count": count,
             }
         )
