@@ -30,16 +30,18 @@ SELECT m.address AS username,
 FROM mailboxes_mailbox m
 """
 
+# The mailbox's own server last, so that a WHERE appended to the statement filters it
+# (tests/integration/test_polling.py makes Dovecot miss a mailbox that way).
 CREATE = f"""
 CREATE VIEW dovecot_users AS
-{_USER_COLUMNS}
-JOIN mailboxes_mailserver s ON s.id = m.mail_server_id
-UNION ALL
 {_USER_COLUMNS}
 JOIN mailboxes_mailboxmove mv ON mv.mailbox_id = m.id
  AND mv.state IN ('queued', 'copying', 'switched')
 JOIN mailboxes_mailserver s
   ON s.id = CASE WHEN mv.source_id = m.mail_server_id THEN mv.target_id ELSE mv.source_id END
+UNION ALL
+{_USER_COLUMNS}
+JOIN mailboxes_mailserver s ON s.id = m.mail_server_id
 """
 
 CREATE_PROXY = """
