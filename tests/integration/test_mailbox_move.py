@@ -216,3 +216,24 @@ def test_a_move_started_by_staff_runs_on_the_worker(
     assert "Moved to fleet-b" in client.get(url).content.decode()
     assert folder_contents(fleet.proxy, mailbox.address)["INBOX"] == [("hello", ())]
     assert message_files(fleet.a, mailbox) == []
+
+
+def test_a_copy_run_again_copies_nothing_twice_and_keeps_true_duplicates(fleet: Fleet) -> None:
+    """A worker lost mid-copy runs the pass again: nothing may end up twice, but two
+    identical messages (same Message-ID, size and date) stay two."""
+    from mailserver.move import copy_mailbox
+
+    mailbox = mailbox_on(fleet.server_a, "anna")
+    twin = b"From: a@example.org\r\nMessage-ID: <twin@example.org>\r\nSubject: twin\r\n\r\nx\r\n"
+    with master_session(fleet.server_a, mailbox.address) as session:
+        session.append("INBOX", [(twin, [], _date()), (twin, [], _date())])
+        session.append("INBOX", [(message("single"), ["\\Seen"], _date())])
+    # An unfinished move makes the mailbox known to both servers.
+    first = moves.mailbox_move_start(mailbox=mailbox, target=fleet.server_b, actor="test")
+
+    once = {f.name: f for f in copy_mailbox(fleet.server_a, fleet.server_b, mailbox.address)}
+    again = {f.name: f for f in copy_mailbox(fleet.server_a, fleet.server_b, mailbox.address)}
+
+    assert once["INBOX"].copied == 3 and once["INBOX"].matches
+    assert again["INBOX"].copied == 0 and again["INBOX"].target_messages == 3
+    assert first.state == MailboxMove.State.QUEUED
