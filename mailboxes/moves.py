@@ -82,6 +82,12 @@ def mailbox_move_start(
     already = _("%(address)s is being moved already.") % {"address": mailbox.display_address}
     if MailboxMove.objects.filter(mailbox=mailbox, state__in=MailboxMove.UNFINISHED).exists():
         raise _refuse(already)
+    if not mailbox.is_active:
+        # The mail servers refuse every login to it, the workers' master logins too.
+        raise _refuse(
+            _("%(address)s is suspended; reactivate it to move it.")
+            % {"address": mailbox.display_address}
+        )
     _check_target(mailbox, target)
     try:
         with transaction.atomic():

@@ -10,6 +10,7 @@ from imapclient import IMAPClient
 
 from mailboxes import moves
 from mailboxes.models import Mailbox, MailboxMove
+from mailboxes.services import mailbox_reactivate, mailbox_suspend
 from mailserver.errors import MasterLoginRejected
 from mailserver.imap import append_message, master_session
 from tests.conftest import Fleet
@@ -141,6 +142,11 @@ def test_a_move_is_refused_to_the_same_server_or_a_full_one_or_twice(fleet: Flee
 
     fleet.server_b.active = True
     fleet.server_b.save()
+    mailbox_suspend(mailbox=mailbox, actor="test")
+    with pytest.raises(ValidationError, match="is suspended; reactivate it to move it"):
+        moves.mailbox_move_start(mailbox=mailbox, target=fleet.server_b, actor="test")
+    mailbox_reactivate(mailbox=mailbox, actor="test")
+
     moves.mailbox_move_start(mailbox=mailbox, target=fleet.server_b, actor="test")
     with pytest.raises(ValidationError, match="is being moved already"):
         moves.mailbox_move_start(mailbox=mailbox, target=fleet.server_b, actor="test")
@@ -216,6 +222,13 @@ def test_a_move_started_by_staff_runs_on_the_worker(
     assert "Moved to fleet-b" in client.get(url).content.decode()
     assert folder_contents(fleet.proxy, mailbox.address)["INBOX"] == [("hello", ())]
     assert message_files(fleet.a, mailbox) == []
+    # Usage is measured again, now on the new server.
+    measured = wait_for(
+        lambda: Mailbox.objects.filter(pk=mailbox.pk, usage_state="ok", used_bytes__gt=0).first(),
+        "the usage measured after the move",
+        timeout=30,
+    )
+    assert measured.mail_server == fleet.server_b
 
 
 def test_a_copy_run_again_copies_nothing_twice_and_keeps_true_duplicates(fleet: Fleet) -> None:
