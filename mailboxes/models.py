@@ -714,3 +714,80 @@ class ImportJob(models.Model):
         if not self.progress_total:
             return 0
         return min(99, self.progress_done * 100 // self.progress_total)
+
+
+class MailboxMove(models.Model):
+    """Moving one mailbox to another mail server (``mailboxes.moves``).
+
+    The row is the job's state: a worker claims each step with a conditional UPDATE, so a
+    task delivered twice does each step once. While a move is unfinished the mailbox is
+    visible to both servers (the ``dovecot_users`` view), so workers can log in on either side.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("waiting for a worker")
+        COPYING = "copying", _("copying")
+        SWITCHED = "switched", _("switched, catching up")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed")
+
+    UNFINISHED = (State.QUEUED, State.COPYING, State.SWITCHED)
+
+    mailbox = models.ForeignKey(
+        Mailbox, verbose_name=_("mailbox"), on_delete=models.CASCADE, related_name="moves"
+    )
+    source = models.ForeignKey(
+        MailServer, verbose_name=_("from"), on_delete=models.PROTECT, related_name="+"
+    )
+    target = models.ForeignKey(
+        MailServer, verbose_name=_("to"), on_delete=models.PROTECT, related_name="+"
+    )
+    state = models.CharField(_("state"), max_length=8, choices=State.choices, default=State.QUEUED)
+    messages_total = models.PositiveIntegerField(_("messages to copy"), default=0)
+    messages_done = models.PositiveIntegerField(_("messages checked"), default=0)
+    messages_copied = models.PositiveIntegerField(_("messages copied"), default=0)
+    caught_up = models.PositiveIntegerField(_("messages caught up after the switch"), default=0)
+    # Per folder: the source's UIDVALIDITY and highest UID the last copy saw, so the catch-up
+    # after the switch copies only what arrived later (not what the customer deleted since).
+    copied_upto = models.JSONField(default=dict, editable=False)
+    # Per folder: [messages, bytes] on both sides when the copy was verified.
+    verified = models.JSONField(default=dict, editable=False)
+    error = models.TextField(_("error"), blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(_("started"), auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    switched_at = models.DateTimeField(_("switched"), null=True)
+    finished_at = models.DateTimeField(_("finished"), null=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("mailbox move")
+        verbose_name_plural = _("mailbox moves")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox"],
+                condition=models.Q(state__in=["queued", "copying", "switched"]),
+                name="mailbox_one_unfinished_move",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(source=models.F("target")), name="mailbox_move_elsewhere"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id}: {self.source_id} → {self.target_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.UNFINISHED
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.DONE:
+            return 100
+        if not self.messages_total:
+            return 0
+        return min(99, 100 * self.messages_done // self.messages_total)

@@ -13,7 +13,7 @@ from celery import shared_task
 from mailserver.errors import MailServerUnavailable
 from provider.celery import RetryOptions
 
-from . import imports, password_notices, polling, quota_warnings, usage
+from . import imports, moves, password_notices, polling, quota_warnings, usage
 from .models import PollRun
 
 MAX_POLL_ATTEMPTS = 8
@@ -160,4 +160,29 @@ def send_pending_password_notices() -> int:
     ids = password_notices.pending()
     for mailbox_id in ids:
         send_password_notice.delay(mailbox_id)
+    return len(ids)
+
+
+@shared_task(
+    name="mailboxes.move_mailbox",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=50 * 60,
+    time_limit=55 * 60,
+    **RETRY,
+)
+def move_mailbox(move_id: int) -> None:
+    """The next steps of a move; after the switch it comes back once more to catch up."""
+    wait = moves.run_move(move_id)
+    if wait is not None:
+        move_mailbox.apply_async((move_id,), countdown=wait)
+
+
+@shared_task(name="mailboxes.resume_stalled_moves", acks_late=True)
+def resume_stalled_moves() -> int:
+    """The backstop of moves whose task was lost or whose worker died (capped by
+    ``MailboxMove.attempts``)."""
+    ids = moves.stalled_moves()
+    for move_id in ids:
+        move_mailbox.delay(move_id)
     return len(ids)

@@ -121,3 +121,18 @@ def _doveadm(server: Server, commands: list[list[object]], timeout: float) -> li
         raise MailServerError(f"{server.name}: doveadm API refused the request: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise MailServerUnavailable(f"{server.name}: doveadm API: {exc}") from exc
+
+
+NO_SUCH_USER = 68
+
+
+def doveadm_kick(server: Server, address: str, timeout: float = 30) -> bool:
+    """Close ``address``'s open IMAP and POP3 sessions on ``server``; False where the server
+    has no doveadm HTTP API configured (its sessions then end when the clients log out)."""
+    if not server.doveadm_port:
+        return False
+    [(kind, payload, _tag)] = _doveadm(server, [["kick", {"mask": [address]}, "c"]], timeout)
+    # Exit code 68 (EX_NOUSER): nobody was logged in, so nobody was kicked.
+    if kind != "doveadmResponse" and payload.get("exitCode") != NO_SUCH_USER:
+        raise MailServerError(f"{server.name}: doveadm kick failed: {payload}")
+    return True

@@ -1,7 +1,9 @@
 """A private Dovecot instance driven by Postamt's database.
 
 Renders a self-contained configuration (no ``conf.d``, no system service) for Dovecot 2.3 or
-2.4, whichever is installed, and runs it in the foreground on loopback ports.
+2.4, whichever is installed, and runs it in the foreground on loopback ports. The same class
+renders a mail server (``role="backend"``, stores mail) or the proxy in front of them
+(``role="proxy"``, one public address that passes each login and delivery on).
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ class DovecotInstance:
     instance_name: str = ""
     mail_fsync: str = "optimized"
     auth_penalty: bool = True
+    role: Literal["backend", "proxy"] = "backend"
+    # A mail server behind the proxy trusts it to name the client's address (its logs and
+    # auth penalty then see the customer, not the proxy); space-separated networks.
+    trusted_networks: str = ""
     binary: str = "/usr/sbin/dovecot"
     db: dict[str, Any] | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -113,6 +119,8 @@ class DovecotInstance:
             "instance_name": conf["INSTANCE_NAME"],
             "binary": conf["BINARY"],
             "db": conf["DATABASE"],
+            "role": conf["ROLE"],
+            "trusted_networks": conf["TRUSTED_NETWORKS"],
         }
         values.update(overrides)
         return cls(**values)
@@ -146,10 +154,12 @@ class DovecotInstance:
         ``version`` picks the template; by default that of the installed ``dovecot --version``
         (a check against another Dovecot, e.g. scripts/check-dovecot-2.4.sh, forces it).
         """
-        if not self.master_password:
-            raise DovecotError("POSTAMT_MASTER_PASSWORD is not set: workers could not log in")
         if version is None:
             version = "2.4" if detect_version(self.binary) >= (2, 4) else "2.3"
+        if self.role == "proxy":
+            return self._render_proxy(version)
+        if not self.master_password:
+            raise DovecotError("POSTAMT_MASTER_PASSWORD is not set: workers could not log in")
         mail_pw = pwd.getpwnam(self.mail_user)
         _make_private_root(self.root, mail_pw.pw_gid)
         for directory in (self.conf_dir, self.root / "log", self.root / "state"):
@@ -182,6 +192,7 @@ class DovecotInstance:
             "mail_uid": mail_pw.pw_uid,
             "mail_fsync": self.mail_fsync,
             "auth_penalty": self.auth_penalty,
+            "trusted_networks": self.trusted_networks,
             **sql_settings(self.db),
         }
         self._write(self.config_file, render_to_string(f"dovecot/dovecot-{version}.conf", context))
@@ -195,6 +206,37 @@ class DovecotInstance:
             self.conf_dir / "master-users",
             f"{self.master_user}:{ssha512(self.master_password)}\n",
         )
+        return self.config_file
+
+    def _render_proxy(self, version: Literal["2.3", "2.4"]) -> Path:
+        """The proxy keeps no mail and knows no master user: only its configuration, which
+        holds the database password and is root's alone."""
+        for directory in (self.root, self.conf_dir, self.root / "log", self.root / "state"):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            directory.chmod(0o700)
+        running = self.running_pid()
+        if running:
+            raise DovecotError(f"Dovecot already runs from {self.root} (pid {running})")
+        shutil.rmtree(self.root / "run", ignore_errors=True)
+        context = {
+            "server": self.server,
+            "instance_name": self.instance_name or f"postamt-{self.server}",
+            "root": self.root,
+            "conf_dir": self.conf_dir,
+            "log_path": self.root / "log" / "dovecot.log",
+            "listen": self.listen,
+            "imap_port": self.imap_port,
+            "pop3_port": self.pop3_port,
+            "lmtp_port": self.lmtp_port,
+            "auth_penalty": self.auth_penalty,
+            **sql_settings(self.db),
+        }
+        self._write(self.config_file, render_to_string(f"dovecot/proxy-{version}.conf", context))
+        if version == "2.3":
+            self._write(
+                self.conf_dir / "dovecot-sql.conf.ext",
+                render_to_string("dovecot/proxy-sql-2.3.conf.ext", context),
+            )
         return self.config_file
 
     def running_pid(self) -> int | None:

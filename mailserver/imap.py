@@ -231,6 +231,10 @@ class MailboxSession:
             else:
                 self._client.unsubscribe_folder(folder)
 
+    def delete_folder(self, folder: str) -> None:
+        with self.guard(FolderError, f"cannot delete folder {folder!r}"):
+            self._client.delete_folder(folder)
+
     # --- messages of the selected folder ---------------------------------------------------
 
     def uids(self) -> list[int]:
@@ -295,6 +299,25 @@ class MailboxSession:
                     )
                     if typ != "OK":
                         raise CommandRefused(f"UID STORE failed: {data!r:.200}")
+
+    def expunge(self, uids: Iterable[int]) -> None:
+        """Delete these messages for good (``UID EXPUNGE``, RFC 4315: no other message
+        marked deleted goes with them). Needs a folder selected with ``readonly=False``."""
+        wanted = sorted(uids)
+        with self.guard(what="UID EXPUNGE"):
+            for start in range(0, len(wanted), METADATA_CHUNK):
+                chunk = uid_set(wanted[start : start + METADATA_CHUNK])
+                typ, data = self._imap.uid("STORE", chunk, "+FLAGS.SILENT", "(\\Deleted)")
+                if typ == "OK":
+                    typ, data = self._imap.uid("EXPUNGE", chunk)
+                if typ != "OK":
+                    raise CommandRefused(f"UID EXPUNGE failed: {data!r:.200}")
+
+    def expunge_all(self) -> None:
+        """Empty the selected folder."""
+        uids = self.uids()
+        if uids:
+            self.expunge(uids)
 
     def append(self, folder: str, messages: Sequence[NewMessage]) -> None:
         """Store messages in a folder with one ``MULTIAPPEND`` (RFC 3502), which the server

@@ -351,6 +351,10 @@ DOVECOT = {
         if secret("DOVECOT_DATABASE_URL")
         else None
     ),
+    # "backend" stores mail; "proxy" is the one public address in front of the mail servers
+    # (docs/operations.md). A mail server behind a proxy trusts the proxy's networks.
+    "ROLE": env.str("DOVECOT_ROLE", default="backend"),
+    "TRUSTED_NETWORKS": env.str("DOVECOT_TRUSTED_NETWORKS", default=""),
 }
 
 # "json": one JSON object per line (provider/logs.py), for log collectors; "text" for people.
@@ -376,6 +380,9 @@ LOGGING = {
 POSTAMT_POLL_INTERVAL = env.int("POSTAMT_POLL_INTERVAL", default=15 * 60)  # seconds
 POSTAMT_POLL_CHUNK = env.int("POSTAMT_POLL_CHUNK", default=200)  # mailboxes per DB transaction
 POSTAMT_REFRESH_MIN_INTERVAL = env.int("POSTAMT_REFRESH_MIN_INTERVAL", default=60)  # seconds
+# A mailbox move waits this long after switching servers before it catches up with the old
+# one, so that a delivery the proxy routed just before the switch has landed (docs/operations.md).
+POSTAMT_MOVE_SETTLE_SECONDS = env.float("POSTAMT_MOVE_SETTLE_SECONDS", default=5.0)
 POSTAMT_HISTORY_FULL_DAYS = env.int("POSTAMT_HISTORY_FULL_DAYS", default=7)
 POSTAMT_HISTORY_HOURLY_DAYS = env.int("POSTAMT_HISTORY_HOURLY_DAYS", default=90)
 
@@ -467,6 +474,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mailboxes.refresh_pending",
         "schedule": 2 * 60,
         "options": {"expires": 2 * 60},
+    },
+    "resume-stalled-moves": {
+        "task": "mailboxes.resume_stalled_moves",
+        "schedule": 5 * 60,
+        "options": {"expires": 5 * 60},
     },
     "send-pending-password-notices": {
         "task": "mailboxes.send_pending_password_notices",

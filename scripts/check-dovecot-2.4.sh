@@ -9,11 +9,13 @@
 # For each database it creates Postamt's schema and three mailboxes (IMAP, POP3, a tiny IMAP
 # quota), renders the 2.4 configuration with DovecotInstance.render(version="2.4"), runs
 # `doveconf -n` and `dovecot -F` inside the chroot and probes it from this machine over IMAP,
-# POP3, LMTP and the doveadm HTTP API. It ends with PASS or FAIL (exit status 0 or 1).
+# POP3, LMTP and the doveadm HTTP API; then it starts the proxy (role="proxy") in front of it
+# and probes logins and delivery through the proxy. It ends with PASS or FAIL (exit status 0 or 1).
 #
 # Environment: CHROOT (default /var/tmp/trixie-chroot, outside the checkout), MIRROR (default:
 # the Debian mirror of this machine's apt sources), PG_URL (default postgres://postgres@127.0.0.1:5432),
 # BACKENDS ("sqlite pgsql"), IMAP_PORT/POP3_PORT/LMTP_PORT/DOVEADM_PORT (24143/24110/24024/24808),
+# PROXY_IMAP_PORT/PROXY_POP3_PORT/PROXY_LMTP_PORT (24144/24111/24025),
 # KEEP=1 keeps the rendered files and databases for a look afterwards.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,9 @@ IMAP_PORT=${IMAP_PORT:-24143}
 POP3_PORT=${POP3_PORT:-24110}
 LMTP_PORT=${LMTP_PORT:-24024}
 DOVEADM_PORT=${DOVEADM_PORT:-24808}
+PROXY_IMAP_PORT=${PROXY_IMAP_PORT:-24144}
+PROXY_POP3_PORT=${PROXY_POP3_PORT:-24111}
+PROXY_LMTP_PORT=${PROXY_LMTP_PORT:-24025}
 KEEP=${KEEP:-0}
 WORK=/srv/postamt-check           # inside the chroot; $CHROOT$WORK on this machine
 PG_DB=postamt_check_dovecot24
@@ -39,6 +44,7 @@ export PGOPTIONS="--client-min-messages=warning"  # no NOTICE for DROP ... IF EX
 declare -a SUMMARY=()
 failed=0
 dovecot_pid=""
+proxy_pid=""
 
 say() { printf '\n== %s\n' "$*"; }
 result() {  # result PASS|FAIL|SKIP text
@@ -54,17 +60,21 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 case $CHROOT in /*) ;; *) echo "CHROOT must be an absolute path" >&2; exit 1 ;; esac
 case $CHROOT/ in "$REPO"/*) echo "CHROOT must be outside the checkout" >&2; exit 1 ;; esac
 
-stop_dovecot() {
-  [ -n "$dovecot_pid" ] || return 0
-  if kill -0 "$dovecot_pid" 2>/dev/null; then
+stop_pid() {  # stop_pid PID: a Dovecot master started here
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
     local t0; t0=$(now)
-    kill -TERM "$dovecot_pid"
-    for _ in $(seq 200); do kill -0 "$dovecot_pid" 2>/dev/null || break; sleep 0.05; done
-    kill -0 "$dovecot_pid" 2>/dev/null && kill -KILL "$dovecot_pid"
-    wait "$dovecot_pid" 2>/dev/null
+    kill -TERM "$pid"
+    for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    wait "$pid" 2>/dev/null
     echo "stopped in $(since "$t0") s"
   fi
-  dovecot_pid=""
+}
+stop_dovecot() {
+  stop_pid "$proxy_pid"; proxy_pid=""
+  stop_pid "$dovecot_pid"; dovecot_pid=""
 }
 
 cleanup() {
@@ -126,9 +136,10 @@ mountpoint -q "$CHROOT/dev" || mount --bind /dev "$CHROOT/dev"
 mkdir -p "$CHROOT$(dirname "$CHROOT")"
 [ -L "$CHROOT$CHROOT" ] || ln -s / "$CHROOT$CHROOT"
 
-for port in "$IMAP_PORT" "$POP3_PORT" "$LMTP_PORT" "$DOVEADM_PORT"; do
+for port in "$IMAP_PORT" "$POP3_PORT" "$LMTP_PORT" "$DOVEADM_PORT" \
+            "$PROXY_IMAP_PORT" "$PROXY_POP3_PORT" "$PROXY_LMTP_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is in use: set IMAP_PORT, POP3_PORT, LMTP_PORT, DOVEADM_PORT" >&2; exit 1
+    echo "port $port is in use: set IMAP_PORT, POP3_PORT, LMTP_PORT, DOVEADM_PORT, PROXY_*_PORT" >&2; exit 1
   fi
 done
 
@@ -165,7 +176,128 @@ for local, p, quota in (("anna", plan("IMAP", True, 1024 * MIB), 50 * MIB),
     mailbox_create(domain=domain, local_part=local, password=env["BOX_PASSWORD"], plan=p,
                    protocol="imap" if p.allows_imap else "pop3", quota_bytes=quota, actor="check")
 instance.render(version="2.4")
+# The proxy in front of it: its own root, ports and configuration, the same database.
+DovecotInstance(
+    root=Path(env["ROOT"]) / "proxy", server="proxy24", role="proxy",
+    imap_port=int(env["PROXY_IMAP_PORT"]), pop3_port=int(env["PROXY_POP3_PORT"]),
+    lmtp_port=int(env["PROXY_LMTP_PORT"]), auth_penalty=False, db=dict(connection.settings_dict),
+).render(version="2.4")
 '
+}
+
+proxy_probe() {
+  "$PY" - <<'PY'
+"""Probe logins and delivery through the proxy; stdlib only. Exit status: number of failures."""
+import imaplib, os, poplib, smtplib, socket, sys, time
+
+HOST = "127.0.0.1"
+IMAP, POP3, LMTP = (int(os.environ[k]) for k in ("PROXY_IMAP_PORT", "PROXY_POP3_PORT", "PROXY_LMTP_PORT"))
+PASSWORD = os.environ["BOX_PASSWORD"]
+ANNA, BOB = "anna@example.test", "bob@example.test"
+results = []
+
+
+def check(name, func):
+    try:
+        detail, ok = func(), True
+    except Exception as exc:  # noqa: BLE001 - every failure is a result to report
+        detail, ok = f"{type(exc).__name__}: {exc}", False
+    results.append(ok)
+    print(f"{'PASS' if ok else 'FAIL'}  proxy: {name}  {detail}", flush=True)
+
+
+def wait_ready(timeout=20):
+    start = time.monotonic()
+    for port, greeting in ((IMAP, b"* OK"), (POP3, b"+OK"), (LMTP, b"220")):
+        while True:
+            try:
+                with socket.create_connection((HOST, port), timeout=1) as sock:
+                    if sock.recv(64).startswith(greeting):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f"no greeting on port {port}")
+            time.sleep(0.05)
+    return "IMAP, POP3 and LMTP greet"
+
+
+def inbox_count(user=ANNA):
+    client = imaplib.IMAP4(HOST, IMAP, timeout=10)
+    client.login(user, PASSWORD)
+    _typ, data = client.select("INBOX", readonly=True)
+    client.logout()
+    return int(data[0])
+
+
+def imap_refused(user, password):
+    try:
+        client = imaplib.IMAP4(HOST, IMAP, timeout=10)
+        client.login(user, password)
+        client.logout()
+    except imaplib.IMAP4.error as exc:
+        return f"refused: {exc}"
+    raise AssertionError("login succeeded")
+
+
+def pop3(user, password):
+    pop = poplib.POP3(HOST, POP3, timeout=10)
+    try:
+        pop.user(user)
+        pop.pass_(password)
+        return pop.stat()
+    finally:
+        pop.quit()
+
+
+def pop3_refused(user, password):
+    try:
+        pop3(user, password)
+    except poplib.error_proto as exc:
+        return f"refused: {exc}"
+    raise AssertionError("login succeeded")
+
+
+def imap_reaches_the_mail_server():
+    count = inbox_count()
+    assert count >= 1, "the message delivered to the mail server is not seen"
+    return f"{count} message(s) in INBOX, as on the mail server"
+
+
+def lmtp_through_the_proxy():
+    before = inbox_count()
+    message = "Subject: via proxy\r\n\r\nhello\r\n"
+    with smtplib.LMTP(HOST, LMTP) as lmtp:
+        refused = lmtp.sendmail("sender@example.org", [ANNA], message)
+    assert refused == {}, refused
+    after = inbox_count()
+    assert after == before + 1, (before, after)
+    return f"INBOX {before} -> {after}"
+
+
+def unknown_recipient_refused():
+    try:
+        with smtplib.LMTP(HOST, LMTP) as lmtp:
+            lmtp.sendmail("sender@example.org", ["nobody@example.test"], "Subject: x\r\n\r\nx\r\n")
+    except smtplib.SMTPRecipientsRefused as exc:
+        return f"refused: {exc.recipients}"
+    raise AssertionError("accepted")
+
+
+check("ready", wait_ready)
+if not results[-1]:
+    sys.exit(1)
+check("IMAP login reaches the mail server", imap_reaches_the_mail_server)
+check("POP3 login of the POP3 mailbox", lambda: f"STAT {pop3(BOB, PASSWORD)}")
+check("POP3 mailbox refused on IMAP", lambda: imap_refused(BOB, PASSWORD))
+check("IMAP mailbox refused on POP3", lambda: pop3_refused(ANNA, PASSWORD))
+check("wrong password refused", lambda: imap_refused(ANNA, "not-the-password"))
+check("LMTP delivery through the proxy", lmtp_through_the_proxy)
+check("unknown recipient refused", unknown_recipient_refused)
+failures = results.count(False)
+print(f"{len(results) - failures}/{len(results)} proxy probes passed")
+sys.exit(failures)
+PY
 }
 
 probe() {
@@ -413,6 +545,7 @@ PY
 }
 
 export IMAP_PORT POP3_PORT LMTP_PORT DOVEADM_PORT PY BOX_PASSWORD=Brave-Otter-2041
+export PROXY_IMAP_PORT PROXY_POP3_PORT PROXY_LMTP_PORT
 rm -rf "${CHROOT:?}$WORK"
 mkdir -p "$CHROOT$WORK"
 chmod 755 "$CHROOT" "$CHROOT/srv" "$CHROOT$WORK"  # the mail user must reach the mail root
@@ -457,6 +590,23 @@ for backend in $BACKENDS; do
   else
     result FAIL "$backend: $status probe(s) failed; Dovecot's log follows"
     tail -n 30 "$root/log/dovecot.log" "$root/log/foreground.log" 2>/dev/null
+  fi
+  proxy_conf=$root/proxy/conf/dovecot.conf
+  if errors=$(in_chroot doveconf -n -c "$proxy_conf" 2>&1 >/dev/null) && [ -z "$errors" ]; then
+    result PASS "$backend: doveconf -n accepts the rendered 2.4 proxy configuration"
+    chroot "$CHROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
+      dovecot -F -c "$proxy_conf" > "$root/proxy/log/foreground.log" 2>&1 &
+    proxy_pid=$!
+    proxy_probe; status=$?
+    if [ $status -eq 0 ]; then
+      result PASS "$backend: every proxy probe passed"
+    else
+      result FAIL "$backend: $status proxy probe(s) failed; the proxy's log follows"
+      tail -n 30 "$root/proxy/log/dovecot.log" "$root/proxy/log/foreground.log" 2>/dev/null
+    fi
+    stop_pid "$proxy_pid"; proxy_pid=""
+  else
+    result FAIL "$backend: doveconf -n (proxy): $errors"
   fi
   # Anything Dovecot logged beyond Info lines deserves a look.
   if grep -v ' Info: ' "$root/log/dovecot.log" 2>/dev/null | grep -q .; then

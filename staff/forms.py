@@ -181,3 +181,16 @@ class WebhookEndpointForm(ServiceForm):
         choices=[(code, format_lazy("{} ({})", label, code)) for code, label in EVENTS.items()],
         widget=forms.CheckboxSelectMultiple,
     )
+
+
+class MoveForm(ServiceForm):
+    """Every server is a choice: the service explains why one is refused (the same server,
+    a full one, one that accepts no new mailboxes)."""
+
+    target = forms.ModelChoiceField(
+        label=_("Move to"),
+        queryset=MailServer.objects.all(),
+        to_field_name="name",
+        empty_label=None,
+        error_messages={"invalid_choice": _("There is no such mail server.")},
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import api_keys, imports, views, views_lists, webhooks
+from . import api_keys, imports, moves, views, views_lists, webhooks
 
 app_name = "staff"
 urlpatterns = [
@@ -48,6 +48,7 @@ urlpatterns = [
         name="mailbox_reactivate",
     ),
     path("mailboxes/<int:mailbox_id>/delete/", views.mailbox_delete, name="mailbox_delete"),
+    path("mailboxes/<int:mailbox_id>/move/", moves.mailbox_move, name="mailbox_move"),
     path(
         "plan-requests/<int:request_id>/approve/",
         views.plan_request_approve,

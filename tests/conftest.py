@@ -13,6 +13,7 @@ import smtplib
 import socket
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 
@@ -64,14 +65,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def dovecot(django_db_setup: None, django_db_blocker: object) -> Iterator[DovecotInstance]:
-    """One private Dovecot for the whole run, reading the test database."""
-    root = Path(tempfile.mkdtemp(prefix="postamt-dovecot-"))
+def _private_dovecot(server: str, **options: object) -> DovecotInstance:
+    """A Dovecot reading the test database on free loopback ports."""
+    root = Path(tempfile.mkdtemp(prefix=f"postamt-dovecot-{server}-"))
     root.chmod(0o755)  # the mail user must be able to enter it
-    instance = DovecotInstance(
+    return DovecotInstance(
         root=root,
-        server="test",
+        server=server,
         imap_port=free_port(),
         pop3_port=free_port(),
         lmtp_port=free_port(),
@@ -82,10 +82,59 @@ def dovecot(django_db_setup: None, django_db_blocker: object) -> Iterator[Doveco
         mail_fsync="never",
         auth_penalty=False,  # else one failed login delays the next ones by seconds
         db=dict(connection.settings_dict),
+        **options,  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture(scope="session")
+def dovecot(django_db_setup: None, django_db_blocker: object) -> Iterator[DovecotInstance]:
+    """One private Dovecot for the whole run, reading the test database."""
+    instance = _private_dovecot("test")
     instance.start()
     yield instance
     instance.stop()
+
+
+@dataclass
+class Fleet:
+    """Two mail servers behind one proxy, as a hoster with more than one server runs them."""
+
+    a: DovecotInstance
+    b: DovecotInstance
+    proxy: DovecotInstance
+    server_a: MailServer | None = None
+    server_b: MailServer | None = None
+
+    def deliver(self, to: str, message: bytes | str, sender: str = "sender@example.org") -> dict:
+        """Deliver over LMTP to the proxy, as the MTA in front of the fleet would."""
+        with smtplib.LMTP(self.proxy.listen, self.proxy.lmtp_port) as lmtp:
+            return lmtp.sendmail(sender, [to], message)
+
+
+@pytest.fixture(scope="session")
+def dovecot_fleet(django_db_setup: None) -> Iterator[Fleet]:
+    """Two private mail servers and the proxy in front of them, for the whole run."""
+    started: list[DovecotInstance] = []
+    try:
+        for name in ("fleet-a", "fleet-b"):
+            backend = _private_dovecot(name, trusted_networks="127.0.0.0/8")
+            backend.start()
+            started.append(backend)
+        proxy = _private_dovecot("fleet-proxy", role="proxy")
+        proxy.start()
+        started.append(proxy)
+        yield Fleet(*started)
+    finally:
+        for instance in started:
+            instance.stop()
+
+
+@pytest.fixture
+def fleet(dovecot_fleet: Fleet, transactional_db: None) -> Fleet:
+    """The fleet with its two MailServer rows (the table is emptied after each test)."""
+    dovecot_fleet.server_a = mail_server_register_local(dovecot_fleet.a)
+    dovecot_fleet.server_b = mail_server_register_local(dovecot_fleet.b)
+    return dovecot_fleet
 
 
 @pytest.fixture

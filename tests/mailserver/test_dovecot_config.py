@@ -385,3 +385,51 @@ def test_installed_dovecot_accepts_its_file(root: Path, backend: str) -> None:
     version = "2.4" if detect_version(binary) >= (2, 4) else "2.3"
     first = dovecot.config_file.read_text().splitlines()[0]
     assert first.startswith("dovecot_config_version") == (version == "2.4")
+
+
+# --- the proxy ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_24_proxy_routes_from_the_proxy_view(root: Path, backend: str) -> None:
+    text = render(root, backend, "2.4", role="proxy", master_password="")
+    assert text.startswith("dovecot_config_version = 2.4.0\n")
+    assert not re.search(r"%[a-zA-Z]", text)
+    passdb = block(text, "passdb sql")
+    assert "'y' AS proxy, host," in passdb
+    assert "FROM dovecot_proxy WHERE username = '%{user}'" in passdb
+    assert "(active = 1 AND protocol = '%{protocol}')" in passdb
+    assert "lmtp_proxy = yes" in settings_lines(text)
+    assert "mail_driver" not in text and "master" not in text
+
+
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_23_proxy_routes_from_the_proxy_view(root: Path, backend: str) -> None:
+    text = render(root, backend, "2.3", role="proxy", master_password="")
+    assert "lmtp_proxy = yes" in settings_lines(text)
+    assert "mail_location" not in text and "master" not in text
+    sql = settings_lines((root / "conf" / "dovecot-sql.conf.ext").read_text())
+    query = dict(line.split(" = ", 1) for line in sql if " = " in line)["password_query"]
+    assert "'y' AS proxy, host," in query
+    assert "FROM dovecot_proxy WHERE username = '%u'" in query
+    assert "(active = 1 AND protocol = '%s')" in query
+    assert stat.S_IMODE((root / "conf" / "dovecot-sql.conf.ext").stat().st_mode) == 0o600
+    assert not (root / "conf" / "master-users").exists() and not (root / "mail").exists()
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.4"])
+def test_a_mail_server_behind_the_proxy_trusts_it(root: Path, version: Version) -> None:
+    assert "login_trusted_networks" not in render(root, "sqlite", version)
+    text = render(root, "sqlite", version, trusted_networks="10.0.0.5/32")
+    assert "login_trusted_networks = 10.0.0.5/32" in settings_lines(text)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["pgsql", "sqlite"])
+def test_installed_dovecot_accepts_the_proxy_file(root: Path, backend: str) -> None:
+    binary = "/usr/sbin/dovecot"
+    if not Path(binary).exists():
+        pytest.skip("Dovecot is not installed")
+    dovecot = instance(root, backend, binary=binary, role="proxy", auth_penalty=False)
+    dovecot.render()
+    dovecot.check()

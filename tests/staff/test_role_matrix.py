@@ -28,7 +28,7 @@ from mailboxes.imports import check, job_create
 from mailboxes.models import Mailbox
 from mailboxes.plan_changes import plan_change_request
 from tests.backups.helpers import backup_keys, backup_settings, make_snapshot, message, restore_side
-from tests.factories import make_customer, make_domain, make_mailbox, make_plan
+from tests.factories import make_customer, make_domain, make_mailbox, make_plan, make_server
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import endpoint_create, endpoint_test
 
@@ -63,6 +63,7 @@ def world(restore_side: Any) -> World:
     restore_job = RestoreJob.objects.create(
         repository=snapshot.repository, snapshot=snapshot, scope="mailbox", requested_by="test"
     )
+    make_server("second")  # where staff:mailbox_move moves the mailbox to
     data = csv_file("Neu GmbH", "neu.example")
     importer = User.objects.create_user("importer", is_staff=True, staff_role=ADMIN)
     job = job_create(data=data, file_name="new.csv", checked=check(data), actor=importer)
@@ -136,6 +137,7 @@ ROUTES = [
     Route("staff_backups:restore_job", "GET", READERS),
     Route("staff:webhook_list", "GET", READERS),
     Route("staff:webhook_detail", "GET", READERS),
+    Route("staff:mailbox_move", "GET", READERS),
     # The day-to-day.
     Route("staff:mailbox_refresh", "POST", HANDLERS),
     Route("staff:mailbox_password", "POST", HANDLERS, lambda w: {"password": "Another-Pass-2041"}),
@@ -179,6 +181,7 @@ ROUTES = [
         lambda w: {"plan": w.mailbox.plan_id, "protocol": "imap"},
     ),
     Route("staff:mailbox_delete", "POST", ADMINS),
+    Route("staff:mailbox_move", "POST", ADMINS, lambda w: {"target": "second"}),
     Route("staff:plan_request_approve", "POST", ADMINS),
     Route("staff:plan_request_decline", "POST", ADMINS, lambda w: {"reason": "no"}),
     Route("staff:import_start", "POST", ADMINS, _csv_upload),

@@ -36,6 +36,7 @@ ACTION_LABELS = {
     "mailbox.suspend": gettext_lazy("mailbox suspended"),
     "mailbox.reactivate": gettext_lazy("mailbox reactivated"),
     "mailbox.delete": gettext_lazy("mailbox deleted"),
+    "mailbox.move": gettext_lazy("move to another mail server started"),
     "mailbox.delete_after_backup": gettext_lazy("mailbox to be deleted after a last backup"),
     "plan.create": gettext_lazy("plan created"),
     "plan.self_service": gettext_lazy("plan offered in the portal or withdrawn"),

@@ -22,13 +22,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         instance = DovecotInstance.from_settings()
-        if instance.db is None:
-            # With a role of its own (DOVECOT_DATABASE_URL) Dovecot may not write the row:
-            # then `manage.py mailserver_save` records it, where Postamt's own login is.
-            mail_server_register_local(instance)
-        errors = process_secret_errors("dovecot")
-        if errors:
-            raise CommandError("\n".join(f"{e.id}: {e.msg}" for e in errors))
+        if instance.role not in ("backend", "proxy"):
+            raise CommandError(f"DOVECOT_ROLE is {instance.role!r}: use backend or proxy")
+        # The proxy is no mail server of its own, and holds no master password. With a role
+        # of its own (DOVECOT_DATABASE_URL) Dovecot may not write the row: then
+        # `manage.py mailserver_save` records it, where Postamt's own login is.
+        if instance.role == "backend":
+            if instance.db is None:
+                mail_server_register_local(instance)
+            errors = process_secret_errors("dovecot")
+            if errors:
+                raise CommandError("\n".join(f"{e.id}: {e.msg}" for e in errors))
         try:
             config = instance.render()
             instance.check()
@@ -38,6 +42,8 @@ class Command(BaseCommand):
             self.stdout.write(str(config))
             return
         doveadm = f", doveadm HTTP API {instance.listen}:{instance.doveadm_port}"
+        if instance.role == "proxy":
+            doveadm = " (proxy)"
         self.stdout.write(
             f"Dovecot: IMAP {instance.listen}:{instance.imap_port}, "
             f"POP3 {instance.listen}:{instance.pop3_port}, "
