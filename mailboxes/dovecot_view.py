@@ -106,9 +106,9 @@ ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 def dovecot_role_save(role: str, password: str, using: str = "default") -> None:
     """Create Dovecot's login role, or reset it to exactly what Dovecot needs.
 
-    It may SELECT the views (passdb, userdb, ``doveadm -A``; the proxy's passdb) and, for the last_login plugin's
-    dict-sql ``INSERT ... ON CONFLICT (protocol, username) DO UPDATE SET last_login = ...``:
-    INSERT those three columns, UPDATE ``last_login``, and SELECT ``protocol`` and
+    It may SELECT the views (passdb, userdb, ``doveadm -A``; the proxy's passdb). For the
+    last_login plugin's dict-sql upsert (``INSERT ... ON CONFLICT (protocol, username) DO
+    UPDATE``) it may INSERT those three columns, UPDATE ``last_login``, and SELECT ``protocol`` and
     ``username`` (PostgreSQL wants to read the conflict target). Any other privilege it was
     given on this database's tables is taken away. Roles are cluster-wide and need
     CREATEROLE, so this is a command an operator runs, not a migration.
