@@ -108,4 +108,11 @@ if ! grep -q '^BACKUP_PUBLIC_KEY=' .env; then
   echo "Backup key pair made: the identity (private key) is in var/backup-identity.txt," \
        "BACKUP_PUBLIC_KEY and BACKUP_IDENTITY_FILE are set in .env."
 fi
+# Dovecot serves TLS only: a private CA and its certificate for 127.0.0.1 and localhost
+# (production uses Let's Encrypt's files, docs/operations.md). Workers trust this CA.
+if ! grep -q '^DOVECOT_SSL_CERT=' .env; then
+  SECRET_KEY=build .venv/bin/python manage.py private_ca var/tls >> .env
+  echo "Private CA and Dovecot certificate made in var/tls/; DOVECOT_SSL_CERT, DOVECOT_SSL_KEY" \
+       "and POSTAMT_MAIL_CA_FILE are set in .env."
+fi
 SECRET_KEY=build .venv/bin/python manage.py compilemessages -v 0 --ignore=.venv
