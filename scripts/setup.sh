@@ -10,7 +10,8 @@ mode=${1:-run}
 packages=(python3 python3-venv python3-dev gcc gettext redis-server
           dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-pgsql dovecot-sqlite)
 if [ "$mode" = test ]; then
-  packages+=(postgresql chromium isync)
+  # iproute2: the network namespace of the test that logs in from another address.
+  packages+=(postgresql chromium isync iproute2)
   # npm fetches axe-core for the browser tests' accessibility checks; any npm will do (some
   # machines have Node.js with npm from elsewhere, and Debian's npm would conflict with it).
   command -v npm >/dev/null || packages+=(npm)
