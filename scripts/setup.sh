@@ -10,8 +10,9 @@ mode=${1:-run}
 packages=(python3 python3-venv python3-dev gcc gettext redis-server
           dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-pgsql dovecot-sqlite)
 if [ "$mode" = test ]; then
-  # iproute2: the network namespace of the test that logs in from another address.
-  packages+=(postgresql chromium isync iproute2)
+  # iproute2: the network namespace of the test that logs in from another address;
+  # debootstrap: the Debian 13 chroot of scripts/check-dovecot-2.4.sh (Dovecot 2.4).
+  packages+=(postgresql chromium isync iproute2 debootstrap)
   # npm fetches axe-core for the browser tests' accessibility checks; any npm will do (some
   # machines have Node.js with npm from elsewhere, and Debian's npm would conflict with it).
   command -v npm >/dev/null || packages+=(npm)
