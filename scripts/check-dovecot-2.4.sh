@@ -112,7 +112,8 @@ if ! [ -x "$CHROOT/usr/sbin/dovecot" ]; then
   if ! [ -x "$CHROOT/usr/bin/apt-get" ]; then
     if [ -d "$CHROOT" ] && [ -n "$(ls -A "$CHROOT")" ]; then
       # An interrupted build: the cache of our own is made again; another folder is left alone.
-      if [ "$CHROOT" = "$(realpath .cache)/trixie-chroot" ]; then
+      if [ "$CHROOT" = "$(realpath .cache)/trixie-chroot" ] \
+         && ! mountpoint -q "$CHROOT/dev" && ! mountpoint -q "$CHROOT/proc"; then
         echo "removing the unfinished chroot in $CHROOT"; rm -rf "${CHROOT:?}"
       else
         echo "$CHROOT exists but holds no usable system: remove it and rerun" >&2; exit 1
