@@ -154,3 +154,27 @@ def test_outlook_settings_log_in_over_each_mailboxs_protocol(
         assert server["Type"] == protocol.upper()
         assert server["Encryption"] == "SSL"
         assert LOGIN[protocol](server["Server"], int(server["Port"]), server["LoginName"], PASSWORD)
+
+
+def test_starttls_settings_log_in_after_starttls(
+    dovecot, mail_server: MailServer, live_server, settings
+) -> None:  # type: ignore[no-untyped-def]
+    settings.POSTAMT_MAIL_SECURITY = "starttls"
+    domain = make_domain(name="laden.example")
+    make_mailbox("anna", domain=domain, protocol="imap", plan=make_plan(protocol="imap"))
+    make_mailbox("bob", domain=domain, protocol="pop3", plan=make_plan(protocol="pop3"))
+
+    (imap,) = thunderbird_settings(live_server.url, "anna@laden.example")
+    assert (imap["socketType"], int(imap["port"])) == ("STARTTLS", dovecot.imap_port)
+    client = IMAPClient(imap["hostname"], port=int(imap["port"]), ssl=False, timeout=10)
+    client.starttls(tls_context())
+    client.login(imap["username"], PASSWORD)
+    client.logout()
+
+    (pop3,) = thunderbird_settings(live_server.url, "bob@laden.example")
+    assert (pop3["socketType"], int(pop3["port"])) == ("STARTTLS", dovecot.pop3_port)
+    pop = poplib.POP3(pop3["hostname"], int(pop3["port"]), timeout=10)
+    pop.stls(tls_context())
+    pop.user(pop3["username"])
+    assert pop.pass_(PASSWORD).startswith(b"+OK")
+    pop.quit()
