@@ -64,6 +64,8 @@ class MailServerSerializer(serializers.ModelSerializer[MailServer]):
             "hostname",
             "imap_port",
             "pop3_port",
+            "imaps_port",
+            "pop3s_port",
             "active",
             "capacity_bytes",
             "health",

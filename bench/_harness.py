@@ -54,14 +54,22 @@ def start_dovecot():  # type: ignore[no-untyped-def]
     from django.conf import settings
 
     from mailserver.dovecot import DovecotInstance
+    from mailserver.tls import make_private_ca
 
     root = Path(tempfile.mkdtemp(prefix="postamt-bench-"))
     root.chmod(0o755)
+    # TLS as in production; this process and the workers it starts trust the bench's own CA.
+    ca = make_private_ca(root / "tls")
+    settings.POSTAMT_MAIL_CA_FILE = os.environ["POSTAMT_MAIL_CA_FILE"] = str(ca.ca_file)
     instance = DovecotInstance(
         root=root,
         server="bench",
         imap_port=free_port(),
         pop3_port=free_port(),
+        imaps_port=free_port(),
+        pop3s_port=free_port(),
+        ssl_cert=str(ca.cert_file),
+        ssl_key=str(ca.key_file),
         lmtp_port=free_port(),
         doveadm_port=free_port(),
         doveadm_api_key=settings.POSTAMT_DOVEADM_API_KEY,

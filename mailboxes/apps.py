@@ -8,7 +8,12 @@ class MailboxesConfig(AppConfig):
     verbose_name = _("Mailboxes")
 
     def ready(self) -> None:
+        from django.core import checks
+
         from . import dovecot_view
+        from .checks import check_mail_security
+
+        checks.register(check_mail_security)
 
         # Once per migrate run: pre_migrate and post_migrate fire for every app, and the
         # handlers are idempotent, so registering them for this app alone is enough.

@@ -36,14 +36,12 @@ SSL = "ssl"
 STARTTLS = "starttls"
 PLAIN = "none"
 SECURITY_MODES = (SSL, STARTTLS, PLAIN)
+INCOMING_SECURITY_MODES = (SSL, STARTTLS)
 SMTP = "smtp"
 
-# The ports of each protocol per TLS mode (IANA; RFC 8314 for implicit TLS).
+# Submission's ports per TLS mode (IANA; RFC 8314 for implicit TLS). IMAP and POP3 are
+# offered on each mail server's own ports (993, 143, 995 and 110 unless changed).
 STANDARD_PORTS = {
-    (Protocol.IMAP.value, SSL): 993,
-    (Protocol.IMAP.value, STARTTLS): 143,
-    (Protocol.POP3.value, SSL): 995,
-    (Protocol.POP3.value, STARTTLS): 110,
     (SMTP, SSL): 465,
     (SMTP, STARTTLS): 587,
     (SMTP, PLAIN): 587,
@@ -102,15 +100,25 @@ def public_hostname(server: MailServer) -> str:
 
 
 def incoming_server(server: MailServer, protocol: str) -> Server:
+    """IMAP or POP3 over TLS on the server's port for the configured mode; Dovecot refuses
+    cleartext logins off loopback, so "none" is never offered."""
     security = _security(settings.POSTAMT_MAIL_SECURITY)
+    if security not in INCOMING_SECURITY_MODES:
+        raise ValueError(
+            f"POSTAMT_MAIL_SECURITY={security!r}: mail servers require TLS, use "
+            f"{' or '.join(INCOMING_SECURITY_MODES)}"
+        )
     configured = {
         Protocol.IMAP.value: settings.POSTAMT_MAIL_IMAP_PORT,
         Protocol.POP3.value: settings.POSTAMT_MAIL_POP3_PORT,
     }[protocol]
-    # Without TLS (a test or local set-up) clients talk to Dovecot's own ports.
-    own = {Protocol.IMAP.value: server.imap_port, Protocol.POP3.value: server.pop3_port}[protocol]
-    port = configured or STANDARD_PORTS.get((protocol, security), own)
-    return Server(protocol, public_hostname(server), port, security)
+    own = {
+        (Protocol.IMAP.value, SSL): server.imaps_port,
+        (Protocol.IMAP.value, STARTTLS): server.imap_port,
+        (Protocol.POP3.value, SSL): server.pop3s_port,
+        (Protocol.POP3.value, STARTTLS): server.pop3_port,
+    }[(protocol, security)]
+    return Server(protocol, public_hostname(server), configured or own, security)
 
 
 def outgoing_server() -> Server | None:

@@ -133,8 +133,11 @@ class MailServer(models.Model):
         help_text=_("The name its Dovecot configuration filters on."),
     )
     hostname = models.CharField(_("host"), max_length=255, default="127.0.0.1")
+    # STARTTLS on these two, implicit TLS on the next two: workers use IMAPS.
     imap_port = models.PositiveIntegerField(_("IMAP port"), default=143)
     pop3_port = models.PositiveIntegerField(_("POP3 port"), default=110)
+    imaps_port = models.PositiveIntegerField(_("IMAPS port"), default=993)
+    pop3s_port = models.PositiveIntegerField(_("POP3S port"), default=995)
     lmtp_port = models.PositiveIntegerField(_("LMTP port"), default=24)
     master_user = models.CharField(_("master user"), max_length=100, default="postamt")
     master_password_env = models.CharField(

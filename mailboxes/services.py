@@ -548,6 +548,8 @@ _MAIL_SERVER_FIELDS = (
     "hostname",
     "imap_port",
     "pop3_port",
+    "imaps_port",
+    "pop3s_port",
     "lmtp_port",
     "master_user",
     "master_password_env",
@@ -567,7 +569,13 @@ def _mail_server_errors(server: MailServer) -> dict[str, list[str]]:
         errors["hostname"] = [_("Enter the server's host name or IP address.")]
     if server.capacity_bytes is not None and server.capacity_bytes < 0:
         errors["capacity_bytes"] = [_("The capacity cannot be negative.")]
-    for field, label in (("imap_port", "IMAP"), ("pop3_port", "POP3"), ("lmtp_port", "LMTP")):
+    for field, label in (
+        ("imap_port", "IMAP"),
+        ("pop3_port", "POP3"),
+        ("imaps_port", "IMAPS"),
+        ("pop3s_port", "POP3S"),
+        ("lmtp_port", "LMTP"),
+    ):
         if not 1 <= getattr(server, field) <= 65535:
             errors[field] = [
                 _("The %(protocol)s port must be between 1 and 65535.") % {"protocol": label}
@@ -589,6 +597,8 @@ def mail_server_save(
     hostname: str | None = None,
     imap_port: int | None = None,
     pop3_port: int | None = None,
+    imaps_port: int | None = None,
+    pop3s_port: int | None = None,
     lmtp_port: int | None = None,
     master_user: str | None = None,
     master_password_env: str | None = None,
@@ -611,6 +621,8 @@ def mail_server_save(
         "hostname": hostname,
         "imap_port": imap_port,
         "pop3_port": pop3_port,
+        "imaps_port": imaps_port,
+        "pop3s_port": pop3s_port,
         "lmtp_port": lmtp_port,
         "master_user": master_user,
         "master_password_env": master_password_env,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.request
 
-from .errors import MailServerError, MailServerUnavailable
+from .errors import MailServerError, MailServerUnavailable, UntrustedCertificate
 from .server import Server
+from .tls import client_context
 from .usage import Folder, Usage
 
 
@@ -106,7 +108,7 @@ def _answer(server: Server, command: str, parameters: dict[str, object], timeout
 
 def _doveadm(server: Server, commands: list[list[object]], timeout: float) -> list[list]:
     request = urllib.request.Request(
-        f"http://{server.hostname}:{server.doveadm_port}/doveadm/v1",
+        f"https://{server.hostname}:{server.doveadm_port}/doveadm/v1",
         data=json.dumps(commands).encode(),
         headers={
             "Content-Type": "application/json",
@@ -115,10 +117,17 @@ def _doveadm(server: Server, commands: list[list[object]], timeout: float) -> li
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=client_context()) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
         raise MailServerError(f"{server.name}: doveadm API refused the request: {exc}") from exc
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLCertVerificationError):
+            raise UntrustedCertificate(
+                f"{server.name} (doveadm API {server.hostname}:{server.doveadm_port}): "
+                f"{exc.reason.verify_message}"
+            ) from exc
+        raise MailServerUnavailable(f"{server.name}: doveadm API: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise MailServerUnavailable(f"{server.name}: doveadm API: {exc}") from exc
 

@@ -83,12 +83,16 @@ class DovecotInstance:
     host: str = ""
     imap_port: int = 10143
     pop3_port: int = 10110
+    imaps_port: int = 10993
+    pop3s_port: int = 10995
     lmtp_port: int = 10024
     doveadm_port: int | None = None
     doveadm_api_key: str = ""
     master_user: str = "postamt"
     master_password: str = ""
     mail_user: str = "mail"
+    ssl_cert: str = ""  # PEM certificate (full chain) and key Dovecot serves
+    ssl_key: str = ""
     instance_name: str = ""
     mail_fsync: str = "optimized"
     auth_penalty: bool = True
@@ -110,12 +114,16 @@ class DovecotInstance:
             "host": conf["HOST"],
             "imap_port": conf["IMAP_PORT"],
             "pop3_port": conf["POP3_PORT"],
+            "imaps_port": conf["IMAPS_PORT"],
+            "pop3s_port": conf["POP3S_PORT"],
             "lmtp_port": conf["LMTP_PORT"],
             "doveadm_port": conf["DOVEADM_PORT"] if settings.POSTAMT_DOVEADM_API_KEY else None,
             "doveadm_api_key": settings.POSTAMT_DOVEADM_API_KEY,
             "master_user": settings.POSTAMT_MASTER_USER,
             "master_password": settings.POSTAMT_MASTER_PASSWORD,
             "mail_user": conf["MAIL_USER"],
+            "ssl_cert": conf["SSL_CERT"],
+            "ssl_key": conf["SSL_KEY"],
             "instance_name": conf["INSTANCE_NAME"],
             "binary": conf["BINARY"],
             "db": conf["DATABASE"],
@@ -143,6 +151,8 @@ class DovecotInstance:
             "hostname": self.host or self.listen,
             "imap_port": self.imap_port,
             "pop3_port": self.pop3_port,
+            "imaps_port": self.imaps_port,
+            "pop3s_port": self.pop3s_port,
             "lmtp_port": self.lmtp_port,
             "doveadm_port": self.doveadm_port,
             "master_user": self.master_user,
@@ -160,6 +170,7 @@ class DovecotInstance:
             return self._render_proxy(version)
         if not self.master_password:
             raise DovecotError("POSTAMT_MASTER_PASSWORD is not set: workers could not log in")
+        tls = render_tls(version, self.ssl_cert, self.ssl_key)
         mail_pw = pwd.getpwnam(self.mail_user)
         _make_private_root(self.root, mail_pw.pw_gid)
         for directory in (self.conf_dir, self.root / "log", self.root / "state"):
@@ -184,7 +195,10 @@ class DovecotInstance:
             "listen": self.listen,
             "imap_port": self.imap_port,
             "pop3_port": self.pop3_port,
+            "imaps_port": self.imaps_port,
+            "pop3s_port": self.pop3s_port,
             "lmtp_port": self.lmtp_port,
+            "tls": tls,
             "doveadm_port": self.doveadm_port,
             "doveadm_api_key": self.doveadm_api_key,
             "master_user": self.master_user,
@@ -307,6 +321,19 @@ class DovecotInstance:
         if not log.exists():
             return "(no log)"
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def render_tls(version: Literal["2.3", "2.4"], cert: str, key: str) -> str:
+    """The TLS settings of either version: TLS required for every login except on loopback
+    (Dovecot counts a connection whose remote and local address are the same as secured)."""
+    if not cert or not key:
+        raise DovecotError(
+            "DOVECOT_SSL_CERT and DOVECOT_SSL_KEY are not set: Dovecot serves TLS only"
+        )
+    for path in (cert, key):
+        if not Path(path).is_file():
+            raise DovecotError(f"{path} does not exist: Dovecot cannot serve TLS without it")
+    return render_to_string(f"dovecot/tls-{version}.conf", {"cert": cert, "key": key}).strip()
 
 
 def _make_private_root(root: Path, mail_gid: int) -> None:

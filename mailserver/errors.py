@@ -20,6 +20,11 @@ class MasterLoginRejected(MailServerError):
     """The server refused the master login: a configuration problem, not worth a retry."""
 
 
+class UntrustedCertificate(MailServerError):
+    """The server's TLS certificate does not verify against POSTAMT_MAIL_CA_FILE (or the
+    system CAs), or does not name the host: a configuration problem, or someone in between."""
+
+
 class MailboxUnknown(MailServerError):
     """The server does not list this mailbox among its users."""
 

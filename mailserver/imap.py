@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import imaplib
 import socket
+import ssl
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,9 +29,11 @@ from .errors import (
     OverQuota,
     SessionLost,
     UnexpectedAnswer,
+    UntrustedCertificate,
 )
 from .fetch import METADATA_CHUNK, MessageInfo, fetch_bodies, folder_metadata, uid_set
 from .server import Server
+from .tls import client_context
 from .usage import Folder, Usage
 
 KIB = 1024
@@ -39,10 +42,20 @@ KIB = 1024
 def _login(server: Server, address: str, timeout: float) -> IMAPClient:
     """A connection logged in to ``address``'s mailbox as the server's master user."""
     try:
-        client = IMAPClient(server.hostname, port=server.imap_port, ssl=False, timeout=timeout)
+        client = IMAPClient(
+            server.hostname,
+            port=server.imaps_port,
+            ssl=True,
+            ssl_context=client_context(),
+            timeout=timeout,
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise UntrustedCertificate(
+            f"{server.name} ({server.hostname}:{server.imaps_port}): {exc.verify_message}"
+        ) from exc
     except (OSError, IMAPClientError) as exc:
         raise MailServerUnavailable(
-            f"cannot reach {server.hostname}:{server.imap_port}: {exc}"
+            f"cannot reach {server.hostname}:{server.imaps_port}: {exc}"
         ) from exc
     # imapclient sets imaplib's debug level to 5, which formats the repr of everything it
     # reads even when nothing is logged; and without TCP_NODELAY a command ending in a small

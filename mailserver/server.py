@@ -12,8 +12,8 @@ from typing import Protocol
 class Server(Protocol):
     name: str
     hostname: str
-    imap_port: int
-    doveadm_port: int | None
+    imaps_port: int  # workers speak implicit TLS and verify the certificate
+    doveadm_port: int | None  # HTTPS
     master_user: str
 
     def master_password(self) -> str: ...

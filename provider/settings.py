@@ -326,6 +326,9 @@ POSTAMT_MASTER_USER = env.str("POSTAMT_MASTER_USER", default="postamt")
 POSTAMT_MASTER_PASSWORD = secret("POSTAMT_MASTER_PASSWORD")
 # Dovecot's HTTP API lets polls list the users Dovecot knows (drift in both directions).
 POSTAMT_DOVEADM_API_KEY = secret("POSTAMT_DOVEADM_API_KEY")
+# Workers speak TLS to every mail server and check its certificate and host name against this
+# CA file (PEM); empty: the system's CAs, which is right for Let's Encrypt certificates.
+POSTAMT_MAIL_CA_FILE = env.str("POSTAMT_MAIL_CA_FILE", default="")
 
 # The private Dovecot instance that ``make run`` and the test suite start.
 DOVECOT = {
@@ -339,8 +342,10 @@ DOVECOT = {
     "LISTEN": env.str("DOVECOT_LISTEN", default="127.0.0.1"),
     # Where workers reach it, when that is not the listen address (e.g. "*" in a container).
     "HOST": env.str("DOVECOT_HOST", default=""),
-    "IMAP_PORT": env.int("DOVECOT_IMAP_PORT", default=10143),
-    "POP3_PORT": env.int("DOVECOT_POP3_PORT", default=10110),
+    "IMAP_PORT": env.int("DOVECOT_IMAP_PORT", default=10143),  # STARTTLS
+    "POP3_PORT": env.int("DOVECOT_POP3_PORT", default=10110),  # STARTTLS
+    "IMAPS_PORT": env.int("DOVECOT_IMAPS_PORT", default=10993),
+    "POP3S_PORT": env.int("DOVECOT_POP3S_PORT", default=10995),
     "LMTP_PORT": env.int("DOVECOT_LMTP_PORT", default=10024),
     "DOVEADM_PORT": env.int("DOVECOT_DOVEADM_PORT", default=10808),
     "MAIL_USER": env.str("DOVECOT_MAIL_USER", default="mail"),
@@ -355,6 +360,10 @@ DOVECOT = {
     # (docs/operations.md). A mail server behind a proxy trusts the proxy's networks.
     "ROLE": env.str("DOVECOT_ROLE", default="backend"),
     "TRUSTED_NETWORKS": env.str("DOVECOT_TRUSTED_NETWORKS", default=""),
+    # Its certificate (full chain) and private key, PEM: Let's Encrypt's fullchain.pem and
+    # privkey.pem in production; scripts/setup.sh makes a private CA's under var/tls/.
+    "SSL_CERT": env.str("DOVECOT_SSL_CERT", default=""),
+    "SSL_KEY": env.str("DOVECOT_SSL_KEY", default=""),
 }
 
 # "json": one JSON object per line (provider/logs.py), for log collectors; "text" for people.
@@ -409,10 +418,10 @@ POSTAMT_SELF_SERVICE_PLAN_CHANGES: bool | list[str] = (
 # What mail programs are told. The host clients use: empty for each mail server's own host;
 # "{server}" is replaced by the server's name (e.g. "{server}.mail.example.net").
 POSTAMT_MAIL_HOSTNAME = env.str("POSTAMT_MAIL_HOSTNAME", default="")
-# "ssl" (implicit TLS: IMAPS 993, POP3S 995), "starttls" (143, 110) or "none" (plain text on
-# the servers' own ports: for local set-ups and the tests only).
+# "ssl" (implicit TLS: each server's IMAPS and POP3S ports) or "starttls" (its IMAP and POP3
+# ports): Dovecot refuses cleartext logins off loopback.
 POSTAMT_MAIL_SECURITY = env.str("POSTAMT_MAIL_SECURITY", default="ssl")
-# 0: the standard port of the TLS mode above.
+# 0: the server's own port for the TLS mode above; set where clients reach another (a proxy).
 POSTAMT_MAIL_IMAP_PORT = env.int("POSTAMT_MAIL_IMAP_PORT", default=0)
 POSTAMT_MAIL_POP3_PORT = env.int("POSTAMT_MAIL_POP3_PORT", default=0)
 # Where clients send mail (SMTP submission with the mailbox's login); empty: none is offered.

@@ -1,31 +1,37 @@
 #!/usr/bin/env bash
 # Check templates/dovecot/dovecot-2.4.conf against Debian 13's real Dovecot 2.4, from a Debian 12
-# machine (whose own Dovecot is 2.3). Not part of `make test`: the first run builds a trixie chroot
-# (1-2 min, ~320 MB), later runs take ~25 s. See docs/dovecot.md.
+# machine (whose own Dovecot is 2.3). Part of `make test`: the first run builds a trixie chroot
+# under .cache/ (about 45 s, ~320 MB), later runs take ~25 s. See docs/dovecot.md.
 #
 #   sudo bash scripts/check-dovecot-2.4.sh            # SQLite, and PostgreSQL if it answers
 #   BACKENDS=sqlite bash scripts/check-dovecot-2.4.sh
 #
 # For each database it creates Postamt's schema and three mailboxes (IMAP, POP3, a tiny IMAP
 # quota), renders the 2.4 configuration with DovecotInstance.render(version="2.4"), runs
-# `doveconf -n` and `dovecot -F` inside the chroot and probes it from this machine over IMAP,
-# POP3, LMTP and the doveadm HTTP API; then it starts the proxy (role="proxy") in front of it
-# and probes logins and delivery through the proxy. It ends with PASS or FAIL (exit status 0 or 1).
+# `doveconf -n` and `dovecot -F` inside the chroot and probes it from this machine over IMAPS,
+# POP3S, STARTTLS, plain IMAP and POP3 on loopback, LMTP and the doveadm HTTP API over HTTPS
+# (a private CA's certificate), and shows that a cleartext login from another address than the
+# server's is refused; then it starts the proxy (role="proxy") in front of it and probes logins
+# and delivery through the proxy. It ends with PASS or FAIL (exit status 0 or 1).
 #
-# Environment: CHROOT (default /var/tmp/trixie-chroot, outside the checkout), MIRROR (default:
+# Environment: CHROOT (default .cache/trixie-chroot; runs wait for each other), MIRROR (default:
 # the Debian mirror of this machine's apt sources), PG_URL (default postgres://postgres@127.0.0.1:5432),
-# BACKENDS ("sqlite pgsql"), IMAP_PORT/POP3_PORT/LMTP_PORT/DOVEADM_PORT (24143/24110/24024/24808),
+# BACKENDS ("sqlite pgsql"), IMAP_PORT/POP3_PORT/IMAPS_PORT/POP3S_PORT/LMTP_PORT/DOVEADM_PORT
+# (24143/24110/24993/24995/24024/24808),
 # PROXY_IMAP_PORT/PROXY_POP3_PORT/PROXY_LMTP_PORT (24144/24111/24025),
 # KEEP=1 keeps the rendered files and databases for a look afterwards.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-CHROOT=${CHROOT:-/var/tmp/trixie-chroot}
+mkdir -p .cache
+CHROOT=${CHROOT:-$(realpath .cache)/trixie-chroot}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 BACKENDS=${BACKENDS:-sqlite pgsql}
 IMAP_PORT=${IMAP_PORT:-24143}
 POP3_PORT=${POP3_PORT:-24110}
+IMAPS_PORT=${IMAPS_PORT:-24993}
+POP3S_PORT=${POP3S_PORT:-24995}
 LMTP_PORT=${LMTP_PORT:-24024}
 DOVEADM_PORT=${DOVEADM_PORT:-24808}
 PROXY_IMAP_PORT=${PROXY_IMAP_PORT:-24144}
@@ -58,7 +64,13 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 [ "$(id -u)" = 0 ] || { echo "run as root (debootstrap, chroot, mount)" >&2; exit 1; }
 [ -x "$PY" ] || { echo "no $PY: run make setup-test first" >&2; exit 1; }
 case $CHROOT in /*) ;; *) echo "CHROOT must be an absolute path" >&2; exit 1 ;; esac
-case $CHROOT/ in "$REPO"/*) echo "CHROOT must be outside the checkout" >&2; exit 1 ;; esac
+# One run at a time per chroot (checkouts may share .cache): the work folder, the database
+# and the ports are the same for all.
+exec 9>"$CHROOT.lock"
+flock 9
+# The mail user (Dovecot's mail processes) must pass through every parent of the mail root;
+# --x lets it pass without listing anything (setup.sh makes .cache/ 0700).
+chmod o+x "$(dirname "$CHROOT")"
 
 stop_pid() {  # stop_pid PID: a Dovecot master started here
   local pid=$1
@@ -109,19 +121,28 @@ if ! [ -x "$CHROOT/usr/sbin/dovecot" ]; then
   t0=$(now)
   if ! [ -x "$CHROOT/usr/bin/apt-get" ]; then
     if [ -d "$CHROOT" ] && [ -n "$(ls -A "$CHROOT")" ]; then
-      echo "$CHROOT exists but holds no usable system: remove it and rerun" >&2; exit 1
+      # An interrupted build: the cache of our own is made again; another folder is left alone.
+      if [ "$CHROOT" = "$(realpath .cache)/trixie-chroot" ] \
+         && ! mountpoint -q "$CHROOT/dev" && ! mountpoint -q "$CHROOT/proc"; then
+        echo "removing the unfinished chroot in $CHROOT"; rm -rf "${CHROOT:?}"
+      else
+        echo "$CHROOT exists but holds no usable system: remove it and rerun" >&2; exit 1
+      fi
     fi
     command -v debootstrap >/dev/null || apt-get install -y -q debootstrap || exit 1
     mkdir -p "$CHROOT"
-    debootstrap --variant=minbase trixie "$CHROOT" "$(mirror)" || {
-      echo "debootstrap failed; remove $CHROOT and rerun" >&2; exit 1; }
+    debootstrap --variant=minbase trixie "$CHROOT" "$(mirror)" > "$CHROOT.build.log" 2>&1 || {
+      tail -n 20 "$CHROOT.build.log"
+      echo "debootstrap failed (log: $CHROOT.build.log)" >&2; exit 1; }
   fi
   # Nothing may start in the chroot (it shares this machine's network and ports).
   printf '#!/bin/sh\nexit 101\n' > "$CHROOT/usr/sbin/policy-rc.d"
   chmod 755 "$CHROOT/usr/sbin/policy-rc.d"
   in_chroot sh -c "DEBIAN_FRONTEND=noninteractive apt-get update -q && \
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $PACKAGES" \
-    || { echo "installing Dovecot in the chroot failed" >&2; exit 1; }
+    >> "$CHROOT.build.log" 2>&1 \
+    || { tail -n 20 "$CHROOT.build.log"
+         echo "installing Dovecot in the chroot failed (log: $CHROOT.build.log)" >&2; exit 1; }
   in_chroot apt-get clean
   echo "chroot built in $(since "$t0") s"
 fi
@@ -136,10 +157,11 @@ mountpoint -q "$CHROOT/dev" || mount --bind /dev "$CHROOT/dev"
 mkdir -p "$CHROOT$(dirname "$CHROOT")"
 [ -L "$CHROOT$CHROOT" ] || ln -s / "$CHROOT$CHROOT"
 
-for port in "$IMAP_PORT" "$POP3_PORT" "$LMTP_PORT" "$DOVEADM_PORT" \
+for port in "$IMAP_PORT" "$POP3_PORT" "$IMAPS_PORT" "$POP3S_PORT" "$LMTP_PORT" "$DOVEADM_PORT" \
             "$PROXY_IMAP_PORT" "$PROXY_POP3_PORT" "$PROXY_LMTP_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is in use: set IMAP_PORT, POP3_PORT, LMTP_PORT, DOVEADM_PORT, PROXY_*_PORT" >&2; exit 1
+    echo "port $port is in use: set IMAP_PORT, POP3_PORT, IMAPS_PORT, POP3S_PORT, LMTP_PORT," \
+         "DOVEADM_PORT, PROXY_*_PORT" >&2; exit 1
   fi
 done
 
@@ -152,13 +174,17 @@ from pathlib import Path
 from django.db import connection
 from accounts.services import customer_create
 from mailserver.dovecot import DovecotInstance
+from mailserver.tls import make_private_ca
 from mailboxes.models import MIB, Plan
 from mailboxes.services import domain_create, mail_server_register_local, mailbox_create
 
 env = os.environ
+ca = make_private_ca(Path(env["ROOT"]) / "tls")
 instance = DovecotInstance(
     root=Path(env["ROOT"]), server="check24",
     imap_port=int(env["IMAP_PORT"]), pop3_port=int(env["POP3_PORT"]),
+    imaps_port=int(env["IMAPS_PORT"]), pop3s_port=int(env["POP3S_PORT"]),
+    ssl_cert=str(ca.cert_file), ssl_key=str(ca.key_file),
     lmtp_port=int(env["LMTP_PORT"]), doveadm_port=int(env["DOVEADM_PORT"]),
     doveadm_api_key=env["POSTAMT_DOVEADM_API_KEY"],
     master_user=env["POSTAMT_MASTER_USER"], master_password=env["POSTAMT_MASTER_PASSWORD"],
@@ -303,10 +329,16 @@ PY
 probe() {
   "$PY" - <<'PY'
 """Probe the running Dovecot from outside; stdlib only. Exit status: number of failures."""
-import base64, imaplib, json, os, poplib, re, smtplib, socket, subprocess, sys, time, urllib.request
+import base64, imaplib, json, os, poplib, re, smtplib, socket, ssl, subprocess, sys, time
+import urllib.request
 
 HOST = "127.0.0.1"
+# Dovecot counts a client whose address is the server's own as secured: one on 127.0.0.2
+# (loopback too, but another address) meets what a customer's machine meets.
+OTHER_ADDRESS = "127.0.0.2"
 IMAP, POP3, LMTP = (int(os.environ[k]) for k in ("IMAP_PORT", "POP3_PORT", "LMTP_PORT"))
+IMAPS, POP3S = int(os.environ["IMAPS_PORT"]), int(os.environ["POP3S_PORT"])
+TLS = ssl.create_default_context(cafile=os.environ["CA_FILE"])
 DOVEADM = int(os.environ["DOVEADM_PORT"])
 PASSWORD, MASTER = os.environ["BOX_PASSWORD"], os.environ["POSTAMT_MASTER_USER"]
 MASTER_PASSWORD, API_KEY = os.environ["POSTAMT_MASTER_PASSWORD"], os.environ["POSTAMT_DOVEADM_API_KEY"]
@@ -366,6 +398,64 @@ def pop3_refused(user, password):
     finally:
         pop.quit()
     raise AssertionError("login succeeded")
+
+
+def imaps_login():
+    client = imaplib.IMAP4_SSL(HOST, IMAPS, ssl_context=TLS, timeout=10)
+    client.login(ANNA, PASSWORD)
+    version = client.sock.version()
+    client.logout()
+    return f"{version}, certificate verified"
+
+
+def pop3s_login():
+    pop = poplib.POP3_SSL(HOST, POP3S, context=TLS, timeout=10)
+    pop.user(BOB)
+    pop.pass_(PASSWORD)
+    stat = pop.stat()
+    pop.quit()
+    return f"STAT {stat}"
+
+
+def starttls_logins():
+    client = imaplib.IMAP4(HOST, IMAP, timeout=10)
+    client.starttls(TLS)
+    client.login(ANNA, PASSWORD)
+    client.logout()
+    pop = poplib.POP3(HOST, POP3, timeout=10)
+    pop.stls(TLS)
+    pop.user(BOB)
+    pop.pass_(PASSWORD)
+    pop.quit()
+    return "IMAP STARTTLS and POP3 STLS"
+
+
+class FromOtherAddress(imaplib.IMAP4):
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, (OTHER_ADDRESS, 0))
+
+
+def cleartext_refused_from_another_address():
+    client = FromOtherAddress(HOST, IMAP, timeout=10)
+    assert "LOGINDISABLED" in client.capabilities, client.capabilities
+    try:
+        client.login(ANNA, PASSWORD)
+    except imaplib.IMAP4.error as exc:
+        refused = f"refused: {exc}"
+    else:
+        raise AssertionError("a cleartext login from another address succeeded")
+    client.starttls(TLS)
+    client.login(ANNA, PASSWORD)  # the same connection, once it is encrypted
+    client.logout()
+    return f"{refused}; after STARTTLS logged in"
+
+
+def untrusted_certificate_refused():
+    try:
+        imaplib.IMAP4_SSL(HOST, IMAPS, ssl_context=ssl.create_default_context(), timeout=10)
+    except ssl.SSLCertVerificationError as exc:
+        return f"system CAs: {exc.verify_message}"
+    raise AssertionError("the private CA's certificate verified against the system CAs")
 
 
 def storage_quota(client):
@@ -456,14 +546,14 @@ def status_size():
 
 def doveadm_quota_get():
     request = urllib.request.Request(
-        f"http://{HOST}:{DOVEADM}/doveadm/v1",
+        f"https://{HOST}:{DOVEADM}/doveadm/v1",
         data=json.dumps([["quotaGet", {"allUsers": True}, "postamt"]]).encode(),
         headers={
             "Content-Type": "application/json",
             "Authorization": "X-Dovecot-API " + base64.b64encode(API_KEY.encode()).decode(),
         },
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=30, context=TLS) as response:
         answer = json.load(response)
     kind, payload, _tag = answer[0]
     assert kind == "doveadmResponse", answer
@@ -522,6 +612,11 @@ if not results[-1]:
     sys.exit(1)
 check("IMAP login of the IMAP mailbox", imap_login)
 check("POP3 login of the POP3 mailbox", pop3_login)
+check("IMAPS login of the IMAP mailbox", imaps_login)
+check("POP3S login of the POP3 mailbox", pop3s_login)
+check("STARTTLS logins", starttls_logins)
+check("cleartext login from another address refused", cleartext_refused_from_another_address)
+check("certificate not verifiable without the private CA", untrusted_certificate_refused)
 check("POP3 mailbox refused on IMAP", lambda: imap_refused(BOB, PASSWORD))
 check("IMAP mailbox refused on POP3", lambda: pop3_refused(ANNA, PASSWORD))
 check("wrong password refused", lambda: imap_refused(ANNA, "not-the-password"))
@@ -534,7 +629,7 @@ check("GETQUOTAROOT limit is the database quota (KiB)", quota_from_database)
 check("LMTP delivery arrives and counts", lmtp_delivery)
 check("LMTP delivery over quota refused with 552", lmtp_over_quota)
 check("STATUS (MESSAGES SIZE)", status_size)
-check("doveadm HTTP API quotaGet allUsers", doveadm_quota_get)
+check("doveadm HTTP API over HTTPS quotaGet allUsers", doveadm_quota_get)
 check("last login recorded per protocol, not for refused, master or LMTP sessions",
       last_login_per_protocol)
 check("last login updated on the next login", last_login_updated)
@@ -544,7 +639,7 @@ sys.exit(failures)
 PY
 }
 
-export IMAP_PORT POP3_PORT LMTP_PORT DOVEADM_PORT PY BOX_PASSWORD=Brave-Otter-2041
+export IMAP_PORT POP3_PORT IMAPS_PORT POP3S_PORT LMTP_PORT DOVEADM_PORT PY BOX_PASSWORD=Brave-Otter-2041
 export PROXY_IMAP_PORT PROXY_POP3_PORT PROXY_LMTP_PORT
 rm -rf "${CHROOT:?}$WORK"
 mkdir -p "$CHROOT$WORK"
@@ -583,7 +678,7 @@ for backend in $BACKENDS; do
   chroot "$CHROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
     dovecot -F -c "$conf" > "$root/log/foreground.log" 2>&1 &
   dovecot_pid=$!
-  probe; status=$?
+  CA_FILE=$root/tls/ca.pem probe; status=$?
   echo "started and probed in $(since "$t0") s"
   if [ $status -eq 0 ]; then
     result PASS "$backend: every probe passed"

@@ -9,8 +9,6 @@ set -a; . ./.env; set +a
 # Emails are not sent but written to var/mail/, one file each (invitations, password links).
 export EMAIL_BACKEND=${EMAIL_BACKEND:-django.core.mail.backends.filebased.EmailBackend}
 export EMAIL_FILE_PATH=${EMAIL_FILE_PATH:-$PWD/var/mail}
-# The local Dovecot speaks plain text on its own ports: tell mail programs so.
-export POSTAMT_MAIL_SECURITY=${POSTAMT_MAIL_SECURITY:-none}
 py=.venv/bin/python
 
 # Stop only what this script started: signalling the whole process group would hit make too

@@ -11,7 +11,9 @@ mode=${1:-run}
 packages=(python3 python3-venv python3-dev gcc gettext redis-server
           dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-pgsql dovecot-sqlite)
 if [ "$mode" = test ]; then
-  packages+=(postgresql chromium isync)
+  # iproute2: the network namespace of the test that logs in from another address;
+  # debootstrap: the Debian 13 chroot of scripts/check-dovecot-2.4.sh (Dovecot 2.4).
+  packages+=(postgresql chromium isync iproute2 debootstrap)
   # `docker-compose config` validates docker/compose.yaml (tests/test_compose.py); it needs no
   # Docker engine, which the CI machines cannot run.
   packages+=(docker-compose)
@@ -111,5 +113,12 @@ if ! grep -q '^BACKUP_PUBLIC_KEY=' .env; then
   add_setting BACKUP_IDENTITY_FILE "$PWD/var/backup-identity.txt"
   echo "Backup key pair made: the identity (private key) is in var/backup-identity.txt," \
        "BACKUP_PUBLIC_KEY and BACKUP_IDENTITY_FILE are set in .env."
+fi
+# Dovecot serves TLS only: a private CA and its certificate for 127.0.0.1 and localhost
+# (production uses Let's Encrypt's files, docs/operations.md). Workers trust this CA.
+if ! grep -q '^DOVECOT_SSL_CERT=' .env; then
+  SECRET_KEY=build .venv/bin/python manage.py private_ca var/tls >> .env
+  echo "Private CA and Dovecot certificate made in var/tls/; DOVECOT_SSL_CERT, DOVECOT_SSL_KEY" \
+       "and POSTAMT_MAIL_CA_FILE are set in .env."
 fi
 SECRET_KEY=build .venv/bin/python manage.py compilemessages -v 0 --ignore=.venv

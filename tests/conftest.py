@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import shutil
 import smtplib
 import socket
 import tempfile
@@ -24,6 +25,7 @@ from django.db import connection
 from mailboxes.models import MailServer
 from mailboxes.services import mail_server_register_local
 from mailserver.dovecot import DovecotInstance
+from mailserver.tls import PrivateCA, make_private_ca
 
 # The owner / stranger / staff fixtures every test of a page can ask for (tests/audiences.py).
 from tests.audiences import (
@@ -65,8 +67,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _private_dovecot(server: str, **options: object) -> DovecotInstance:
-    """A Dovecot reading the test database on free loopback ports."""
+@pytest.fixture(scope="session")
+def private_ca() -> Iterator[PrivateCA]:
+    """The test run's own CA and a certificate for 127.0.0.1 and localhost, trusted by the
+    workers (and by processes the tests start) as production trusts its CA."""
+    directory = Path(tempfile.mkdtemp(prefix="postamt-tls-"))
+    made = make_private_ca(directory)
+    before = settings.POSTAMT_MAIL_CA_FILE
+    settings.POSTAMT_MAIL_CA_FILE = os.environ["POSTAMT_MAIL_CA_FILE"] = str(made.ca_file)
+    yield made
+    settings.POSTAMT_MAIL_CA_FILE = before
+    os.environ.pop("POSTAMT_MAIL_CA_FILE")
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _private_dovecot(server: str, private_ca: PrivateCA, **options: object) -> DovecotInstance:
+    """A Dovecot reading the test database on free loopback ports; TLS as in production
+    (IMAPS, POP3S, STARTTLS, the doveadm API over HTTPS)."""
     root = Path(tempfile.mkdtemp(prefix=f"postamt-dovecot-{server}-"))
     root.chmod(0o755)  # the mail user must be able to enter it
     return DovecotInstance(
@@ -74,6 +91,10 @@ def _private_dovecot(server: str, **options: object) -> DovecotInstance:
         server=server,
         imap_port=free_port(),
         pop3_port=free_port(),
+        imaps_port=free_port(),
+        pop3s_port=free_port(),
+        ssl_cert=str(private_ca.cert_file),
+        ssl_key=str(private_ca.key_file),
         lmtp_port=free_port(),
         doveadm_port=free_port(),
         doveadm_api_key=settings.POSTAMT_DOVEADM_API_KEY,
@@ -87,9 +108,11 @@ def _private_dovecot(server: str, **options: object) -> DovecotInstance:
 
 
 @pytest.fixture(scope="session")
-def dovecot(django_db_setup: None, django_db_blocker: object) -> Iterator[DovecotInstance]:
+def dovecot(
+    django_db_setup: None, django_db_blocker: object, private_ca: PrivateCA
+) -> Iterator[DovecotInstance]:
     """One private Dovecot for the whole run, reading the test database."""
-    instance = _private_dovecot("test")
+    instance = _private_dovecot("test", private_ca)
     instance.start()
     yield instance
     instance.stop()
@@ -112,15 +135,15 @@ class Fleet:
 
 
 @pytest.fixture(scope="session")
-def dovecot_fleet(django_db_setup: None) -> Iterator[Fleet]:
+def dovecot_fleet(django_db_setup: None, private_ca: PrivateCA) -> Iterator[Fleet]:
     """Two private mail servers and the proxy in front of them, for the whole run."""
     started: list[DovecotInstance] = []
     try:
         for name in ("fleet-a", "fleet-b"):
-            backend = _private_dovecot(name, trusted_networks="127.0.0.0/8")
+            backend = _private_dovecot(name, private_ca, trusted_networks="127.0.0.0/8")
             backend.start()
             started.append(backend)
-        proxy = _private_dovecot("fleet-proxy", role="proxy")
+        proxy = _private_dovecot("fleet-proxy", private_ca, role="proxy")
         proxy.start()
         started.append(proxy)
         yield Fleet(*started)

@@ -181,6 +181,14 @@ def test_mailserver_save_warns_when_the_master_password_variable_is_unset(db: No
     assert MailServer.objects.get(name="mx2").master_password_env == variable
 
 
+def test_mailserver_save_sets_the_tls_ports(db: None) -> None:
+    run("mailserver_save mx2 --imaps-port 10993 --pop3s-port 10995")
+    server = MailServer.objects.get(name="mx2")
+    assert (server.imap_port, server.imaps_port, server.pop3s_port) == (143, 10993, 10995)
+    with pytest.raises(CommandError, match="The POP3S port must be between 1 and 65535."):
+        run("mailserver_save mx2 --pop3s-port 0")
+
+
 def test_mailserver_save_lists_every_problem_on_its_own_line(db: None) -> None:
     with pytest.raises(CommandError) as exc:
         run("mailserver_save 'mx 2' --imap-port 70000 --master-password-env A-B")

@@ -1,17 +1,17 @@
 """``/healthz``: whether this web process can reach what it needs, for load balancers and
-monitoring. No login (probes have none), no details beyond "ok" or "unreachable": not a host,
-not an error message.
+monitoring. No login (probes have none), no details beyond a state word: not a host, not an
+error message.
 
-Each mail server is checked with a TCP connection to its IMAP port, not by its last poll:
-polls run every 15 minutes from the workers, and a probe must tell the state now. The
-connections are made side by side, each with a short timeout, so a dead server costs about
-one timeout however many there are.
+Each mail server is checked with a TLS handshake on its IMAPS port, its certificate verified
+as the workers verify it ("untrusted certificate" when that fails), not by its last poll: polls
+run every 15 minutes from the workers, and a probe must tell the state now. The connections
+are made side by side, each with a short timeout, so a dead server costs about one timeout
+however many there are.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
@@ -22,12 +22,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from mailboxes.models import MailServer
+from mailserver.errors import MailServerError, UntrustedCertificate
+from mailserver.tls import check_certificate
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT = 2.0  # seconds, for Redis and for each mail server
 OK = "ok"
 UNREACHABLE = "unreachable"
+UNTRUSTED = "untrusted certificate"  # reachable, but the workers would refuse to talk to it
 
 
 def _database() -> str:
@@ -60,14 +63,18 @@ def _redis() -> str:
 
 def _reachable(address: tuple[str, int]) -> str:
     try:
-        with socket.create_connection(address, timeout=TIMEOUT):
-            return OK
-    except OSError:
+        check_certificate(*address, timeout=TIMEOUT)
+    except UntrustedCertificate:
+        return UNTRUSTED
+    except MailServerError:
         return UNREACHABLE
+    return OK
 
 
 def _mail_servers() -> dict[str, str]:
-    servers = list(MailServer.objects.order_by("name").values_list("name", "hostname", "imap_port"))
+    servers = list(
+        MailServer.objects.order_by("name").values_list("name", "hostname", "imaps_port")
+    )
     if not servers:
         return {}
     with ThreadPoolExecutor(max_workers=min(len(servers), 16)) as pool:
@@ -75,7 +82,7 @@ def _mail_servers() -> dict[str, str]:
         result = dict(zip([name for name, _, _ in servers], states, strict=True))
     for name, state in result.items():
         if state != OK:
-            logger.warning("health: mail server %s is unreachable", name)
+            logger.warning("health: mail server %s: %s", name, state)
     return result
 
 

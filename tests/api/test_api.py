@@ -15,7 +15,7 @@ from accounts.models import AuditEntry, Customer, StaffRole
 from api.throttling import KeyRateThrottle
 from mailboxes.models import MIB, Mailbox
 from mailboxes.passwords import verify_password
-from tests.factories import make_customer, make_domain, make_mailbox, make_plan
+from tests.factories import make_customer, make_domain, make_mailbox, make_plan, make_server
 
 pytestmark = pytest.mark.django_db
 
@@ -314,3 +314,10 @@ def test_a_page_costs_the_same_queries_whatever_its_size(world):
             assert len(client.get(MAILBOXES, {"page_size": size}).json()["results"]) == size
         counts.add(len(queries))
     assert len(counts) == 1, counts
+
+
+@pytest.mark.django_db
+def test_hoster_keys_see_each_servers_tls_ports() -> None:
+    make_server("mx1", imap_port=143, imaps_port=993, pop3_port=110, pop3s_port=995)
+    listed = client_for(hoster_key()).get("/api/v1/servers/").json()["results"]
+    assert [(s["name"], s["imaps_port"], s["pop3s_port"]) for s in listed] == [("mx1", 993, 995)]

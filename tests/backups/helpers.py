@@ -21,6 +21,7 @@ import pytest
 from imapclient import IMAPClient
 
 from tests.factories import PASSWORD
+from tests.mailclients import imaps
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def message(
 @contextmanager
 def imap(dovecot, address: str) -> Iterator[IMAPClient]:  # type: ignore[no-untyped-def]
     """The mailbox as its owner sees it."""
-    client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False)
+    client = imaps(dovecot)
     client.normalise_times = False
     client.login(address, PASSWORD)
     try:

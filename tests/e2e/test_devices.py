@@ -18,15 +18,16 @@ from mailboxes.models import MailServer
 from tests.e2e.accessibility import assert_accessible
 from tests.e2e.test_portal import USER_PASSWORD, log_in
 from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox, make_plan
+from tests.mailclients import tls_context
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 @pytest.fixture(autouse=True)
-def _plain_text_on_loopback(settings):  # type: ignore[no-untyped-def]
-    """The test Dovecot has no TLS: clients are told to use its own host and ports."""
+def _the_test_dovecots_own_host(settings):  # type: ignore[no-untyped-def]
+    """Devices are told the test Dovecot's own host and its IMAPS and POP3S ports."""
     settings.POSTAMT_MAIL_HOSTNAME = ""
-    settings.POSTAMT_MAIL_SECURITY = "none"
+    settings.POSTAMT_MAIL_SECURITY = "ssl"
     settings.POSTAMT_SUBMISSION_HOST = ""
 
 
@@ -34,13 +35,14 @@ def logs_in(account: dict[str, object]) -> bool:
     host = str(account["IncomingMailServerHostName"])
     port = int(account["IncomingMailServerPortNumber"])  # type: ignore[call-overload]
     user = str(account["IncomingMailServerUsername"])
+    assert account["IncomingMailServerUseSSL"] is True
     if account["EmailAccountType"] == "EmailTypeIMAP":
-        client = IMAPClient(host, port=port, ssl=bool(account["IncomingMailServerUseSSL"]))
+        client = IMAPClient(host, port=port, ssl_context=tls_context(), timeout=10)
         client.login(user, PASSWORD)
         client.select_folder("INBOX")
         client.logout()
         return True
-    pop = poplib.POP3(host, port, timeout=10)
+    pop = poplib.POP3_SSL(host, port, context=tls_context(), timeout=10)
     pop.user(user)
     pop.pass_(PASSWORD)
     pop.quit()

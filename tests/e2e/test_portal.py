@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from django.core import mail
-from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 from playwright.sync_api import Page, expect
 
@@ -19,6 +18,7 @@ from mailboxes.models import MailServer
 from mailserver.dovecot import DovecotInstance
 from tests.e2e.accessibility import assert_accessible
 from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox, make_plan
+from tests.mailclients import imaps
 from tests.twofactor import current_code
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -37,7 +37,7 @@ def message(size: int) -> bytes:
 
 
 def imap_login_works(dovecot: DovecotInstance, address: str, password: str) -> bool:
-    client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False, timeout=10)
+    client = imaps(dovecot)
     try:
         client.login(address, password)
     except LoginError:

@@ -20,6 +20,7 @@ from imapclient.exceptions import LoginError
 from mailboxes.idn import domain_to_ascii
 from mailboxes.models import MailServer
 from tests.factories import PASSWORD, make_domain, make_mailbox, make_plan
+from tests.mailclients import tls_context
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +28,10 @@ AD = "{http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema
 
 
 @pytest.fixture(autouse=True)
-def _plain_text_on_loopback(settings):  # type: ignore[no-untyped-def]
-    """The test Dovecot has no TLS: clients are told to use its own host and ports."""
+def _the_test_dovecots_own_host(settings):  # type: ignore[no-untyped-def]
+    """Clients are told the test Dovecot's own host and its IMAPS and POP3S ports."""
     settings.POSTAMT_MAIL_HOSTNAME = ""
-    settings.POSTAMT_MAIL_SECURITY = "none"
+    settings.POSTAMT_MAIL_SECURITY = "ssl"
     settings.POSTAMT_SUBMISSION_HOST = ""
     # Only the panel's own names: autoconfig.<domain> and autodiscover.<domain> are let in by
     # autoconfig.middleware.DiscoveryHostMiddleware.
@@ -88,7 +89,7 @@ def outlook_settings(base_url: str, address: str) -> list[dict[str, str]]:
 
 
 def imap_works(host: str, port: int, login: str, password: str) -> bool:
-    client = IMAPClient(host, port=port, ssl=False, timeout=10)
+    client = IMAPClient(host, port=port, ssl_context=tls_context(), timeout=10)
     try:
         client.login(login, password)
     except LoginError:
@@ -99,7 +100,7 @@ def imap_works(host: str, port: int, login: str, password: str) -> bool:
 
 
 def pop3_works(host: str, port: int, login: str, password: str) -> bool:
-    pop = poplib.POP3(host, port, timeout=10)
+    pop = poplib.POP3_SSL(host, port, context=tls_context(), timeout=10)
     try:
         pop.user(login)
         pop.pass_(password)
@@ -123,12 +124,12 @@ def test_thunderbird_settings_log_in_over_each_mailboxs_protocol(
     for address, protocol in (("anna@laden.example", "imap"), ("Bob@Laden.example", "pop3")):
         (server,) = thunderbird_settings(live_server.url, address)
         assert server["type"] == protocol
-        assert server["socketType"] == "plain"
+        assert server["socketType"] == "SSL"
         host, port, login = server["hostname"], int(server["port"]), server["username"]
         assert LOGIN[protocol](host, port, login, PASSWORD)
         # The protocol not offered would have been refused: that is why it is not offered.
         other = {"imap": "pop3", "pop3": "imap"}[protocol]
-        other_port = {"imap": dovecot.imap_port, "pop3": dovecot.pop3_port}[other]
+        other_port = {"imap": dovecot.imaps_port, "pop3": dovecot.pop3s_port}[other]
         assert not LOGIN[other](host, other_port, login, PASSWORD)
 
 
@@ -151,5 +152,29 @@ def test_outlook_settings_log_in_over_each_mailboxs_protocol(
     for address, protocol in (("anna@laden.example", "imap"), ("bob@laden.example", "pop3")):
         (server,) = outlook_settings(live_server.url, address)
         assert server["Type"] == protocol.upper()
-        assert server["Encryption"] == "None"
+        assert server["Encryption"] == "SSL"
         assert LOGIN[protocol](server["Server"], int(server["Port"]), server["LoginName"], PASSWORD)
+
+
+def test_starttls_settings_log_in_after_starttls(
+    dovecot, mail_server: MailServer, live_server, settings
+) -> None:  # type: ignore[no-untyped-def]
+    settings.POSTAMT_MAIL_SECURITY = "starttls"
+    domain = make_domain(name="laden.example")
+    make_mailbox("anna", domain=domain, protocol="imap", plan=make_plan(protocol="imap"))
+    make_mailbox("bob", domain=domain, protocol="pop3", plan=make_plan(protocol="pop3"))
+
+    (imap,) = thunderbird_settings(live_server.url, "anna@laden.example")
+    assert (imap["socketType"], int(imap["port"])) == ("STARTTLS", dovecot.imap_port)
+    client = IMAPClient(imap["hostname"], port=int(imap["port"]), ssl=False, timeout=10)
+    client.starttls(tls_context())
+    client.login(imap["username"], PASSWORD)
+    client.logout()
+
+    (pop3,) = thunderbird_settings(live_server.url, "bob@laden.example")
+    assert (pop3["socketType"], int(pop3["port"])) == ("STARTTLS", dovecot.pop3_port)
+    pop = poplib.POP3(pop3["hostname"], int(pop3["port"]), timeout=10)
+    pop.stls(tls_context())
+    pop.user(pop3["username"])
+    assert pop.pass_(PASSWORD).startswith(b"+OK")
+    pop.quit()

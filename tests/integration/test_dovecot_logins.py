@@ -24,13 +24,14 @@ from mailboxes.services import (
 from mailboxes.usage import poll_server, refresh_mailbox_usage, schedule_polls
 from mailserver.dovecot import DovecotInstance
 from tests.factories import PASSWORD, make_mailbox, make_plan
+from tests.mailclients import imaps, pop3s
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def imap_login(dovecot: DovecotInstance, user: str, password: str) -> IMAPClient:
-    client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False, timeout=10)
+    client = imaps(dovecot)
     client.login(user, password)
     return client
 
@@ -44,7 +45,7 @@ def imap_can_login(dovecot: DovecotInstance, user: str, password: str) -> bool:
 
 
 def pop3_can_login(dovecot: DovecotInstance, user: str, password: str) -> bool:
-    pop = poplib.POP3(dovecot.listen, dovecot.pop3_port, timeout=10)
+    pop = pop3s(dovecot)
     try:
         pop.user(user)
         pop.pass_(password)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from imapclient import IMAPClient
 
 from accounts.models import User
 from mailboxes.models import Mailbox
 from mailboxes.services import mailbox_set_password
 from mailboxes.tasks import send_password_notice
 from tests.factories import make_customer, make_domain, make_mailbox
+from tests.mailclients import imaps
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -44,6 +44,6 @@ def test_the_contact_address_gets_one_notice_over_smtp(
     time.sleep(0.5)
     assert len(smtp_server.messages) == 1
 
-    client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False, timeout=10)
+    client = imaps(dovecot)
     client.login(mailbox.address, NEW_PASSWORD)
     client.logout()

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from email.message import EmailMessage
 
 import pytest
-from imapclient import IMAPClient
 
 from mailboxes import usage
 from mailboxes.models import (
@@ -25,6 +24,7 @@ from mailboxes.services import mailbox_suspend
 from mailboxes.tasks import poll_all, poll_server, refresh_usage
 from mailserver.errors import MailServerUnavailable
 from tests.factories import PASSWORD, make_domain, make_mailbox
+from tests.mailclients import imaps
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def doveadm_quota(dovecot, address: str) -> int:
 
 
 def fill_folders(dovecot, address: str) -> None:
-    client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False)
+    client = imaps(dovecot)
     client.login(address, PASSWORD)
     client.create_folder("Projekte/Bäckerei")
     client.append("Sent", message("sent", 30_000))

@@ -17,6 +17,7 @@ from mailboxes.models import MIB, Mailbox, QuotaWarning
 from mailboxes.services import mailbox_set_quota
 from mailboxes.tasks import poll_server, refresh_usage, send_pending_warnings
 from tests.factories import make_customer, make_domain, make_mailbox
+from tests.mailclients import imaps
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -185,7 +186,6 @@ def test_staff_digest_lists_full_mailboxes(mail_server, smtp_server, settings):
 def test_a_copy_goes_into_the_mailbox_only_while_it_has_room(
     dovecot, mail_server, celery_worker, deliver, smtp_server
 ):
-    from imapclient import IMAPClient
 
     from tests.factories import PASSWORD
 
@@ -206,7 +206,7 @@ def test_a_copy_goes_into_the_mailbox_only_while_it_has_room(
     )
 
     def inbox_subjects(address: str) -> list[bytes]:
-        client = IMAPClient(dovecot.listen, port=dovecot.imap_port, ssl=False)
+        client = imaps(dovecot)
         client.login(address, PASSWORD)
         client.select_folder("INBOX", readonly=True)
         uids = client.search()

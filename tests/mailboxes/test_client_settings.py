@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mailboxes import client_settings
+from mailboxes.checks import check_mail_security
 from mailboxes.models import MailServer
 from tests.factories import make_domain, make_mailbox, make_server
 
@@ -54,14 +55,32 @@ def test_starttls_and_configured_ports(server: MailServer, settings) -> None:  #
     assert found.incoming[0].security == "starttls"
 
 
-def test_without_tls_clients_get_the_servers_own_host_and_ports(settings) -> None:  # type: ignore[no-untyped-def]
+def test_clients_get_each_servers_own_host_and_tls_ports(settings) -> None:  # type: ignore[no-untyped-def]
     settings.POSTAMT_MAIL_HOSTNAME = ""
+    make_server("local", hostname="127.0.0.1", imap_port=10143, imaps_port=10993, pop3s_port=10995)
+    domain = make_domain(name="shop.example")
+    make_mailbox("anna", protocol="imap", domain=domain)
+    make_mailbox("bob", protocol="pop3", domain=domain)
+    anna = client_settings.for_address("anna@shop.example")
+    bob = client_settings.for_address("bob@shop.example")
+    assert anna is not None and bob is not None
+    assert anna.incoming == (client_settings.Server("imap", "127.0.0.1", 10993, "ssl"),)
+    assert bob.incoming == (client_settings.Server("pop3", "127.0.0.1", 10995, "ssl"),)
+    settings.POSTAMT_MAIL_SECURITY = "starttls"
+    anna = client_settings.for_address("anna@shop.example")
+    assert anna is not None
+    assert anna.incoming == (client_settings.Server("imap", "127.0.0.1", 10143, "starttls"),)
+
+
+def test_cleartext_is_never_offered_for_incoming_mail(server: MailServer, settings) -> None:  # type: ignore[no-untyped-def]
+    """Dovecot refuses cleartext logins off loopback: a set-up told "none" would not work."""
     settings.POSTAMT_MAIL_SECURITY = "none"
-    make_server("local", hostname="127.0.0.1", imap_port=10143)
     make_mailbox("anna", protocol="imap", domain=make_domain(name="shop.example"))
-    found = client_settings.for_address("anna@shop.example")
-    assert found is not None
-    assert found.incoming == (client_settings.Server("imap", "127.0.0.1", 10143, "none"),)
+    with pytest.raises(ValueError, match="require TLS"):
+        client_settings.for_address("anna@shop.example")
+    assert [error.id for error in check_mail_security()] == ["mailboxes.E001"]
+    settings.POSTAMT_MAIL_SECURITY = "starttls"
+    assert check_mail_security() == []
 
 
 def test_submission_is_offered_where_the_hoster_has_a_host(server: MailServer, settings) -> None:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import pytest
 
 from mailserver.dovecot import DovecotError, DovecotInstance, detect_version
+from mailserver.tls import make_private_ca
 
 POSTGRES: dict[str, Any] = {
     "ENGINE": "django.db.backends.postgresql",
@@ -39,6 +40,7 @@ def root() -> Iterator[Path]:
     """Like the test Dovecot's root: outside pytest's 0700 tmp, so the mail user can enter it."""
     path = Path(tempfile.mkdtemp(prefix="postamt-dovecot-conf-"))
     path.chmod(0o755)
+    make_private_ca(path / "tls")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -55,6 +57,8 @@ def instance(root: Path, backend: str, **overrides: Any) -> DovecotInstance:
         "lmtp_port": 10024,
         "master_user": "postamt",
         "master_password": "master-secret",
+        "ssl_cert": str(root / "tls" / "server.pem"),
+        "ssl_key": str(root / "tls" / "server.key"),
         "db": db,
     }
     values.update(overrides)
@@ -92,7 +96,7 @@ def test_24_versions_come_first(root: Path, backend: str) -> None:
 def test_24_uses_24_syntax_only(root: Path, backend: str) -> None:
     text = render(root, backend, "2.4")
     lines = settings_lines(text)
-    assert "auth_allow_cleartext = yes" in lines
+    assert "auth_allow_cleartext = no" in lines
     assert "mail_driver = maildir" in lines
     assert "mail_path = ~/Maildir" in lines
     assert f"mail_home = {root}/mail/%{{user | domain}}/%{{user | username}}" in lines
@@ -349,7 +353,12 @@ def test_other_local_users_cannot_reach_dovecots_files(root: Path) -> None:
     dovecot_root = root / "lib" / "postamt"  # its parents are made as well
     old_umask = os.umask(0o022)
     try:
-        dovecot = instance(dovecot_root, "sqlite")
+        dovecot = instance(
+            dovecot_root,
+            "sqlite",
+            ssl_cert=str(root / "tls" / "server.pem"),
+            ssl_key=str(root / "tls" / "server.key"),
+        )
         dovecot.render(version="2.3")
     finally:
         os.umask(old_umask)
@@ -363,6 +372,37 @@ def test_other_local_users_cannot_reach_dovecots_files(root: Path) -> None:
     assert can_open("mail", dovecot.mail_root)
     for path in (dovecot_root, dovecot.config_file, dovecot_root / "log" / "dovecot.log"):
         assert not can_open("mail", path), path
+
+
+TLS_LINES = {
+    "2.3": ["ssl_cert = <{cert}", "ssl_key = <{key}", "disable_plaintext_auth = yes"],
+    "2.4": ["ssl_server_cert_file = {cert}", "ssl_server_key_file = {key}"]
+    + ["auth_allow_cleartext = no"],
+}
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.4"])
+def test_every_login_off_loopback_needs_tls(root: Path, version: Version) -> None:
+    text = render(root, "sqlite", version, imaps_port=10993, pop3s_port=10995, doveadm_port=10808)
+    lines = settings_lines(text)
+    cert, key = root / "tls" / "server.pem", root / "tls" / "server.key"
+    assert "ssl = required" in lines
+    for line in TLS_LINES[version]:
+        assert line.format(cert=cert, key=key) in lines
+    # Trusted networks count as secured, like loopback: none are configured.
+    assert not any(line.startswith("login_trusted_networks") for line in lines)
+    imap_login, pop3_login = block(text, "service imap-login"), block(text, "service pop3-login")
+    assert "inet_listener imaps {\n    port = 10993\n    ssl = yes" in imap_login
+    assert "inet_listener pop3s {\n    port = 10995\n    ssl = yes" in pop3_login
+    assert "port = 10808\n    ssl = yes" in block(text, "service doveadm")
+
+
+@pytest.mark.parametrize("field", ["ssl_cert", "ssl_key"])
+def test_a_certificate_and_key_are_required(root: Path, field: str) -> None:
+    with pytest.raises(DovecotError, match="DOVECOT_SSL_CERT and DOVECOT_SSL_KEY"):
+        instance(root, "sqlite", **{field: ""}).render(version="2.3")
+    with pytest.raises(DovecotError, match="does not exist"):
+        instance(root, "sqlite", **{field: str(root / "missing.pem")}).render(version="2.4")
 
 
 def test_master_password_is_required(root: Path) -> None:

@@ -4,20 +4,14 @@ that does not; no login, no details."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 from django.test import Client, override_settings
 
+from mailboxes.models import MailServer
 from tests.factories import make_server
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def listening_port() -> Iterator[int]:
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        yield server.getsockname()[1]
 
 
 @pytest.fixture
@@ -26,9 +20,9 @@ def closed_port() -> int:
         return server.getsockname()[1]  # closed again when the test connects
 
 
-def test_health_is_ok_when_everything_answers(client: Client, listening_port: int) -> None:
-    make_server("imap-one", hostname="127.0.0.1", imap_port=listening_port)
-    make_server("imap-two", hostname="127.0.0.1", imap_port=listening_port)
+@pytest.mark.integration
+def test_health_is_ok_when_everything_answers(client: Client, mail_server: MailServer) -> None:
+    make_server("imap-two", hostname="127.0.0.1", imaps_port=mail_server.imaps_port)
 
     response = client.get("/healthz")
 
@@ -36,23 +30,34 @@ def test_health_is_ok_when_everything_answers(client: Client, listening_port: in
     assert response.json() == {
         "database": "ok",
         "redis": "ok",
-        "mail_servers": {"imap-one": "ok", "imap-two": "ok"},
+        "mail_servers": {mail_server.name: "ok", "imap-two": "ok"},
     }
     assert "no-cache" in response["Cache-Control"]
 
 
+@pytest.mark.integration
 def test_an_unreachable_mail_server_makes_it_unhealthy_without_saying_where_it_is(
-    client: Client, listening_port: int, closed_port: int
+    client: Client, mail_server: MailServer, closed_port: int
 ) -> None:
-    make_server("imap-one", hostname="127.0.0.1", imap_port=listening_port)
-    make_server("imap-down", hostname="127.0.0.1", imap_port=closed_port)
+    make_server("imap-down", hostname="127.0.0.1", imaps_port=closed_port)
 
     response = client.get("/healthz")
 
     assert response.status_code == 503
-    assert response.json()["mail_servers"] == {"imap-one": "ok", "imap-down": "unreachable"}
+    assert response.json()["mail_servers"] == {mail_server.name: "ok", "imap-down": "unreachable"}
     assert "127.0.0.1" not in response.content.decode()
     assert str(closed_port) not in response.content.decode()
+
+
+@pytest.mark.integration
+def test_a_server_that_answers_without_tls_is_unhealthy(client: Client) -> None:
+    """Something listens, but it is not the TLS the workers need."""
+    with socket.create_server(("127.0.0.1", 0)) as plain:
+        make_server("imap-plain", hostname="127.0.0.1", imaps_port=plain.getsockname()[1])
+        response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["mail_servers"] == {"imap-plain": "unreachable"}
 
 
 def test_unreachable_redis_makes_it_unhealthy(client: Client, closed_port: int) -> None:

@@ -41,12 +41,13 @@ class Command(BaseCommand):
         if action == "render":
             self.stdout.write(str(config))
             return
-        doveadm = f", doveadm HTTP API {instance.listen}:{instance.doveadm_port}"
+        doveadm = f", doveadm HTTPS API {instance.listen}:{instance.doveadm_port}"
         if instance.role == "proxy":
             doveadm = " (proxy)"
         self.stdout.write(
-            f"Dovecot: IMAP {instance.listen}:{instance.imap_port}, "
-            f"POP3 {instance.listen}:{instance.pop3_port}, "
+            f"Dovecot: IMAPS {instance.listen}:{instance.imaps_port}, "
+            f"POP3S {instance.listen}:{instance.pop3s_port}, "
+            f"IMAP and POP3 with STARTTLS {instance.imap_port}, {instance.pop3_port}, "
             f"LMTP {instance.listen}:{instance.lmtp_port}"
             f"{doveadm if instance.doveadm_port else ''}; log {instance.root}/log/dovecot.log"
         )

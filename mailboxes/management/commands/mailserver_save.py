@@ -31,6 +31,10 @@ class Command(ServiceCommand):
         parser.add_argument("--host", help=_("Host name or IP address (new: 127.0.0.1)."))
         parser.add_argument("--imap-port", type=int, help=_("IMAP port (new: 143)."))
         parser.add_argument("--pop3-port", type=int, help=_("POP3 port (new: 110)."))
+        parser.add_argument(
+            "--imaps-port", type=int, help=_("IMAPS port, the workers' (new: 993).")
+        )
+        parser.add_argument("--pop3s-port", type=int, help=_("POP3S port (new: 995)."))
         parser.add_argument("--lmtp-port", type=int, help=_("LMTP port (new: 24)."))
         parser.add_argument(
             "--master-user", help=_("Dovecot master user the workers log in as (new: postamt).")
@@ -66,6 +70,8 @@ class Command(ServiceCommand):
             hostname=options["host"],
             imap_port=options["imap_port"],
             pop3_port=options["pop3_port"],
+            imaps_port=options["imaps_port"],
+            pop3s_port=options["pop3s_port"],
             lmtp_port=options["lmtp_port"],
             master_user=options["master_user"],
             master_password_env=options["master_password_env"],
@@ -104,6 +110,8 @@ class Command(ServiceCommand):
                 "hostname": server.hostname,
                 "imap_port": server.imap_port,
                 "pop3_port": server.pop3_port,
+                "imaps_port": server.imaps_port,
+                "pop3s_port": server.pop3s_port,
                 "lmtp_port": server.lmtp_port,
                 "master_user": server.master_user,
                 "master_password_env": server.master_password_env,

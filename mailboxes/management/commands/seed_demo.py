@@ -109,10 +109,10 @@ class Command(BaseCommand):
                 )
             else:
                 mailbox_set_password(mailbox=mailbox, password=password, actor=ACTOR)
-            port = server.imap_port if protocol == "imap" else server.pop3_port
+            port = server.imaps_port if protocol == "imap" else server.pop3s_port
             lines.append(
                 f"  {protocol.upper():4}  login {mailbox.address}  password {password}  "
-                f"({server.hostname}:{port}, no TLS) = {mailbox.display_address}"
+                f"({server.hostname}:{port}, TLS) = {mailbox.display_address}"
             )
 
         self.stdout.write("Demo data ready.")
