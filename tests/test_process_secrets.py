@@ -13,17 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from mailserver.tls import PrivateCA
 from tests.test_settings import CHECKOUT, PRODUCTION, TEST_RELAXATIONS, as_root, child_env
 
 MAIL_SERVER_SECRETS = ("POSTAMT_MASTER_PASSWORD", "POSTAMT_DOVEADM_API_KEY")
 
 
 def environment(**env: str) -> dict[str, str]:
-    """Production, without the mail servers' secrets unless given."""
+    """Production, without the mail servers' secrets unless given: set empty, as a variable
+    that is absent would be taken from the checkout's .env (`make run`'s)."""
     values = {k: v for k, v in child_env().items() if k not in TEST_RELAXATIONS}
     values.update(PRODUCTION)
     for name in MAIL_SERVER_SECRETS:
-        values.pop(name, None)
+        values[name] = ""
     return {**values, **env}
 
 
@@ -71,7 +73,9 @@ def dovecot_root() -> Iterator[Path]:
 
 
 @as_root
-def test_dovecot_renders_without_secret_key_and_with_its_own_role(dovecot_root: Path) -> None:
+def test_dovecot_renders_without_secret_key_and_with_its_own_role(
+    dovecot_root: Path, private_ca: PrivateCA
+) -> None:
     result = run(
         [sys.executable, "manage.py", "dovecot", "render"],
         SECRET_KEY="",
@@ -80,6 +84,8 @@ def test_dovecot_renders_without_secret_key_and_with_its_own_role(dovecot_root: 
         DOVECOT_ROOT=str(dovecot_root / "dovecot"),
         DOVECOT_DATABASE_URL="postgres://dovecot_mx1:Kw4-pQ8-zT2-rV6@db.internal:5432/postamt",
         POSTAMT_MASTER_PASSWORD="Xr7Tq2Lp9Vw4Zk8Nm3Bc",
+        DOVECOT_SSL_CERT=str(private_ca.cert_file),
+        DOVECOT_SSL_KEY=str(private_ca.key_file),
     )
     assert result.returncode == 0, result.stderr
     rendered = "".join(p.read_text() for p in (dovecot_root / "dovecot" / "conf").glob("*.conf*"))

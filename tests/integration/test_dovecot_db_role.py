@@ -21,6 +21,7 @@ from mailboxes import dovecot_view
 from mailboxes.models import MailboxLogin
 from mailboxes.services import mail_server_register_local
 from mailserver.dovecot import DovecotInstance
+from mailserver.tls import PrivateCA
 from tests.conftest import free_port
 from tests.factories import PASSWORD, make_domain, make_mailbox
 from tests.waiting import wait_for
@@ -99,7 +100,9 @@ def test_running_the_command_again_takes_away_what_was_added(dovecot_db) -> None
 
 
 @pytest.fixture
-def role_dovecot(dovecot_db: dict[str, Any], settings: Any) -> Iterator[DovecotInstance]:
+def role_dovecot(
+    dovecot_db: dict[str, Any], settings: Any, private_ca: PrivateCA
+) -> Iterator[DovecotInstance]:
     """A Dovecot of its own whose configuration connects with the role."""
     root = Path(tempfile.mkdtemp(prefix="postamt-dovecot-role-"))
     root.chmod(0o755)
@@ -108,6 +111,10 @@ def role_dovecot(dovecot_db: dict[str, Any], settings: Any) -> Iterator[DovecotI
         server="role",
         imap_port=free_port(),
         pop3_port=free_port(),
+        imaps_port=free_port(),
+        pop3s_port=free_port(),
+        ssl_cert=str(private_ca.cert_file),
+        ssl_key=str(private_ca.key_file),
         lmtp_port=free_port(),
         doveadm_port=None,
         mail_fsync="never",
