@@ -6,8 +6,11 @@ import logging
 import os
 from typing import Any, TypedDict
 
-from celery import Celery
+from celery import Celery, signals
 from django.db import transaction
+from redbeat import schedulers as redbeat
+
+from provider.celery_checks import run_or_exit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provider.settings")
 
@@ -16,6 +19,35 @@ log = logging.getLogger(__name__)
 app = Celery("provider")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.worker_init.connect
+def check_before_working(**kwargs: Any) -> None:
+    """Django runs its system checks for the web only; a worker checks the broker's timeout
+    (``provider.celery_checks``) itself and stops rather than run tasks twice."""
+    run_or_exit(log)
+
+
+# Ours instead of redbeat's own receiver, so that a waiting beat says why it waits.
+signals.beat_init.disconnect(redbeat.acquire_distributed_beat_lock)
+
+
+@signals.beat_init.connect
+def check_and_take_the_beat_lock(sender: Any, **kwargs: Any) -> None:
+    """One beat only: wait for redbeat's lock (held by a live beat, lapsing once it dies),
+    then schedule. The broker's timeout is checked first, as workers do."""
+    run_or_exit(log)
+    scheduler = sender.scheduler
+    holder = redbeat.get_redis(scheduler.app).get(scheduler.lock_key)
+    if holder:
+        log.warning(
+            "beat: another beat holds the lock %s; this one waits and takes over within %s s "
+            "of that one stopping",
+            scheduler.lock_key,
+            scheduler.lock_timeout,
+        )
+    redbeat.acquire_distributed_beat_lock(sender)
+    log.warning("beat: holds the lock %s; scheduling", scheduler.lock_key)
 
 
 class RetryOptions(TypedDict):
