@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 
 import pytest
+import redis
+from django.conf import settings
 from django.core import checks
 
 from provider.celery_checks import TAG, check_broker_timeout
@@ -57,7 +60,13 @@ def test_on_rabbitmq_the_consumer_timeout_counts_not_the_visibility_timeout(sett
 
 @pytest.mark.parametrize("command", [["worker", "-P", "solo"], ["beat"]])
 def test_a_worker_or_beat_with_a_short_visibility_timeout_refuses_to_start(command) -> None:
-    env = {**os.environ, "CELERY_VISIBILITY_TIMEOUT": "1800", "LOG_FORMAT": "text"}
+    env = {
+        **os.environ,
+        "CELERY_VISIBILITY_TIMEOUT": "1800",
+        "LOG_FORMAT": "text",
+        # Beat stores its schedule before it checks: in keys of this test's own.
+        "CELERY_REDBEAT_KEY_PREFIX": f"postamt:check-test-{uuid.uuid4().hex}:",
+    }
     done = subprocess.run(
         [f"{ROOT}/.venv/bin/celery", "-A", "provider", *command, "--loglevel", "WARNING"],
         cwd=ROOT,
@@ -69,3 +78,7 @@ def test_a_worker_or_beat_with_a_short_visibility_timeout_refuses_to_start(comma
     assert done.returncode == 1
     output = done.stdout + done.stderr
     assert "postamt.E010" in output and "CELERY_VISIBILITY_TIMEOUT (0:30:00)" in output
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    stored = client.keys(f"{env['CELERY_REDBEAT_KEY_PREFIX']}*")
+    if stored:
+        client.delete(*stored)
