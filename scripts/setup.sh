@@ -2,7 +2,8 @@
 # Install what Postamt needs on a Debian machine: system packages that are missing, then a
 # virtualenv with the Python dependencies. Safe to run again; it only adds what is absent.
 #   scripts/setup.sh          packages to run Postamt
-#   scripts/setup.sh test     plus what the test suite needs (PostgreSQL, Chromium, isync)
+#   scripts/setup.sh test     plus what the test suite needs (PostgreSQL, RabbitMQ, Chromium,
+#                             isync)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
@@ -10,7 +11,7 @@ mode=${1:-run}
 packages=(python3 python3-venv python3-dev gcc gettext redis-server
           dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-pgsql dovecot-sqlite)
 if [ "$mode" = test ]; then
-  packages+=(postgresql chromium isync)
+  packages+=(postgresql chromium isync rabbitmq-server)
   # npm fetches axe-core for the browser tests' accessibility checks; any npm will do (some
   # machines have Node.js with npm from elsewhere, and Debian's npm would conflict with it).
   command -v npm >/dev/null || packages+=(npm)
