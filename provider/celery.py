@@ -21,6 +21,22 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+def _redbeat_settings() -> dict[str, Any]:
+    """redbeat tells its settings apart from unset ones by their bare names, which Celery's
+    CELERY_ namespace hides: hand them over under those names (read lazily, like the rest)."""
+    from django.conf import settings
+
+    prefix = "CELERY_REDBEAT_"
+    return {
+        name.removeprefix("CELERY_").lower(): getattr(settings, name)
+        for name in dir(settings)
+        if name.startswith(prefix)
+    }
+
+
+app.add_defaults(_redbeat_settings)
+
+
 @signals.worker_init.connect
 def check_before_working(**kwargs: Any) -> None:
     """Django runs its system checks for the web only; a worker checks the broker's timeout
