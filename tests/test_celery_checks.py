@@ -3,6 +3,7 @@ runs (provider/celery_checks.py), and that workers and beat refuse to start with
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -82,3 +83,30 @@ def test_a_worker_or_beat_with_a_short_visibility_timeout_refuses_to_start(comma
     stored = client.keys(f"{env['CELERY_REDBEAT_KEY_PREFIX']}*")
     if stored:
         client.delete(*stored)
+
+
+def test_with_rabbitmq_results_cache_and_beat_stay_on_redis_without_its_transport_options() -> None:
+    script = (
+        "import json; from django.conf import settings as s; print(json.dumps(["
+        "s.CELERY_BROKER_TRANSPORT_OPTIONS, s.CELERY_RESULT_BACKEND, "
+        "s.CACHES['default']['LOCATION'], s.CELERY_REDBEAT_REDIS_URL]))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "provider.settings",
+        "REDIS_URL": "redis://127.0.0.1:6379/7",
+        "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/postamt",
+    }
+    for name in ("CACHE_URL", "CELERY_RESULT_BACKEND", "CELERY_REDBEAT_REDIS_URL"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [f"{ROOT}/.venv/bin/python", "-c", f"import django; django.setup(); {script}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    options, results, cache, beat = json.loads(done.stdout.splitlines()[-1])
+    assert options == {}  # no visibility timeout nor socket options for amqp
+    assert results == cache == beat == "redis://127.0.0.1:6379/7"
