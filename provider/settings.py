@@ -337,7 +337,7 @@ CELERY_REDBEAT_REDIS_OPTIONS = {"socket_connect_timeout": 3}
 CELERY_REDBEAT_KEY_PREFIX = env.str("CELERY_REDBEAT_KEY_PREFIX", default="postamt:beat:")
 CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("CELERY_BEAT_MAX_LOOP_INTERVAL", default=10)
 CELERY_REDBEAT_LOCK_TIMEOUT = env.int("CELERY_REDBEAT_LOCK_TIMEOUT", default=60)
-# A job (backup, restore, import, poll run) whose worker died is run again, at most this many
+# A job (backup, restore, import) whose worker died is run again, at most this many
 # times in all; then it ends failed, with the reason for staff.
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=5)
 # An import without progress for this long lost its worker and may be taken over.
