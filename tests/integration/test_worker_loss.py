@@ -73,7 +73,7 @@ def test_a_backup_whose_worker_dies_in_every_run_ends_failed_after_its_attempts(
                 return job.attempts == attempt and job.messages_done >= 9
 
             wait_for(running_this_attempt, f"attempt {attempt} to be under way", timeout=90)
-            child = wait_for(lambda: pool_child(worker.pid), "the pool's child")
+            child = wait_for(lambda: pool_child(worker.pid), "the pool's child", timeout=60)
             os.kill(child, signal.SIGKILL)
 
         def finished() -> bool:
@@ -87,7 +87,9 @@ def test_a_backup_whose_worker_dies_in_every_run_ends_failed_after_its_attempts(
         assert job.error.startswith(f"gave up after {MAX_ATTEMPTS} attempts (JOB_MAX_ATTEMPTS)")
         # Its task was acknowledged: nothing of it waits in the queue or unacknowledged.
         broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-        wait_for(lambda: not broker.hlen("unacked"), "the broker to hold no unacked task")
+        wait_for(
+            lambda: not broker.hlen("unacked"), "the broker to hold no unacked task", timeout=60
+        )
         assert broker.llen(queue) == 0
     finally:
         worker.terminate()
