@@ -34,7 +34,6 @@ from .models import BackupJob, Job, JobStatus, Repository, RestoreJob, interrupt
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
 # A live run beats this many times per BACKUP_DEAD_SECONDS: a few missed beats (a busy
 # database, a pause of the process) do not make it look dead.
 BEATS_PER_DEAD = 6
@@ -101,12 +100,17 @@ def claim(model: type[J], job_id: int) -> tuple[J, str] | None:
         raise Busy(f"job {job_id} is running elsewhere")
     if previous:
         release_lease(job.repository_id, previous)
-    if job.attempts > MAX_ATTEMPTS:
+    if job.attempts > settings.JOB_MAX_ATTEMPTS:
+        # Its worker died or the mail server failed every time: running it again would only
+        # loop (a redelivered task comes back after each death). Staff see why.
+        error = (
+            f"gave up after {settings.JOB_MAX_ATTEMPTS} attempts (JOB_MAX_ATTEMPTS): each run "
+            "stopped before the end (a worker killed or out of memory, a lost host, or the "
+            f"mail server failing); last error: {job.error or 'none recorded'}"
+        )
         with transaction.atomic():
             if model.objects.filter(pk=job.pk, claim=token).update(
-                status=JobStatus.FAILED,
-                finished_at=now,
-                error=f"gave up after {MAX_ATTEMPTS} attempts; last error: {job.error}"[:2000],
+                status=JobStatus.FAILED, finished_at=now, error=error[:2000]
             ):
                 events.job_finished(model, job.pk)
         return None

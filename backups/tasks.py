@@ -2,7 +2,7 @@
 and ``services``. All run on the ``backup`` queue (restores on ``BACKUP_RESTORE_QUEUE``).
 
 Backup and restore runs are idempotent and resumable, so they ack late and are requeued if
-their worker dies; the job row caps the attempts (``jobs.MAX_ATTEMPTS``) and its claim keeps
+their worker dies; the job row caps the attempts (``JOB_MAX_ATTEMPTS``) and its claim keeps
 a second delivery from running the same job twice at once.
 """
 

@@ -86,9 +86,6 @@ INLINE_MAX_ROWS = 2_000
 INLINE_MAX_HASHES = 100
 # A hash costs about as much as checking this many rows: the weight of each in the progress.
 HASH_WEIGHT = 20
-# A running job without progress for this long lost its worker and may be taken over.
-STALE_AFTER = timedelta(minutes=5)
-MAX_ATTEMPTS = 3
 # The file of an unconfirmed check, and passwords not downloaded, are kept this long.
 KEEP_FOR = timedelta(days=1)
 _LOOKUP_CHUNK = 1000
@@ -1206,6 +1203,11 @@ def job_confirm(
     return True
 
 
+def _stale_after() -> timedelta:
+    """A running job without progress for this long lost its worker and may be taken over."""
+    return timedelta(seconds=settings.IMPORT_STALE_SECONDS)
+
+
 def _claim(job_id: int) -> tuple[ImportJob, str] | None:
     now = timezone.now()
     token = secrets.token_hex(16)
@@ -1213,7 +1215,7 @@ def _claim(job_id: int) -> tuple[ImportJob, str] | None:
         ImportJob.objects.filter(pk=job_id)
         .filter(
             Q(status=ImportJob.Status.QUEUED)
-            | Q(status=ImportJob.Status.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
+            | Q(status=ImportJob.Status.RUNNING, heartbeat_at__lt=now - _stale_after())
         )
         .update(
             status=ImportJob.Status.RUNNING,
@@ -1226,12 +1228,12 @@ def _claim(job_id: int) -> tuple[ImportJob, str] | None:
     if not taken:
         return None
     job = ImportJob.objects.select_related("created_by").get(pk=job_id)
-    if job.attempts > MAX_ATTEMPTS:
+    if job.attempts > settings.JOB_MAX_ATTEMPTS:
         _fail(
             job,
             token,
             error=_("Gave up after %(attempts)d attempts: the workers stopped while importing.")
-            % {"attempts": MAX_ATTEMPTS},
+            % {"attempts": settings.JOB_MAX_ATTEMPTS},
         )
         return None
     return job, token
@@ -1265,7 +1267,7 @@ def pending_jobs() -> list[int]:
     return list(
         ImportJob.objects.filter(
             Q(status=ImportJob.Status.QUEUED, heartbeat_at__lt=now - timedelta(minutes=1))
-            | Q(status=ImportJob.Status.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
+            | Q(status=ImportJob.Status.RUNNING, heartbeat_at__lt=now - _stale_after())
         ).values_list("pk", flat=True)
     )
 

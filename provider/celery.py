@@ -8,6 +8,9 @@ from typing import Any, TypedDict
 
 from celery import Celery, signals
 from django.db import transaction
+from redbeat import schedulers as redbeat
+
+from provider.celery_checks import run_or_exit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provider.settings")
 
@@ -36,6 +39,49 @@ def _refuse_weak_secrets(process: str, queues: list[str] | None = None) -> None:
     if errors:
         # SystemExit: Celery logs and swallows any Exception a signal handler raises.
         raise SystemExit("\n".join(f"{e.id}: {e.msg} {e.hint}" for e in errors))
+def _redbeat_settings() -> dict[str, Any]:
+    """redbeat tells its settings apart from unset ones by their bare names, which Celery's
+    CELERY_ namespace hides: hand them over under those names (read lazily, like the rest)."""
+    from django.conf import settings
+
+    prefix = "CELERY_REDBEAT_"
+    return {
+        name.removeprefix("CELERY_").lower(): getattr(settings, name)
+        for name in dir(settings)
+        if name.startswith(prefix)
+    }
+
+
+app.add_defaults(_redbeat_settings)
+
+
+@signals.worker_init.connect
+def check_before_working(**kwargs: Any) -> None:
+    """Django runs its system checks for the web only; a worker checks the broker's timeout
+    (``provider.celery_checks``) itself and stops rather than run tasks twice."""
+    run_or_exit(log)
+
+
+# Ours instead of redbeat's own receiver, so that a waiting beat says why it waits.
+signals.beat_init.disconnect(redbeat.acquire_distributed_beat_lock)
+
+
+@signals.beat_init.connect
+def check_and_take_the_beat_lock(sender: Any, **kwargs: Any) -> None:
+    """One beat only: wait for redbeat's lock (held by a live beat, lapsing once it dies),
+    then schedule. The broker's timeout is checked first, as workers do."""
+    run_or_exit(log)
+    scheduler = sender.scheduler
+    holder = redbeat.get_redis(scheduler.app).get(scheduler.lock_key)
+    if holder:
+        log.warning(
+            "beat: another beat holds the lock %s; this one waits and takes over within %s s "
+            "of that one stopping",
+            scheduler.lock_key,
+            scheduler.lock_timeout,
+        )
+    redbeat.acquire_distributed_beat_lock(sender)
+    log.warning("beat: holds the lock %s; scheduling", scheduler.lock_key)
 
 
 class RetryOptions(TypedDict):

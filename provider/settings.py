@@ -298,16 +298,29 @@ CACHES = {
         "KEY_PREFIX": "postamt",
     }
 }
+# The broker: Redis (the default, REDIS_URL) or RabbitMQ (amqp://). Results, the cache and
+# beat's lock stay on Redis whichever it is (docs/operations.md, "Celery: brokers, workers
+# and beat").
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+BROKER_IS_REDIS = urlsplit(CELERY_BROKER_URL).scheme in {"redis", "rediss", "sentinel"}
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
-# Unacked tasks come back after the visibility timeout: it must outlast every countdown and ETA.
+# Redis gives an unacked task to another worker after the visibility timeout: it must outlast
+# every countdown, ETA and time limit (provider/celery_checks.py refuses to start otherwise).
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600)
-# A request that sends a task must not hang on a broker that is down (enqueue_after_commit).
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
-    "socket_connect_timeout": 3,
-}
+# RabbitMQ's equivalent, set on the server (rabbitmq.conf ``consumer_timeout``, in ms there):
+# a delivery unacked for longer closes the worker's channel. Say here what the server has.
+RABBITMQ_CONSUMER_TIMEOUT = env.int("RABBITMQ_CONSUMER_TIMEOUT", default=30 * 60)
+# A request that sends a task must not hang on a broker that is down (enqueue_after_commit);
+# for amqp:// that is Celery's broker_connection_timeout (4 s).
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT, "socket_connect_timeout": 3}
+    if BROKER_IS_REDIS
+    else {}
+)
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# A test that makes Redis redeliver on purpose (a timeout of seconds) says so with
+# SILENCED_SYSTEM_CHECKS=postamt.E010; nothing else should.
+SILENCED_SYSTEM_CHECKS += env.list("SILENCED_SYSTEM_CHECKS", default=[])
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -318,6 +331,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# One beat only: celery-redbeat keeps the schedule in Redis under a lock that beat renews
+# every loop; a second beat waits for it and takes over once it lapses (the first died).
+CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+CELERY_REDBEAT_REDIS_URL = env.str("CELERY_REDBEAT_REDIS_URL", default=REDIS_URL)
+CELERY_REDBEAT_REDIS_OPTIONS = {"socket_connect_timeout": 3}
+CELERY_REDBEAT_KEY_PREFIX = env.str("CELERY_REDBEAT_KEY_PREFIX", default="postamt:beat:")
+CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("CELERY_BEAT_MAX_LOOP_INTERVAL", default=10)
+CELERY_REDBEAT_LOCK_TIMEOUT = env.int("CELERY_REDBEAT_LOCK_TIMEOUT", default=60)
+# A job (backup, restore, import) whose worker died is run again, at most this many
+# times in all; then it ends failed, with the reason for staff.
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=5)
+# An import without progress for this long lost its worker and may be taken over.
+IMPORT_STALE_SECONDS = env.int("IMPORT_STALE_SECONDS", default=5 * 60)
 
 # --- Mail servers -------------------------------------------------------------------------
 # The master password lets workers log in as any mailbox (``user*master``). It never goes

@@ -48,7 +48,7 @@ children+=($!)
 # by category cannot name Celery's: it is read before site-packages are). -q: no banner.
 PYTHONWARNINGS="ignore:You're running the worker with superuser privileges" \
   .venv/bin/celery -q -A provider worker --beat --loglevel INFO --concurrency 2 \
-  -Q default,poll,backup,webhooks --without-mingle --without-gossip --schedule var/celerybeat-schedule &
+  -Q default,poll,backup,webhooks --without-mingle --without-gossip &
 children+=($!)
 # Its banner and notices go nowhere; requests and errors still show (stderr).
 $py manage.py runserver --noreload 127.0.0.1:8000 >/dev/null &

@@ -2,8 +2,9 @@
 # Install what Postamt needs on a Debian machine: system packages that are missing, then a
 # virtualenv with the Python dependencies. Safe to run again; it only adds what is absent.
 #   scripts/setup.sh          packages to run Postamt
-#   scripts/setup.sh test     plus what the test suite needs (PostgreSQL, Chromium, isync, and
-#                             through the test extras moto, whose S3 server the store tests use)
+#   scripts/setup.sh test     plus what the test suite needs (PostgreSQL, RabbitMQ, Chromium,
+#                             isync, and through the test extras moto, whose S3 server the store
+#                             tests use)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
@@ -13,7 +14,7 @@ packages=(python3 python3-venv python3-dev gcc gettext redis-server
 if [ "$mode" = test ]; then
   # iproute2: the network namespace of the test that logs in from another address;
   # debootstrap: the Debian 13 chroot of scripts/check-dovecot-2.4.sh (Dovecot 2.4).
-  packages+=(postgresql chromium isync iproute2 debootstrap)
+  packages+=(postgresql chromium isync rabbitmq-server iproute2 debootstrap)
   # `docker-compose config` validates docker/compose.yaml (tests/test_compose.py); it needs no
   # Docker engine, which the CI machines cannot run.
   packages+=(docker-compose)

@@ -9,8 +9,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_worker_process(queue: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A real worker process (solo pool: the task runs in it, so SIGKILL kills the task)."""
+def start_worker_process(
+    queue: str, env: dict[str, str], pool: str = "solo"
+) -> subprocess.Popen[bytes]:
+    """A real worker process (solo pool: the task runs in it, so SIGKILL kills the task;
+    prefork: the task runs in its one child, so SIGKILL of that child is a lost worker)."""
     return subprocess.Popen(
         [
             str(ROOT / ".venv/bin/celery"),
@@ -20,7 +23,9 @@ def start_worker_process(queue: str, env: dict[str, str]) -> subprocess.Popen[by
             "-Q",
             queue,
             "-P",
-            "solo",
+            pool,
+            "-c",
+            "1",
             "--without-mingle",
             "--without-gossip",
             "--loglevel",

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
@@ -114,7 +115,7 @@ def test_resume_hands_an_interrupted_job_back_to_the_queue_once(job, settings):
 
 
 def test_attempts_are_capped(job):
-    BackupJob.objects.filter(pk=job.pk).update(attempts=jobs.MAX_ATTEMPTS)
+    BackupJob.objects.filter(pk=job.pk).update(attempts=settings.JOB_MAX_ATTEMPTS)
     assert jobs.claim(BackupJob, job.pk) is None
     failed = BackupJob.objects.get()
     assert failed.status == JobStatus.FAILED and "gave up" in failed.error

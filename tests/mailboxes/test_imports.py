@@ -575,12 +575,13 @@ def test_a_job_checks_again_and_fails_with_the_rows_the_database_now_refuses(
     assert not Customer.objects.filter(name="Acme").exists()
 
 
-def test_a_job_whose_worker_died_is_taken_over_and_given_up_after_three_attempts(
-    imap, staff, sent_tasks
+def test_a_job_whose_worker_died_is_taken_over_and_given_up_after_the_attempt_cap(
+    imap, staff, sent_tasks, settings
 ) -> None:
+    settings.JOB_MAX_ATTEMPTS = 3
     job = make_job(staff, f"Acme,a@example.org,,acme.example,,info,,IMAP 10G,,,{SHA512}")
     imports.job_confirm(job=job, actor="test", inline=False)
-    stale = timezone.now() - imports.STALE_AFTER - timedelta(seconds=1)
+    stale = timezone.now() - timedelta(seconds=settings.IMPORT_STALE_SECONDS) - timedelta(seconds=1)
     ImportJob.objects.filter(pk=job.pk).update(status="running", attempts=1, heartbeat_at=stale)
     assert imports.pending_jobs() == [job.pk]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from backups import jobs
@@ -174,7 +175,7 @@ def test_a_failed_backup_is_announced_also_when_it_gives_up(server, backup_setti
     assert failed["data"]["backup"]["error"] == "the store is full"
 
     again = _backup_job(mailbox)
-    BackupJob.objects.filter(pk=again.pk).update(attempts=jobs.MAX_ATTEMPTS)
+    BackupJob.objects.filter(pk=again.pk).update(attempts=settings.JOB_MAX_ATTEMPTS)
     assert jobs.claim(BackupJob, again.pk) is None  # one attempt too many: failed
     assert [f["data"]["backup"]["id"] for f in sent(events.BACKUP_FAILED)] == [job.pk, again.pk]
 
