@@ -39,6 +39,8 @@ def _refuse_weak_secrets(process: str, queues: list[str] | None = None) -> None:
     if errors:
         # SystemExit: Celery logs and swallows any Exception a signal handler raises.
         raise SystemExit("\n".join(f"{e.id}: {e.msg} {e.hint}" for e in errors))
+
+
 def _redbeat_settings() -> dict[str, Any]:
     """redbeat tells its settings apart from unset ones by their bare names, which Celery's
     CELERY_ namespace hides: hand them over under those names (read lazily, like the rest)."""
