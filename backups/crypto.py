@@ -45,6 +45,10 @@ class DecryptFailed(Exception):
     """Data could not be opened with the configured identity, or is damaged."""
 
 
+class SealFailed(Exception):
+    """Data could not be encrypted (the file it was written to failed)."""
+
+
 class TooLarge(DecryptFailed):
     """Decompressed data went past the size recorded for it: a forged or damaged object,
     stopped before it could fill memory or disk."""
@@ -108,7 +112,7 @@ def seal_stream(pieces: Iterable[bytes], out: Writer, to: list[pyrage.x25519.Rec
         pyrage.encrypt_io(reader, out, to)
     except pyrage.EncryptError as exc:
         reader.raise_own()
-        raise DecryptFailed(f"cannot encrypt: {exc}") from exc
+        raise SealFailed(f"cannot encrypt: {exc}") from exc
     reader.raise_own()
 
 
@@ -255,7 +259,11 @@ class _Sink:
     """What zstandard's stream writer writes into."""
 
     def __init__(self, write: Callable[[bytes], None]) -> None:
-        self.write = write
+        self._write = write
+
+    def write(self, data: bytes) -> int:
+        self._write(bytes(data))
+        return len(data)
 
 
 def write_identity_file(path: Path, *, overwrite: bool = False) -> str:

@@ -40,7 +40,7 @@ from provider.db import copy_rows
 
 from . import jobs
 from .browse import display_block
-from .crypto import KeyMissing, Writer, recipients, seal, seal_stream
+from .crypto import KeyMissing, SealFailed, Writer, recipients, seal, seal_stream
 from .manifest import Entry, Folder, Manifest, header_block, message_id, write_manifest
 from .models import (
     BackupJob,
@@ -111,7 +111,7 @@ def run_backup(job_id: int) -> BackupJob | None:
         BackupJob,
         job_id,
         lambda job, token: _Run(job, token).run(),
-        expected=(BackupFailed, MailServerError, StoreError, KeyMissing),
+        expected=(BackupFailed, MailServerError, StoreError, KeyMissing, SealFailed),
         timed_out=gettext_noop(
             "time limit reached; what was stored is kept and the next run continues"
         ),

@@ -91,8 +91,14 @@ def write_pack_file(
 
 
 class _Tee:
+    """A writable file that hands what it is given to ``write``."""
+
     def __init__(self, write: Callable[[bytes], None]) -> None:
-        self.write = write
+        self._write = write
+
+    def write(self, data: bytes) -> int:
+        self._write(bytes(data))
+        return len(data)
 
     def flush(self) -> None:
         """Nothing is buffered here."""

@@ -46,7 +46,7 @@ from .usage import Folder, Usage
 
 KIB = 1024
 # A large message travels in pieces of this size, each way: one round trip per piece.
-PIECE = 4 * MIB
+PIECE = MIB
 
 
 def _login(server: Server, address: str, timeout: float) -> IMAPClient:
