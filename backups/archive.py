@@ -27,6 +27,10 @@ from .packs import locate, read_blob, unpack_blob
 from .store import get_store, temporary_file
 
 PIECE = 1024 * 1024  # the longest run of a line handled at once
+# The start of a line too short to tell whether it is a ">*From " line is held back (only a
+# line of nothing but ">" can make it grow, and only up to this).
+_UNDECIDED = re.compile(rb">*(?:F|Fr|Fro|From)?")
+MAX_UNDECIDED = 4 * PIECE
 
 _FROM_LINE = re.compile(rb"^(>*From )", re.M)
 _UNSAFE = re.compile(r'[\x00-\x1f\\:*?"<>|]')
@@ -119,6 +123,14 @@ def mbox_pieces(source: BinaryIO, entry: Entry) -> Iterator[bytes]:
     at_line_start, carry, last = True, b"", b""
     while piece := source.readline(PIECE):
         piece, carry = carry + piece, b""
+        if (
+            at_line_start
+            and not piece.endswith(b"\n")
+            and len(piece) < MAX_UNDECIDED
+            and _UNDECIDED.fullmatch(piece)
+        ):
+            carry = piece
+            continue
         if piece.endswith(b"\r"):  # maybe the first half of a CRLF cut by PIECE
             piece, carry = piece[:-1], b"\r"
         if at_line_start:
