@@ -12,9 +12,9 @@ import pytest
 import zstandard
 from django.core.management import CommandError, call_command
 
-from backups import archive, crypto
+from backups import archive, browse, crypto
 from backups.manifest import Entry
-from backups.models import Blob, Pack
+from backups.models import Blob, Pack, StoredMessage
 from backups.packs import build_pack, locate, pack_key, read_blob, unpack_blob
 from backups.store import get_store
 from tests.backups.helpers import DATE, make_snapshot, message
@@ -127,3 +127,24 @@ def test_a_large_message_downloads_as_it_would_whole(restore_side, settings):
     inbox = streamed.read("INBOX.mbox")
     assert inbox == whole.read("INBOX.mbox")
     assert b"\n>From the start\n>From again\n" in inbox
+
+
+def test_a_large_message_stored_before_display_headers_were_kept_shows_its_headers(
+    restore_side, settings
+):
+    big = message("the big one", size=3 * browse.HEAD_BYTES)
+    snapshot = make_snapshot(make_mailbox("anna"), {"INBOX": [(big, [])]})
+    Blob.objects.filter(repository=snapshot.repository).update(headers=None)  # as older runs
+    settings.BACKUP_STREAM_THRESHOLD = browse.HEAD_BYTES
+
+    (summary,) = browse.summaries(
+        snapshot.repository,
+        list(StoredMessage.objects.filter(repository=snapshot.repository)),
+        crypto.identities(),
+    )
+
+    assert (summary.sender, summary.subject, summary.readable) == (
+        "sender@example.org",
+        "the big one",
+        True,
+    )
