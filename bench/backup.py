@@ -500,9 +500,8 @@ def large_message(mailbox, size: int, work: Path, worker) -> None:  # type: igno
         while piece := raw.read(1 << 20):
             original.update(piece)
     with master_session(server, mailbox.address, timeout=600) as session:
-        folder = next(
-            f.name for f in session.folders() if f.name.startswith(f"{target}{f.delimiter}")
-        )
+        # The snapshot also has the empty folders Dovecot creates (Sent, Trash, ...).
+        folder = next(f.name for f in session.folders() if f.name == f"{target}{f.delimiter}INBOX")
         session.select(folder)
         (uid,) = session.uids()
         restored = hashlib.sha256()
