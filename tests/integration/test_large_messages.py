@@ -22,7 +22,8 @@ from backups.packs import pack_key
 from backups.store import get_store
 from backups.tasks import backup_mailbox, restore
 from mailboxes.models import MIB
-from mailserver.imap import PIECE
+from mailserver.errors import OverQuota
+from mailserver.imap import PIECE, master_session
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
 from tests.factories import make_mailbox
@@ -222,3 +223,23 @@ def test_a_worker_killed_while_streaming_a_large_message_leaves_a_restorable_cha
     report = io.StringIO()
     call_command("backup_check", anna.address, "--read-data", stdout=report)
     assert report.getvalue().rstrip().endswith(": OK"), report.getvalue()
+
+
+def test_the_adapter_writes_and_reads_a_message_in_pieces_and_reports_a_full_mailbox(
+    dovecot, mail_server
+):
+    anna = make_mailbox("anna", quota_bytes=4 * MIB)
+    raw = large_message(5 * PIECE // 2, "pieces")  # three pieces, the last one half
+
+    with master_session(anna.mail_server, anna.address) as session:
+        session.append_file("INBOX", io.BytesIO(raw), len(raw), ["\\Seen"], helpers.DATE)
+        session.select("INBOX")
+        (uid,) = session.uids()
+        pieces = list(session.body_pieces(uid, len(raw)))
+        with pytest.raises(OverQuota):
+            session.append_file("INBOX", io.BytesIO(raw), len(raw), [], helpers.DATE)
+        assert session.uids() == [uid]  # the session goes on after the refusal
+
+    assert [len(piece) for piece in pieces] == [PIECE, PIECE, len(raw) - 2 * PIECE]
+    assert b"".join(pieces) == raw
+    assert mailbox_contents(dovecot, anna.address)["INBOX"][0][1] == ("\\Seen",)
