@@ -102,7 +102,7 @@ class Stored:
 
 # A batch's new blobs' sealed display headers, by SHA-256 (``Blob.headers``).
 Headers = dict[str, Future[bytes]]
-Sealing = dict[str, bytes]
+SealedHeaders = dict[str, bytes]  # the same, once sealed
 
 
 def run_backup(job_id: int) -> BackupJob | None:
@@ -395,7 +395,7 @@ class _Run:
     @staticmethod
     def _done(
         item: tuple[list[Stored], Future[NewPack | None], Headers],
-    ) -> tuple[list[Stored], NewPack | None, Sealing]:
+    ) -> tuple[list[Stored], NewPack | None, SealedHeaders]:
         return item[0], item[1].result(), {sha: f.result() for sha, f in item[2].items()}
 
     def _write_pack(self, sealing: list[tuple[str, int, Future[bytes]]]) -> NewPack | None:
@@ -414,7 +414,7 @@ class _Run:
         uidvalidity: int,
         batch: list[Stored],
         pack: NewPack | None,
-        headers: Sealing,
+        headers: SealedHeaders,
         counted: int = 0,
     ) -> None:
         """Make the batch's pack durable, then commit the rows that point into it.
