@@ -1,25 +1,36 @@
 """Download: a snapshot as a zip of mbox files (one per folder), produced as a stream.
 
 One message is decrypted at a time and the zip is written into a small buffer that is
-handed out and emptied as it fills, so memory stays flat whatever the mailbox weighs.
+handed out and emptied as it fills, so memory stays flat whatever the mailbox weighs. A
+message above ``BACKUP_STREAM_THRESHOLD`` is decrypted into a temporary file and turned into
+mbox a line (or ``PIECE``) at a time, so it is never held whole either.
 The mbox flavour is mboxrd (``>From`` quoting is reversible) with LF line ends and the
 flags in ``Status``/``X-Status`` headers, as mutt, Thunderbird and Python's ``mailbox`` read.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import BinaryIO
 
+from django.conf import settings
 from django.utils import timezone
 
 from .crypto import identities
 from .manifest import Entry, Folder, read_manifest
 from .models import Snapshot
-from .packs import locate, read_blob
-from .store import get_store
+from .packs import locate, read_blob, unpack_blob
+from .store import get_store, temporary_file
+
+PIECE = 1024 * 1024  # the longest run of a line handled at once
+# The start of a line too short to tell whether it is a ">*From " line is held back (only a
+# line of nothing but ">" can make it grow, and only up to this).
+_UNDECIDED = re.compile(rb">*(?:F|Fr|Fro|From)?")
+MAX_UNDECIDED = 4 * PIECE
 
 _FROM_LINE = re.compile(rb"^(>*From )", re.M)
 _UNSAFE = re.compile(r'[\x00-\x1f\\:*?"<>|]')
@@ -68,9 +79,19 @@ def snapshot_archive(snapshot: Snapshot) -> Iterator[bytes]:
             locations = locate(snapshot.repository_id, (m.sha256 for m in folder.messages))
             with zf.open(info, "w", force_zip64=True) as entry:
                 for message in folder.messages:
-                    raw = read_blob(store, manifest.repository, message.sha256, locations, keys)
-                    entry.write(mbox_message(raw, message))
-                    yield from buffer.drain()
+                    if message.size <= settings.BACKUP_STREAM_THRESHOLD:
+                        raw = read_blob(store, manifest.repository, message.sha256, locations, keys)
+                        entry.write(mbox_message(raw, message))
+                        yield from buffer.drain()
+                        continue
+                    with temporary_file() as (handle, _path):
+                        unpack_blob(
+                            store, manifest.repository, message.sha256, locations, keys, handle
+                        )
+                        handle.seek(0)
+                        for piece in mbox_pieces(handle, message):
+                            entry.write(piece)
+                            yield from buffer.drain()
         yield from buffer.drain()
     yield from buffer.drain()
 
@@ -85,16 +106,43 @@ def entry_name(folder: Folder) -> str:
 
 
 def mbox_message(raw: bytes, entry: Entry) -> bytes:
-    body = raw.replace(b"\r\n", b"\n")
+    return b"".join(mbox_pieces(io.BytesIO(raw), entry))
+
+
+def mbox_pieces(source: BinaryIO, entry: Entry) -> Iterator[bytes]:
+    """A message as an mboxrd entry, read from ``source`` a line at a time (a line longer
+    than ``PIECE`` in several pieces): CRLF becomes LF, a line starting ``>*From `` gets one
+    more ``>``, and the entry ends with an empty line."""
     status, x_status = _status_headers(entry.flags)
-    headers = b""
+    head = _from_line(entry.internal_date)
     if status:
-        headers += b"Status: " + status + b"\n"
+        head += b"Status: " + status + b"\n"
     if x_status:
-        headers += b"X-Status: " + x_status + b"\n"
-    if not body.endswith(b"\n"):
-        body += b"\n"
-    return _from_line(entry.internal_date) + headers + _FROM_LINE.sub(rb">\1", body) + b"\n"
+        head += b"X-Status: " + x_status + b"\n"
+    yield head
+    at_line_start, carry, last = True, b"", b""
+    while piece := source.readline(PIECE):
+        piece, carry = carry + piece, b""
+        if (
+            at_line_start
+            and not piece.endswith(b"\n")
+            and len(piece) < MAX_UNDECIDED
+            and _UNDECIDED.fullmatch(piece)
+        ):
+            carry = piece
+            continue
+        if piece.endswith(b"\r"):  # maybe the first half of a CRLF cut by PIECE
+            piece, carry = piece[:-1], b"\r"
+        if at_line_start:
+            piece = _FROM_LINE.sub(rb">\1", piece)
+        piece = piece.replace(b"\r\n", b"\n")
+        if piece:
+            at_line_start, last = piece.endswith(b"\n"), piece[-1:]
+            yield piece
+    if carry:
+        yield carry
+        last = carry
+    yield b"\n\n" if last != b"\n" else b"\n"
 
 
 def _from_line(date: datetime) -> bytes:

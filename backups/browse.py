@@ -17,14 +17,15 @@ from email.policy import default as default_policy
 from typing import overload
 
 import pyrage
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 
 from .crypto import DecryptFailed, unseal
 from .manifest import header_block
 from .models import Blob, Repository, StoredMessage
-from .packs import locate, read_blob
-from .store import StoreError, get_store
+from .packs import Location, locate, read_blob, unpack_blob
+from .store import Store, StoreError, get_store
 
 _HEADERS = BytesHeaderParser(policy=default_policy)
 # A header shown on the page is cut here: a subject of a megabyte says nothing more.
@@ -141,6 +142,8 @@ def summaries(
             try:
                 if row.sha256 in sealed:
                     block = unseal(sealed[row.sha256], keys)
+                elif row.size > settings.BACKUP_STREAM_THRESHOLD:
+                    block = _beginning(store, str(repository.key), row.sha256, locations, keys)
                 else:
                     block = read_blob(store, str(repository.key), row.sha256, locations, keys)
             except (DecryptFailed, StoreError, ValueError, LookupError):
@@ -160,6 +163,41 @@ def summaries(
             )
         )
     return result
+
+
+HEAD_BYTES = 1024 * 1024  # where the headers of a large message are looked for
+
+
+class _Enough(Exception):
+    """The beginning of a message has been read: decryption stops there."""
+
+
+class _Beginning:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        if len(self.data) >= HEAD_BYTES:
+            raise _Enough
+        return len(data)
+
+
+def _beginning(
+    store: Store,
+    repository: str,
+    sha256: str,
+    locations: dict[str, Location],
+    keys: list[pyrage.x25519.Identity],
+) -> bytes:
+    """The first ``HEAD_BYTES`` of a large message stored before display headers were kept,
+    without decrypting the rest (nor checking its hash, which needs all of it)."""
+    beginning = _Beginning()
+    try:
+        unpack_blob(store, repository, sha256, locations, keys, beginning)
+    except _Enough:
+        pass
+    return beginning.data
 
 
 class Summaries:

@@ -6,6 +6,10 @@ HIGHESTMODSEQ, MESSAGES) matches the last run is not even selected; in a changed
 UIDs not yet stored are fetched. A new UIDVALIDITY drops the folder's old UIDs (older
 snapshots keep them) and fetches the folder again; identical content becomes no new blob.
 
+A message above ``BACKUP_STREAM_THRESHOLD`` is never held whole: it is fetched in pieces,
+hashed, compressed and encrypted on the way into a temporary file, which becomes a pack of
+its own (``_fetch_large``).
+
 Crash safety: a batch's pack is durable before the rows that point into it, each batch
 commits in its own transaction, and the manifest and the snapshot row come last. A run that
 dies leaves earlier snapshots as they were; the next run finds the committed rows and blobs
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +40,7 @@ from provider.db import copy_rows
 
 from . import jobs
 from .browse import display_block
-from .crypto import KeyMissing, recipients, seal
+from .crypto import KeyMissing, SealFailed, Writer, recipients, seal, seal_stream
 from .manifest import Entry, Folder, Manifest, header_block, message_id, write_manifest
 from .models import (
     BackupJob,
@@ -47,8 +52,8 @@ from .models import (
     Snapshot,
     StoredMessage,
 )
-from .packs import NewPack, build_pack, pack_key
-from .store import Store, StoreError, get_store
+from .packs import NewPack, build_pack, pack_key, write_pack_file
+from .store import Store, StoreError, get_store, temporary_file
 
 BATCH_BYTES = 32 * MIB  # a batch is also cut by size, so a few huge messages stay apart
 # zstd releases the GIL; more threads than cores would only queue for it.
@@ -97,6 +102,7 @@ class Stored:
 
 # A batch's new blobs' sealed display headers, by SHA-256 (``Blob.headers``).
 Headers = dict[str, Future[bytes]]
+SealedHeaders = dict[str, bytes]  # the same, once sealed
 
 
 def run_backup(job_id: int) -> BackupJob | None:
@@ -105,7 +111,7 @@ def run_backup(job_id: int) -> BackupJob | None:
         BackupJob,
         job_id,
         lambda job, token: _Run(job, token).run(),
-        expected=(BackupFailed, MailServerError, StoreError, KeyMissing),
+        expected=(BackupFailed, MailServerError, StoreError, KeyMissing, SealFailed),
         timed_out=gettext_noop(
             "time limit reached; what was stored is kept and the next run continues"
         ),
@@ -285,11 +291,13 @@ class _Run:
         """Fetch batch k+1 while the new messages of batch k are sealed by the pool and
         packed by the writer; then commit batch k. Only the bodies are fetched: flags, dates
         and sizes came with the plan, and parsing them twice costs more than the network."""
+        threshold = settings.BACKUP_STREAM_THRESHOLD
         in_flight: deque[tuple[list[Stored], Future[NewPack | None], Headers]] = deque()
         pending: set[str] = set()  # blobs in packs not committed yet
         with ThreadPoolExecutor(1) as writer:
+            small = [m for m in new if m.size <= threshold]
             for batch in batches(
-                new, lambda m: m.size, count=settings.BACKUP_BATCH_MESSAGES, max_bytes=BATCH_BYTES
+                small, lambda m: m.size, count=settings.BACKUP_BATCH_MESSAGES, max_bytes=BATCH_BYTES
             ):
                 try:
                     response = session.bodies(m.uid for m in batch)
@@ -323,19 +331,81 @@ class _Run:
                     self._commit(folder, uidvalidity, *self._done(in_flight.popleft()))
             while in_flight:
                 self._commit(folder, uidvalidity, *self._done(in_flight.popleft()))
+        for message in new:
+            if message.size > threshold:
+                self._fetch_large(session, folder, uidvalidity, message)
+
+    def _fetch_large(
+        self, session: MailboxSession, folder: ServerFolder, uidvalidity: int, planned: MessageInfo
+    ) -> None:
+        """One large message, piece by piece: each piece is hashed, compressed and
+        encrypted into a temporary file on its way, the display headers and Message-ID come
+        from the first piece, and the file is stored as a pack of its own with ``put_file``.
+        Memory holds a few pieces (``mailserver.imap.PIECE``), whatever the message weighs."""
+        digest = hashlib.sha256()
+        first = b""
+        fetched = 0
+
+        def pieces() -> Iterator[bytes]:
+            nonlocal first, fetched
+            try:
+                for piece in session.body_pieces(planned.uid, planned.size):
+                    first = first or piece
+                    digest.update(piece)
+                    fetched += len(piece)
+                    with transaction.atomic():
+                        jobs.heartbeat(
+                            self.job, self.token, bytes_fetched=F("bytes_fetched") + len(piece)
+                        )
+                    yield piece
+            except (CommandRefused, UnexpectedAnswer) as exc:
+                raise BackupFailed(f"folder {folder.name!r}: {exc}") from exc
+
+        def seal_blob(out: Writer) -> str:
+            seal_stream(pieces(), out, self.recipients)
+            return digest.hexdigest()
+
+        with temporary_file() as (handle, path):
+            pack = write_pack_file(handle, seal_blob, planned.size, self.recipients)
+            if not fetched:
+                return  # expunged meanwhile: verification sees it
+            if fetched != planned.size:
+                raise BackupFailed(
+                    f"UID {planned.uid}: the server sent {fetched} bytes of a {planned.size}"
+                    " byte message"
+                )
+            sha256 = digest.hexdigest()
+            stored = Stored(
+                uid=planned.uid,
+                sha256=sha256,
+                size=planned.size,
+                flags=planned.flags,
+                internal_date=planned.internal_date,
+                message_id=message_id(header_block(first)),
+            )
+            if Blob.objects.filter(repository=self.repository, sha256=sha256).exists():
+                # The same content is stored already (a copy in another folder).
+                self._commit(folder, uidvalidity, [stored], None, {}, counted=planned.size)
+                return
+            handle.flush()
+            self.store.put_file(pack_key(str(self.repository.key), pack.name), path)
+        headers = {sha256: seal(display_block(first), self.recipients)}
+        self._commit(folder, uidvalidity, [stored], pack, headers, counted=planned.size)
 
     @staticmethod
     def _done(
         item: tuple[list[Stored], Future[NewPack | None], Headers],
-    ) -> tuple[list[Stored], NewPack | None, Headers]:
-        return item[0], item[1].result(), item[2]
+    ) -> tuple[list[Stored], NewPack | None, SealedHeaders]:
+        return item[0], item[1].result(), {sha: f.result() for sha, f in item[2].items()}
 
     def _write_pack(self, sealing: list[tuple[str, int, Future[bytes]]]) -> NewPack | None:
         """Pack a batch's new blobs into one object (durable only with the next flush)."""
         if not sealing:
             return None
-        pack = build_pack([(sha, size, f.result()) for sha, size, f in sealing], self.recipients)
-        self.store.put(pack_key(str(self.repository.key), pack.name), pack.data)
+        pack, data = build_pack(
+            [(sha, size, f.result()) for sha, size, f in sealing], self.recipients
+        )
+        self.store.put(pack_key(str(self.repository.key), pack.name), data)
         return pack
 
     def _commit(
@@ -344,22 +414,24 @@ class _Run:
         uidvalidity: int,
         batch: list[Stored],
         pack: NewPack | None,
-        headers: Headers,
+        headers: SealedHeaders,
+        counted: int = 0,
     ) -> None:
-        """Make the batch's pack durable, then commit the rows that point into it."""
+        """Make the batch's pack durable, then commit the rows that point into it.
+        ``counted``: bytes already added to ``bytes_fetched`` while they streamed in."""
         self.store.flush()
         with transaction.atomic():
             jobs.heartbeat(
                 self.job,
                 self.token,
                 messages_done=F("messages_done") + len(batch),
-                bytes_fetched=F("bytes_fetched") + sum(s.size for s in batch),
+                bytes_fetched=F("bytes_fetched") + sum(s.size for s in batch) - counted,
                 blobs_written=F("blobs_written") + (len(pack.blobs) if pack else 0),
-                bytes_written=F("bytes_written") + (len(pack.data) if pack else 0),
+                bytes_written=F("bytes_written") + (pack.size if pack else 0),
             )
             if pack is not None:
                 row = Pack.objects.create(
-                    repository=self.repository, name=pack.name, size=len(pack.data)
+                    repository=self.repository, name=pack.name, size=pack.size
                 )
                 copy_rows(
                     Blob,
@@ -372,7 +444,7 @@ class _Run:
                             b.offset,
                             b.length,
                             b.size,
-                            headers[b.sha256].result(),
+                            headers[b.sha256],
                         )
                         for b in pack.blobs
                     ),

@@ -8,6 +8,9 @@ database, through the table of contents at the end of every pack (docs/backups.m
 Layout: ``blob ... blob toc len(toc):8 MAGIC`` where every blob is ``age(zstd(message))``,
 ``toc`` is ``age(zstd(json))`` listing each blob's sha256, offset, length and message size,
 ``len(toc)`` is big-endian and ``MAGIC`` marks the format version.
+
+A message above ``BACKUP_STREAM_THRESHOLD`` gets a pack of its own, in the same format,
+written through a temporary file (``write_pack_file``) so that it is never held whole.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import pyrage
 
-from .crypto import seal, unseal
+from .crypto import Writer, seal, unseal, unseal_stream
 from .store import Store, StoreError
 
 MAGIC = b"PAMTPK01"
@@ -42,7 +46,7 @@ class PackedBlob:
 @dataclass(frozen=True)
 class NewPack:
     name: str  # SHA-256 of the pack's bytes: its integrity can be checked without a key
-    data: bytes
+    size: int
     blobs: list[PackedBlob]
 
 
@@ -50,8 +54,10 @@ def pack_key(repository: str, name: str) -> str:
     return f"{repository}/packs/{name}.pack"
 
 
-def build_pack(sealed: list[tuple[str, int, bytes]], to: list[pyrage.x25519.Recipient]) -> NewPack:
-    """A pack of already sealed blobs ``(sha256, message size, sealed bytes)``."""
+def build_pack(
+    sealed: list[tuple[str, int, bytes]], to: list[pyrage.x25519.Recipient]
+) -> tuple[NewPack, bytes]:
+    """A pack of already sealed blobs ``(sha256, message size, sealed bytes)``, and its bytes."""
     parts: list[bytes] = []
     blobs: list[PackedBlob] = []
     offset = 0
@@ -59,6 +65,47 @@ def build_pack(sealed: list[tuple[str, int, bytes]], to: list[pyrage.x25519.Reci
         blobs.append(PackedBlob(sha256, size, offset, len(data)))
         parts.append(data)
         offset += len(data)
+    data = b"".join([*parts, _toc(blobs, to)])
+    return NewPack(hashlib.sha256(data).hexdigest(), len(data), blobs), data
+
+
+def write_pack_file(
+    out: BinaryIO, seal_blob: Callable[[Writer], str], size: int, to: list[pyrage.x25519.Recipient]
+) -> NewPack:
+    """A pack of one blob written to ``out`` as ``seal_blob`` seals it (returning the
+    message's SHA-256, known only at its end); the pack's own hash is taken on the way, so
+    nothing is read back."""
+    digest = hashlib.sha256()
+    written = 0
+
+    def write(data: bytes) -> None:
+        nonlocal written
+        digest.update(data)
+        out.write(data)
+        written += len(data)
+
+    sha256 = seal_blob(_Tee(write))
+    blob = PackedBlob(sha256, size, 0, written)
+    write(_toc([blob], to))
+    return NewPack(digest.hexdigest(), written, [blob])
+
+
+class _Tee:
+    """A writable file that hands what it is given to ``write``."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+
+    def write(self, data: bytes) -> int:
+        self._write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""
+
+
+def _toc(blobs: list[PackedBlob], to: list[pyrage.x25519.Recipient]) -> bytes:
+    """The sealed table of contents and the trailer that end every pack."""
     toc = seal(
         json.dumps(
             {
@@ -70,8 +117,7 @@ def build_pack(sealed: list[tuple[str, int, bytes]], to: list[pyrage.x25519.Reci
         ).encode(),
         to,
     )
-    data = b"".join([*parts, toc, TRAILER.pack(len(toc), MAGIC)])
-    return NewPack(hashlib.sha256(data).hexdigest(), data, blobs)
+    return toc + TRAILER.pack(len(toc), MAGIC)
 
 
 def read_toc(data: bytes, keys: list[pyrage.x25519.Identity]) -> list[PackedBlob]:
@@ -90,6 +136,7 @@ class Location:
     pack: str
     offset: int
     length: int
+    size: int  # of the message: decompression stops there
 
 
 def locate(repository_id: int, hashes: Iterable[str]) -> dict[str, Location]:
@@ -97,9 +144,11 @@ def locate(repository_id: int, hashes: Iterable[str]) -> dict[str, Location]:
     from .models import Blob
 
     rows = Blob.objects.filter(repository=repository_id, sha256__in=set(hashes)).values_list(
-        "sha256", "pack__name", "offset", "length"
+        "sha256", "pack__name", "offset", "length", "size"
     )
-    return {sha256: Location(pack, offset, length) for sha256, pack, offset, length in rows}
+    return {
+        sha256: Location(pack, offset, length, size) for sha256, pack, offset, length, size in rows
+    }
 
 
 def read_blob(
@@ -109,13 +158,53 @@ def read_blob(
     locations: dict[str, Location],
     keys: list[pyrage.x25519.Identity],
 ) -> bytes:
-    """A message's raw bytes, checked against the hash it is stored under."""
+    """A message's raw bytes, checked against the hash it is stored under (for messages
+    below ``BACKUP_STREAM_THRESHOLD``; ``unpack_blob`` streams the others)."""
+    where = _where(sha256, locations)
+    raw = unseal(
+        store.get_range(pack_key(repository, where.pack), where.offset, where.length),
+        keys,
+        limit=where.size,
+    )
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise _damaged(sha256, where)
+    return raw
+
+
+def unpack_blob(
+    store: Store,
+    repository: str,
+    sha256: str,
+    locations: dict[str, Location],
+    keys: list[pyrage.x25519.Identity],
+    out: Writer,
+) -> None:
+    """``read_blob`` written into ``out`` a piece at a time, so a message of any size is
+    never held whole. The hash can only be checked at the end: when this raises, what
+    ``out`` received must be thrown away."""
+    where = _where(sha256, locations)
+    digest = hashlib.sha256()
+
+    def write(data: bytes) -> None:
+        digest.update(data)
+        out.write(data)
+
+    unseal_stream(
+        store.iter_range(pack_key(repository, where.pack), where.offset, where.length),
+        _Tee(write),
+        keys,
+        limit=where.size,
+    )
+    if digest.hexdigest() != sha256:
+        raise _damaged(sha256, where)
+
+
+def _where(sha256: str, locations: dict[str, Location]) -> Location:
     where = locations.get(sha256)
     if where is None:
         raise PackError(f"blob {sha256} is missing from the backup index")
-    raw = unseal(
-        store.get_range(pack_key(repository, where.pack), where.offset, where.length), keys
-    )
-    if hashlib.sha256(raw).hexdigest() != sha256:
-        raise PackError(f"blob {sha256} in pack {where.pack} is damaged: its content differs")
-    return raw
+    return where
+
+
+def _damaged(sha256: str, where: Location) -> PackError:
+    return PackError(f"blob {sha256} in pack {where.pack} is damaged: its content differs")

@@ -10,6 +10,11 @@ as a dsync backup would: the messages already there get the snapshot's flags and
 back, and a whole folder or mailbox gets its subscription as recorded. Into a new folder,
 what is there is left alone and every folder created is subscribed. Snapshots that did not
 record subscriptions (older ones) leave them as they are and subscribe what is created.
+
+A message above ``BACKUP_STREAM_THRESHOLD`` is never held whole: it is decrypted into a
+temporary file a piece at a time and checked against its hash there, before anything reaches
+the server (a damaged blob must not become half a message); the APPEND then reads it back in
+pieces. Comparing with what a folder holds hashes such messages in pieces too.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pyrage
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils.translation import gettext_noop
@@ -31,8 +38,8 @@ from . import jobs
 from .crypto import DecryptFailed, KeyMissing, identities
 from .manifest import Entry, Folder, ManifestError, message_id, read_manifest
 from .models import JobStatus, RestoreJob
-from .packs import Location, locate, read_blob
-from .store import Store, StoreError, get_store
+from .packs import Location, locate, read_blob, unpack_blob
+from .store import Store, StoreError, get_store, temporary_file
 
 APPEND_MESSAGES = 100
 APPEND_BYTES = 16 * MIB
@@ -174,7 +181,8 @@ class _Restore:
                 messages_done=F("messages_done") + skipped,
                 messages_skipped=F("messages_skipped") + skipped,
             )
-        chunks = list(_append_batches(todo))
+        threshold = settings.BACKUP_STREAM_THRESHOLD
+        chunks = list(_append_batches([e for e in todo if e.size <= threshold]))
         locations = locate(self.job.repository_id, (e.sha256 for e in todo))
         ahead: Future[list[tuple[Entry, bytes]]] | None = None
         for number, chunk in enumerate(chunks):
@@ -182,6 +190,24 @@ class _Restore:
             if number + 1 < len(chunks):  # decrypt the next chunk while this one uploads
                 ahead = opener.submit(self._open, chunks[number + 1], locations, keys)
             self._append(session, target, opened)
+        for entry in todo:
+            if entry.size > threshold:
+                self._append_large(session, target, entry, locations, keys)
+
+    def _append_large(
+        self,
+        session: MailboxSession,
+        target: str,
+        entry: Entry,
+        locations: dict[str, Location],
+        keys: list[pyrage.x25519.Identity],
+    ) -> None:
+        with temporary_file() as (handle, _path):
+            unpack_blob(self.store, self.repository, entry.sha256, locations, keys, handle)
+            handle.seek(0)
+            with self._appending(target):
+                session.append_file(target, handle, entry.size, entry.flags, entry.internal_date)
+        self._appended(1, entry.size)
 
     def _open(
         self,
@@ -196,8 +222,14 @@ class _Restore:
     def _append(
         self, session: MailboxSession, target: str, opened: list[tuple[Entry, bytes]]
     ) -> None:
-        try:
+        with self._appending(target):
             session.append(target, [(raw, e.flags, e.internal_date) for e, raw in opened])
+        self._appended(len(opened), sum(len(raw) for _e, raw in opened))
+
+    @contextmanager
+    def _appending(self, target: str) -> Iterator[None]:
+        try:
+            yield
         except OverQuota as exc:
             raise RestoreFailed(
                 gettext_noop(
@@ -209,13 +241,15 @@ class _Restore:
             raise RestoreFailed(
                 f"the server refused to store messages in {target!r}: {exc}"
             ) from exc
+
+    def _appended(self, messages: int, size: int) -> None:
         with transaction.atomic():
             jobs.heartbeat(
                 self.job,
                 self.token,
-                messages_done=F("messages_done") + len(opened),
-                messages_restored=F("messages_restored") + len(opened),
-                bytes_restored=F("bytes_restored") + sum(len(raw) for _e, raw in opened),
+                messages_done=F("messages_done") + messages,
+                messages_restored=F("messages_restored") + messages,
+                bytes_restored=F("bytes_restored") + size,
             )
 
 
@@ -232,13 +266,22 @@ def _present(
         for uid, head in sorted(heads.items())
         if (message_id(head.header), head.size) in wanted
     ]
-    present: dict[str, list[tuple[int, list[str]]]] = {}
-    for batch in batches(candidates, lambda c: c[1], count=APPEND_MESSAGES, max_bytes=APPEND_BYTES):
+    threshold = settings.BACKUP_STREAM_THRESHOLD
+    found: dict[int, str] = {}
+    small = [(uid, size) for uid, size in candidates if size <= threshold]
+    for batch in batches(small, lambda c: c[1], count=APPEND_MESSAGES, max_bytes=APPEND_BYTES):
         bodies = session.bodies(uid for uid, _size in batch)
-        for uid, raw in sorted(bodies.items()):
-            digest = hashlib.sha256(raw).hexdigest()
-            if digest in hashes:
-                present.setdefault(digest, []).append((uid, heads[uid].flags))
+        found.update((uid, hashlib.sha256(raw).hexdigest()) for uid, raw in bodies.items())
+    for uid, size in candidates:
+        if size > threshold:
+            content = hashlib.sha256()
+            for piece in session.body_pieces(uid, size):
+                content.update(piece)
+            found[uid] = content.hexdigest()
+    present: dict[str, list[tuple[int, list[str]]]] = {}
+    for uid, sha256 in sorted(found.items()):
+        if sha256 in hashes:
+            present.setdefault(sha256, []).append((uid, heads[uid].flags))
     return present
 
 

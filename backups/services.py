@@ -629,12 +629,12 @@ def _repack(repository: Repository, store: Store) -> int:
             (b.sha256, b.size, store.get_range(pack_key(prefix, b.pack.name), b.offset, b.length))
             for b in group
         ]
-        new = build_pack(sealed, to)
-        store.put(pack_key(prefix, new.name), new.data)
+        new, data = build_pack(sealed, to)
+        store.put(pack_key(prefix, new.name), data)
         store.flush()
         where = {packed.sha256: packed.offset for packed in new.blobs}
         with transaction.atomic():
-            row = Pack.objects.create(repository=repository, name=new.name, size=len(new.data))
+            row = Pack.objects.create(repository=repository, name=new.name, size=new.size)
             for blob in group:
                 blob.pack, blob.offset = row, where[blob.sha256]
             Blob.objects.bulk_update(group, ["pack", "offset"])

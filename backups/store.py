@@ -9,8 +9,10 @@ import ctypes
 import os
 import secrets
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -204,6 +206,15 @@ def _fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def temporary_file() -> Iterator[tuple[BinaryIO, Path]]:
+    """A file without a name (Linux: ``O_TMPFILE`` in ``TMPDIR``) and a path that opens it
+    (``/proc/self/fd/N``) for ``put_file``: a worker killed while writing it leaves nothing
+    behind, as the kernel frees a file no one has open."""
+    with tempfile.TemporaryFile() as handle:
+        yield handle, Path(f"/proc/self/fd/{handle.fileno()}")
 
 
 def get_store() -> Store:

@@ -18,17 +18,27 @@ them get new mail, and the next scheduled pass is timed from sending ``backups.r
 the last changed mailbox's snapshot, with the workers of ``make run`` (one worker, two
 processes, all queues): ask the server, skip the unchanged, back up the changed, record.
 
+With ``--large MB`` it measures only memory instead: one message of that size (default
+1024: 1 GB), base64 of random bytes as an attachment is, generated into a file and APPENDed
+to Dovecot in pieces, backed up and restored (into a new folder) by a worker process, whose
+peak RSS (the kernel's VmHWM of the prefork child that runs the task, reset between the two)
+is reported; the restored copy is compared with the original by SHA-256. Last line:
+``large backup_rss_mb=X restore_rss_mb=Y (target <200)``.
+
 Each figure is the median of ``--repeat`` runs. Last line:
 ``backup full=X.XX incr=Y.YY restore=Z.ZZ fleet_s=S.S (targets full<=1.00 incr<=5.00
 restore>=0.80 fleet_s<=60)`` (Postamt/reference for the times, reference/Postamt for the
 restore speed, seconds for the fleet pass).
 
     .venv/bin/python bench/backup.py [--messages N] [--size BYTES] [--repeat R] [--fleet N]
+    .venv/bin/python bench/backup.py --large 1024
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import os
 import random
 import shutil
@@ -38,6 +48,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postamt_backup_bench")
@@ -135,6 +146,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=20_000, help="bytes per message")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--fleet", type=int, default=10_000, help="mailboxes; 0: no fleet pass")
+    parser.add_argument("--large", type=int, default=0, help="MB: measure one large message")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="postamt-backup-bench-", dir="/var/tmp"))
@@ -165,6 +177,10 @@ def main() -> None:
         mail_server_register_local(dovecot)
         plan = make_plan(max_quota_bytes=4 * GIB)
         mailbox: Mailbox = make_mailbox("anna", plan=plan, quota_bytes=4 * GIB)
+        if args.large:
+            worker = start_worker("backup")
+            large_message(mailbox, args.large * 1_000_000, work, worker)
+            return
         rng = random.Random(2025)
         raws = [make_message(i, args.size, rng) for i in range(args.messages)]
         flags = [(b"\\Seen",) if i % 3 else () for i in range(args.messages)]
@@ -278,6 +294,7 @@ def main() -> None:
             worker.wait(30)
         dovecot.stop()
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(dovecot.root, ignore_errors=True)  # with --large, 2 GB of mail
 
 
 def fleet_pass(dovecot, count: int, plan) -> float:  # type: ignore[no-untyped-def]
@@ -431,6 +448,83 @@ def deliver(dovecot, addresses: list[str], subject: str) -> None:  # type: ignor
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(send, [addresses[i::4] for i in range(4)]))
+
+
+def large_message(mailbox, size: int, work: Path, worker) -> None:  # type: ignore[no-untyped-def]
+    """Back up and restore one message of ``size`` bytes; print the worker's peak RSS."""
+    from backups import services
+    from backups.models import RestoreJob
+    from mailserver.imap import master_session
+
+    started = time.perf_counter()
+    path = work / "large.eml"
+    with path.open("wb") as out:
+        out.write(
+            b"From: Big <big@example.org>\r\nTo: anna@bench.example\r\n"
+            b"Subject: a large attachment\r\nMessage-ID: <large@bench.example>\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n"
+        )
+        while out.tell() < size:
+            text = base64.b64encode(os.urandom(57 * 10_000))
+            out.write(b"".join(text[i : i + 76] + b"\r\n" for i in range(0, len(text), 76)))
+    length = path.stat().st_size
+    server = mailbox.mail_server
+    with master_session(server, mailbox.address, timeout=600) as session, path.open("rb") as raw:
+        session.append_file("INBOX", raw, length, [], datetime.now(UTC))
+    print(f"large message: {length / 1e6:.0f} MB in {time.perf_counter() - started:.0f} s")
+
+    child = task_process(worker.pid)
+    started = time.perf_counter()
+    job = wait(services.backup_request(mailbox=mailbox, actor="bench"))
+    backup_s, backup_rss = time.perf_counter() - started, peak_rss(child)
+    Path(f"/proc/{child}/clear_refs").write_text("5")  # the peak starts again from here
+    started = time.perf_counter()
+    target = services.restored_folder_name(job.snapshot, "en")
+    restoring = RestoreJob.objects.create(
+        repository=job.repository,
+        snapshot=job.snapshot,
+        target_mailbox=mailbox,
+        scope="mailbox",
+        target_folder=target,
+        requested_by="bench",
+    )
+    from backups.tasks import restore
+
+    restore.delay(restoring.pk)
+    wait(restoring)
+    restore_s, restore_rss = time.perf_counter() - started, peak_rss(child)
+    print(f"backup:  {backup_s:.1f} s, worker peak RSS {backup_rss:.0f} MB")
+    print(f"restore: {restore_s:.1f} s, worker peak RSS {restore_rss:.0f} MB")
+    original = hashlib.sha256()
+    with path.open("rb") as raw:
+        while piece := raw.read(1 << 20):
+            original.update(piece)
+    with master_session(server, mailbox.address, timeout=600) as session:
+        # The snapshot also has the empty folders Dovecot creates (Sent, Trash, ...).
+        folder = next(f.name for f in session.folders() if f.name == f"{target}{f.delimiter}INBOX")
+        session.select(folder)
+        (uid,) = session.uids()
+        restored = hashlib.sha256()
+        for piece in session.body_pieces(uid, length):
+            restored.update(piece)
+    assert restored.hexdigest() == original.hexdigest(), "the restored message differs"
+    print("the restored message is byte-identical")
+    print(f"large backup_rss_mb={backup_rss:.0f} restore_rss_mb={restore_rss:.0f} (target <200)")
+
+
+def task_process(worker_pid: int) -> int:
+    """The prefork child that runs the tasks (concurrency 1: there is one)."""
+    (child,) = Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split()
+    return int(child)
+
+
+def peak_rss(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def report(label: str, seconds: list[float]) -> None:

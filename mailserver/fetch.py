@@ -116,6 +116,26 @@ def fetch_bodies(imap: imaplib.IMAP4, uids: Iterable[int]) -> dict[int, bytes]:
     return bodies
 
 
+def fetch_body_piece(imap: imaplib.IMAP4, uid: int, offset: int, length: int) -> bytes:
+    """At most ``length`` bytes of a message from ``offset`` (``BODY.PEEK[]<offset.length>``,
+    RFC 3501 partial fetch); empty when the message is gone or has no more bytes."""
+    status, parts = imap.uid("FETCH", str(uid), f"(UID BODY.PEEK[]<{offset}.{length}>)")
+    if status != "OK":
+        raise CommandRefused(f"UID FETCH failed: {parts!r:.200}")
+    for index, part in enumerate(parts):
+        if not isinstance(part, tuple):  # an update, or the piece sent as "" (none left)
+            continue
+        head, body = part
+        found = _UID.search(head)
+        if found is None and index + 1 < len(parts) and isinstance(parts[index + 1], bytes):
+            found = _UID.search(parts[index + 1])
+        if found is None:
+            raise UnexpectedAnswer(f"FETCH answer without a UID: {head!r:.200}")
+        if int(found.group(1)) == uid:
+            return body
+    return b""
+
+
 def uid_set(uids: Iterable[int]) -> str:
     """An IMAP sequence set with runs written as ranges (``1:500,502``): imapclient lists
     every UID, which for big folders makes long command lines."""

@@ -15,9 +15,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import BinaryIO
 
 from imapclient import IMAPClient, imap_utf7
+from imapclient.datetime_util import datetime_to_INTERNALDATE
 from imapclient.exceptions import IMAPClientError, LoginError, ProtocolError
+from imapclient.imapclient import seq_to_parenstr
 from imapclient.response_parser import parse_response
 
 from .errors import (
@@ -31,12 +34,22 @@ from .errors import (
     UnexpectedAnswer,
     UntrustedCertificate,
 )
-from .fetch import METADATA_CHUNK, MessageInfo, fetch_bodies, folder_metadata, uid_set
+from .fetch import (
+    METADATA_CHUNK,
+    MIB,
+    MessageInfo,
+    fetch_bodies,
+    fetch_body_piece,
+    folder_metadata,
+    uid_set,
+)
 from .server import Server
 from .tls import client_context
 from .usage import Folder, Usage
 
 KIB = 1024
+# A large message travels in pieces of this size, each way: one round trip per piece.
+PIECE = MIB
 
 
 def _login(server: Server, address: str, timeout: float) -> IMAPClient:
@@ -271,6 +284,19 @@ class MailboxSession:
         with self.guard(what="UID FETCH"):
             return fetch_bodies(self._imap, uids)
 
+    def body_pieces(self, uid: int, size: int) -> Iterator[bytes]:
+        """A message of ``size`` bytes in pieces of at most ``PIECE`` (partial FETCHes), for
+        messages too large to hold whole. Ends early (fewer than ``size`` bytes in all, none
+        at all if it was expunged meanwhile) when the message is shorter than that."""
+        offset = 0
+        while offset < size:
+            with self.guard(what="UID FETCH"):
+                piece = fetch_body_piece(self._imap, uid, offset, min(PIECE, size - offset))
+            if not piece:
+                return
+            offset += len(piece)
+            yield piece
+
     def heads(self, fields: Sequence[str]) -> dict[int, MessageHead]:
         """Size, flags and the header ``fields`` of every message: what restore matches the
         messages to restore against, without reading them whole."""
@@ -345,6 +371,49 @@ class MailboxSession:
             raise SessionLost(f"{self._server}: connection lost: {exc}") from exc
         except IMAPClientError as exc:
             status, answer = "NO", [str(exc).encode()]
+        if status != "OK":
+            reason = b" ".join(a for a in answer if isinstance(a, bytes)).decode(errors="replace")
+            if "OVERQUOTA" in reason.upper():
+                raise OverQuota(reason)
+            raise CommandRefused(reason)
+
+    def append_file(
+        self, folder: str, source: BinaryIO, size: int, flags: Sequence[str], date: datetime
+    ) -> None:
+        """APPEND one message of ``size`` bytes read from ``source`` in pieces of ``PIECE``:
+        imapclient and imaplib take a message only as bytes, so the literal is written here,
+        as imaplib's own ``_command`` writes one. Raises ``OverQuota`` when the mailbox is
+        full; a ``source`` shorter than ``size`` loses the session (``SessionLost``), as the
+        server still waits for the rest of the literal."""
+        imap = self._imap
+        folder_name = self._client._normalise_folder(folder)
+        if isinstance(folder_name, str):
+            folder_name = folder_name.encode()
+        command = b" ".join(
+            [
+                b"APPEND",
+                folder_name,
+                seq_to_parenstr(flags).encode(),
+                f'"{datetime_to_INTERNALDATE(date)}"'.encode(),
+                f"{{{size}}}".encode(),
+            ]
+        )
+        with self.guard(what="APPEND"):
+            tag = imap._new_tag()
+            imap.send(tag + b" " + command + b"\r\n")
+            while imap._get_response():  # None: the server's "+", go on
+                if imap.tagged_commands[tag]:  # refused before the literal (quota, folder)
+                    break
+            else:
+                sent = 0
+                while sent < size:
+                    piece = source.read(min(PIECE, size - sent))
+                    if not piece:
+                        raise SessionLost(f"{self._server}: the message ended before {size} bytes")
+                    imap.send(piece)
+                    sent += len(piece)
+                imap.send(b"\r\n")
+            status, answer = imap._command_complete("APPEND", tag)
         if status != "OK":
             reason = b" ".join(a for a in answer if isinstance(a, bytes)).decode(errors="replace")
             if "OVERQUOTA" in reason.upper():

@@ -624,6 +624,9 @@ BACKUP_PUBLIC_KEY = env.str("BACKUP_PUBLIC_KEY", default="")
 BACKUP_IDENTITY_FILE = env.str("BACKUP_IDENTITY_FILE", default="")
 # Messages fetched per IMAP round trip and committed per database transaction.
 BACKUP_BATCH_MESSAGES = env.int("BACKUP_BATCH_MESSAGES", default=500)
+# Messages larger than this are fetched, sealed, stored and restored in pieces, each in a
+# pack of its own, so that no message is ever held whole (docs/backups.md, "Large messages").
+BACKUP_STREAM_THRESHOLD = env.int("BACKUP_STREAM_THRESHOLD", default=8 * 1024 * 1024)
 # A running job without a heartbeat for this long has lost its worker (kill -9, a lost host):
 # it shows as interrupted, and "Back up now" or the next check resumes it. A live run beats
 # every sixth of it, from a thread of its own, however long one step takes.

@@ -242,10 +242,12 @@ def make_snapshot(  # type: ignore[no-untyped-def]
             )
         manifest_folders.append(Folder(name, "/", seq, len(messages) + 1, None, entries))
     if new:
-        pack = build_pack([(sha, len(raw), crypto.seal(raw, to)) for sha, raw in new.items()], to)
-        store.put(pack_key(str(repository.key), pack.name), pack.data)
+        pack, data = build_pack(
+            [(sha, len(raw), crypto.seal(raw, to)) for sha, raw in new.items()], to
+        )
+        store.put(pack_key(str(repository.key), pack.name), data)
         store.flush()
-        row = Pack.objects.create(repository=repository, name=pack.name, size=len(pack.data))
+        row = Pack.objects.create(repository=repository, name=pack.name, size=pack.size)
         Blob.objects.bulk_create(
             Blob(
                 repository=repository,
