@@ -25,6 +25,7 @@ from . import policy
 from .models import (
     INTERRUPTED,
     BackupJob,
+    DownloadJob,
     Job,
     JobStatus,
     Repository,
@@ -97,6 +98,15 @@ def restore_jobs_for(user: User) -> QuerySet[RestoreJob]:
     return RestoreJob.objects.filter(
         repository__in=Repository.objects.filter(_own_repositories(user))
     ).select_related("snapshot")
+
+
+def download_jobs_for(user: User) -> QuerySet[DownloadJob]:
+    """Downloads are for the audience that asked: staff's for staff, a customer's users'
+    for the customer's users (who may reach the backups: not those of a suspended mailbox)."""
+    return DownloadJob.objects.filter(
+        repository__in=Repository.objects.filter(_own_repositories(user)),
+        for_staff=user.is_staff,
+    ).select_related("snapshot", "repository__mailbox", "repository__customer")
 
 
 @dataclass
