@@ -280,7 +280,7 @@ class DownloadJobSerializer(JobSerializer):
 
     def get_file(self, job: Any) -> str | None:
         request = self.context.get("request")
-        if request is None or not job.is_ready:
+        if request is None or not job.is_ready or job.for_staff != request.user.is_staff:
             return None
         path = reverse("api:download-job-file", args=[job.pk])
         return request.build_absolute_uri(f"{path}?{urlencode({'token': link_token(job)})}")

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.http import content_disposition_header
@@ -494,7 +495,7 @@ class DownloadJobViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModel
     def file(self, request: Request, pk: int) -> StreamingHttpResponse:
         """The built zip, through the signed link the job gives (404 if tampered with,
         410 once expired)."""
-        job = self.get_object()
+        job = get_object_or_404(backup_selectors.downloads_to_fetch_for(_key_user(request)), pk=pk)
         token = request.query_params.get("token", "")
         try:
             zipped = backup_services.download_fetch(job=job, token=token, **_by(request))

@@ -10,6 +10,7 @@ the download whole. Expired downloads are deleted by ``expire``.
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import secrets
 import tempfile
@@ -140,7 +141,12 @@ class _Reader:
 
 def link_token(job: DownloadJob) -> str:
     """The signed part of a download's link: names the job, valid until it expires."""
-    return signing.dumps({"job": job.pk, "key": job.object_key}, salt=TOKEN_SALT, compress=True)
+    return signing.dumps({"job": job.pk, "of": _object_mark(job)}, salt=TOKEN_SALT)
+
+
+def _object_mark(job: DownloadJob) -> str:
+    """Ties a link to this build of the download, without showing where it is stored."""
+    return hashlib.sha256(job.object_key.encode()).hexdigest()[:16]
 
 
 def check_link(job: DownloadJob, token: str) -> None:
@@ -154,7 +160,7 @@ def check_link(job: DownloadJob, token: str) -> None:
         raise LinkInvalid from None
     if not isinstance(data, dict) or data.get("job") != job.pk:
         raise LinkInvalid
-    if not job.is_ready or data.get("key") != job.object_key:
+    if not job.is_ready or data.get("of") != _object_mark(job):
         raise LinkExpired
 
 

@@ -581,6 +581,9 @@ BACKUP_SUSPENDED_ACCESS = env.str("BACKUP_SUSPENDED_ACCESS", default="staff")
 BACKUP_DOWNLOAD_HOURS = env.int("BACKUP_DOWNLOAD_HOURS", default=24)
 BACKUP_DOWNLOAD_EXPIRE_SECONDS = 15 * 60
 BACKUP_DUE_CHECK_SECONDS = 15 * 60
+# The scheduled pass asks a server without the doveadm API for its due mailboxes' folder
+# states over IMAP, this many sessions at a time.
+BACKUP_STATUS_CONNECTIONS = env.int("BACKUP_STATUS_CONNECTIONS", default=8)
 # Every pack is read back and hashed this often (manage.py backup_check does it on demand).
 BACKUP_CHECK_DAYS = env.int("BACKUP_CHECK_DAYS", default=7)
 CELERY_BEAT_SCHEDULE.update(

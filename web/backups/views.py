@@ -302,7 +302,7 @@ def download_file(
 ) -> HttpResponse | StreamingHttpResponse:
     """The built download through its signed link, decrypted with its own key as it is
     sent: this process needs no backup identity."""
-    job = get_object_or_404(selectors.download_jobs_for(request.user), pk=job_id)
+    job = get_object_or_404(selectors.downloads_to_fetch_for(request.user), pk=job_id)
     try:
         zipped = services.download_fetch(job=job, token=token, **_by(request))
     except downloads.LinkInvalid:
@@ -330,7 +330,7 @@ def job_progress(request: AuthenticatedHttpRequest, kind: str, job_id: int) -> H
     }[kind](request.user)
     job: Job = get_object_or_404(jobs, pk=job_id)
     context = {"job": job, "kind": kind}
-    if isinstance(job, DownloadJob) and job.is_ready:
+    if isinstance(job, DownloadJob) and job.is_ready and job.for_staff == request.user.is_staff:
         context["download_url"] = reverse(
             "backups:download_file",
             args=[job.pk, downloads.link_token(job)],
