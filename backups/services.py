@@ -219,8 +219,8 @@ def schedule_due(now: datetime | None = None) -> list[int]:
 
     Whether a due mailbox changed is asked of each server once, for all its mailboxes
     (``unchanged``); one found as its last snapshot recorded it is not opened, and counts as
-    backed up now (``Repository.checked_unchanged_at``). A server without the doveadm API
-    gets a job per due mailbox, whose run skips unchanged folders itself.
+    backed up now (``Repository.checked_unchanged_at``). A server without the doveadm API is
+    asked over IMAP, one short session per due mailbox.
 
     A mailbox whose last job failed waits ``FAILED_RETRY_AFTER`` before the next try, so a
     broken one does not get a new failing job every quarter of an hour."""

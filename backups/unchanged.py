@@ -3,9 +3,10 @@
 The scheduled pass asks each mail server once for every folder's STATUS (UIDVALIDITY,
 UIDNEXT, MESSAGES, HIGHESTMODSEQ) and every subscription, through the doveadm HTTP API (or,
 for a server without it or when it fails, over IMAP: one short session per due mailbox,
-``BACKUP_STATUS_CONNECTIONS`` at a time), and compares it with the ``FolderState`` rows the last backup run saved. New mail moves UIDNEXT,
-an expunge MESSAGES and HIGHESTMODSEQ, a flag change HIGHESTMODSEQ, a re-created folder
-UIDVALIDITY; new and deleted folders change the set of names. Any difference, or any doubt,
+``BACKUP_STATUS_CONNECTIONS`` at a time), and compares it with the ``FolderState`` rows
+the last backup run saved. New mail moves UIDNEXT, an expunge MESSAGES and HIGHESTMODSEQ, a
+flag change HIGHESTMODSEQ, a re-created folder UIDVALIDITY; new and deleted folders change
+the set of names. Any difference, or any doubt,
 means a backup run: it is the run that decides what to fetch.
 """
 
