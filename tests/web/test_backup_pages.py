@@ -69,12 +69,13 @@ def test_anonymous_users_are_sent_to_the_login(client, mailbox, snapshot):
 
 @pytest.mark.parametrize("who, status", [("staff", 302), ("owner", 302), ("stranger", 404)])
 def test_asking_for_a_download_starts_a_job_for_staff_and_owner_only(
-    client, mailbox, snapshot, who, status, sent_tasks
+    client, mailbox, snapshot, who, status, sent_tasks, django_capture_on_commit_callbacks
 ):
     """The web only asks: the zip is built by a worker (tests/integration/test_downloads.py)."""
     user = login(client, who, mailbox)
 
-    response = client.post(backup_url(client, "download", snapshot.pk), REMOTE_ADDR=IP)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(backup_url(client, "download", snapshot.pk), REMOTE_ADDR=IP)
 
     assert response.status_code == status
     if status != 302:
