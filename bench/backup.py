@@ -354,6 +354,20 @@ def fleet_pass(dovecot, count: int, plan, imap_pass: bool) -> float:  # type: ig
     # snapshot row and its folder states, no messages stored): backing up 10,000 mailboxes
     # for real would take most of an hour here, and only the state matters to the pass. A
     # changed mailbox's backup then fetches its whole INBOX, more than a real incremental.
+    if imap_pass:
+        # A mailbox's first IMAP login creates Dovecot's special-use folders; a real first
+        # backup has logged in. The seeded snapshots must see them too, or the pass over IMAP
+        # would find every mailbox changed.
+        from django.conf import settings
+
+        from mailserver.imap import imap_folder_states
+
+        started = time.perf_counter()
+        imap_folder_states(server, addresses, connections=settings.BACKUP_STATUS_CONNECTIONS)
+        print(
+            f"fleet: first IMAP login of {count} mailboxes, folder states read: "
+            f"{time.perf_counter() - started:.1f} s"
+        )
     seed_snapshots(server, plan)
     changed = addresses[::100]  # 1 %
     deliver(dovecot, changed, "news")
