@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
+from django.utils.http import urlencode
 from rest_framework import serializers
 
 from accounts.models import Customer
+from backups.downloads import link_token
 from mailboxes.models import Domain, Mailbox, MailServer, Plan, Protocol
 from mailboxes.selectors import usage_summary
 
@@ -266,6 +269,23 @@ class RestoreJobSerializer(JobSerializer):
     scope = serializers.CharField()
     folder = serializers.CharField()
     target_folder = serializers.CharField(help_text="Empty: into the original folders.")
+
+
+class DownloadJobSerializer(JobSerializer):
+    snapshot = serializers.IntegerField(source="snapshot_id", allow_null=True)
+    size_bytes = serializers.IntegerField(help_text="Of the zip, once it is built.")
+    expires_at = serializers.DateTimeField(allow_null=True)
+    file = serializers.SerializerMethodField(
+        help_text="Once done: the signed link to the zip (GET with the same key), until it "
+        "expires; null before and after."
+    )
+
+    def get_file(self, job: Any) -> str | None:
+        request = self.context.get("request")
+        if request is None or not job.is_ready or job.for_staff != request.user.is_staff:
+            return None
+        path = reverse("api:download-job-file", args=[job.pk])
+        return request.build_absolute_uri(f"{path}?{urlencode({'token': link_token(job)})}")
 
 
 class RestoreRequestSerializer(serializers.Serializer[Any]):

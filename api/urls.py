@@ -23,6 +23,7 @@ router.register("mailboxes", views.MailboxViewSet, basename="mailbox")
 router.register("snapshots", views.SnapshotViewSet, basename="snapshot")
 router.register("backup-jobs", views.BackupJobViewSet, basename="backup-job")
 router.register("restore-jobs", views.RestoreJobViewSet, basename="restore-job")
+router.register("download-jobs", views.DownloadJobViewSet, basename="download-job")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 
 # Redoc (from our static files) styles itself with <style> elements it adds, searches in a

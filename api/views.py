@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.http import content_disposition_header
@@ -26,11 +27,10 @@ from rest_framework.response import Response
 from accounts import services as account_services
 from accounts.models import AuditEntry, Customer, User
 from accounts.selectors import AuditFilter, audit_entries
+from backups import downloads
 from backups import selectors as backup_selectors
 from backups import services as backup_services
-from backups.archive import archive_name
-from backups.crypto import KeyMissing, identities
-from backups.models import BackupJob, RestoreJob, Snapshot
+from backups.models import BackupJob, DownloadJob, RestoreJob, Snapshot
 from mailboxes import search, selectors, services
 from mailboxes.models import Domain, Mailbox, MailServer, Plan
 from mailboxes.passwords import generate_password
@@ -427,23 +427,15 @@ class SnapshotViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
-    @action(detail=True, methods=["get"])
-    def download(self, request: Request, pk: int) -> StreamingHttpResponse:
-        """The snapshot as a zip of one mbox file per folder, streamed."""
+    @extend_schema(request=None, responses={202: serializers.DownloadJobSerializer})
+    @action(detail=True, methods=["post"])
+    def download(self, request: Request, pk: int) -> Response:
+        """Have the snapshot built as a zip of one mbox file per folder; follow
+        /download-jobs/{id}/ until its ``file`` link is there."""
         snapshot = self.get_object()
-        try:
-            identities()
-        except KeyMissing:
-            raise exceptions.APIException(
-                _("Backups cannot be downloaded here: the decryption key is not configured.")
-            ) from None
-        response = StreamingHttpResponse(
-            backup_services.snapshot_download(snapshot=snapshot, **_by(request)),
-            content_type="application/zip",
-        )
-        response["Content-Disposition"] = content_disposition_header(True, archive_name(snapshot))
-        return response
+        job = backup_services.download_request(snapshot=snapshot, **_by(request))
+        data = serializers.DownloadJobSerializer(job, context={"request": request}).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         request=serializers.RestoreRequestSerializer,
@@ -487,6 +479,40 @@ class RestoreJobViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
 
     def get_queryset(self) -> QuerySet[RestoreJob]:
         return backup_selectors.restore_jobs_for(_key_user(self.request))
+
+
+class DownloadJobViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = serializers.DownloadJobSerializer
+
+    def get_queryset(self) -> QuerySet[DownloadJob]:
+        return backup_selectors.download_jobs_for(_key_user(self.request))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("token", OpenApiTypes.STR, required=True)],
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"])
+    def file(self, request: Request, pk: int) -> StreamingHttpResponse:
+        """The built zip, through the signed link the job gives (404 if tampered with,
+        410 once expired)."""
+        job = get_object_or_404(backup_selectors.downloads_to_fetch_for(_key_user(request)), pk=pk)
+        token = request.query_params.get("token", "")
+        try:
+            zipped = backup_services.download_fetch(job=job, token=token, **_by(request))
+        except downloads.LinkInvalid:
+            raise exceptions.NotFound from None
+        except downloads.LinkExpired:
+            raise Gone from None
+        response = StreamingHttpResponse(zipped, content_type="application/zip")
+        response["Content-Length"] = str(job.size_bytes)
+        response["Content-Disposition"] = content_disposition_header(True, downloads.file_name(job))
+        return response
+
+
+class Gone(exceptions.APIException):
+    status_code = status.HTTP_410_GONE
+    default_detail = _("This download has expired and was deleted. Ask for a new one.")
+    default_code = "gone"
 
 
 # --- The audit log --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -65,8 +65,11 @@ def archive_name(snapshot: Snapshot) -> str:
     return f"{snapshot.repository.address}-{taken:%Y-%m-%d-%H%M}.zip"
 
 
-def snapshot_archive(snapshot: Snapshot) -> Iterator[bytes]:
-    """The zip, piece by piece. Needs the identity: only the restore side can run it."""
+def snapshot_archive(
+    snapshot: Snapshot, on_message: Callable[[], None] | None = None
+) -> Iterator[bytes]:
+    """The zip, piece by piece; ``on_message`` is called after each message (progress).
+    Needs the identity: only the restore side runs it, in the worker (``downloads``)."""
     keys = identities()
     store = get_store()
     manifest = read_manifest(store, snapshot.manifest_key, keys)
@@ -82,16 +85,18 @@ def snapshot_archive(snapshot: Snapshot) -> Iterator[bytes]:
                     if message.size <= settings.BACKUP_STREAM_THRESHOLD:
                         raw = read_blob(store, manifest.repository, message.sha256, locations, keys)
                         entry.write(mbox_message(raw, message))
-                        yield from buffer.drain()
-                        continue
-                    with temporary_file() as (handle, _path):
-                        unpack_blob(
-                            store, manifest.repository, message.sha256, locations, keys, handle
-                        )
-                        handle.seek(0)
-                        for piece in mbox_pieces(handle, message):
-                            entry.write(piece)
-                            yield from buffer.drain()
+                    else:
+                        with temporary_file() as (handle, _path):
+                            unpack_blob(
+                                store, manifest.repository, message.sha256, locations, keys, handle
+                            )
+                            handle.seek(0)
+                            for piece in mbox_pieces(handle, message):
+                                entry.write(piece)
+                                yield from buffer.drain()
+                    if on_message is not None:
+                        on_message()
+                    yield from buffer.drain()
         yield from buffer.drain()
     yield from buffer.drain()
 

@@ -30,7 +30,7 @@ from django.utils import timezone
 from mailserver.errors import MailServerUnavailable
 
 from . import events
-from .models import BackupJob, Job, JobStatus, Repository, RestoreJob, interrupted
+from .models import BackupJob, DownloadJob, Job, JobStatus, Repository, RestoreJob, interrupted
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 # database, a pause of the process) do not make it look dead.
 BEATS_PER_DEAD = 6
 
-J = TypeVar("J", BackupJob, RestoreJob)
+J = TypeVar("J", BackupJob, RestoreJob, DownloadJob)
 
 
 class Busy(Exception):
@@ -72,9 +72,10 @@ def release_lease(repository_id: int, owner: str) -> None:
     )
 
 
-def claim(model: type[J], job_id: int) -> tuple[J, str] | None:
+def claim(model: type[J], job_id: int, *, lease: bool = True) -> tuple[J, str] | None:
     """Take the job for this run and return it with the run's token; None when there is
-    nothing (left) to do.
+    nothing (left) to do. ``lease=False`` for a run that only reads the store (a download):
+    it need not wait for a backup of the same mailbox.
 
     Raises ``Busy`` while another live run holds the job or its repository.
     """
@@ -114,7 +115,7 @@ def claim(model: type[J], job_id: int) -> tuple[J, str] | None:
             ):
                 events.job_finished(model, job.pk)
         return None
-    if not acquire_lease(job.repository_id, token):
+    if lease and not acquire_lease(job.repository_id, token):
         # Put it back as it was: this was no attempt.
         model.objects.filter(pk=job.pk, claim=token).update(
             status=JobStatus.QUEUED, claim="", attempts=F("attempts") - 1
@@ -263,6 +264,7 @@ def run(
     *,
     expected: tuple[type[Exception], ...],
     timed_out: str,
+    lease: bool = True,
 ) -> J | None:
     """Claim a job and do its work, leaving the row in a state the user can read.
 
@@ -270,7 +272,7 @@ def run(
     the ``expected`` failures end the job as failed with their message; anything else too,
     and is raised so it reaches the logs.
     """
-    claimed = claim(model, job_id)
+    claimed = claim(model, job_id, lease=lease)
     if claimed is None:
         return None
     job, token = claimed

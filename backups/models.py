@@ -231,6 +231,7 @@ PLAIN_ERRORS = frozenset(
         ),
         gettext_noop("time limit reached; run the restore again to add the rest"),
         gettext_noop("time limit reached; what was stored is kept and the next run continues"),
+        gettext_noop("time limit reached; please ask for the download again"),
     }
 )
 
@@ -381,3 +382,43 @@ class RestoreJob(Job):
 
     def __str__(self) -> str:
         return f"restore {self.repository} ({self.status})"
+
+
+class DownloadJob(Job):
+    """A snapshot as a zip of mbox files, built by a worker that holds the identity and sealed
+    to a key of its own (``secret``) into a short-lived object of the store, which the web
+    serves through a signed link without the backup identity (see ``downloads``)."""
+
+    snapshot = models.ForeignKey(
+        Snapshot, null=True, on_delete=models.SET_NULL, related_name="downloads"
+    )
+    # Who may fetch it: staff (with the customer's grant where support needs one), or the
+    # users of the customer, never the one for the other.
+    for_staff = models.BooleanField(default=False, editable=False)
+    # Set once the run starts writing, so that a sweep spares an object still being built;
+    # emptied, with the key, when the download expires.
+    object_key = models.CharField(max_length=300, blank=True, editable=False)
+    # The age identity this download alone is sealed to; it never leaves the database.
+    secret = models.TextField(blank=True, editable=False)
+    size_bytes = models.BigIntegerField(_("size (bytes)"), default=0)
+    expires_at = models.DateTimeField(_("expires"), null=True)
+
+    class Meta(Job.Meta):
+        verbose_name = _("download")
+        verbose_name_plural = _("downloads")
+
+    def __str__(self) -> str:
+        return f"download {self.repository} ({self.status})"
+
+    @property
+    def is_ready(self) -> bool:
+        return (
+            self.status == JobStatus.DONE
+            and bool(self.object_key)
+            and self.expires_at is not None
+            and self.expires_at > timezone.now()
+        )
+
+    @property
+    def is_expired(self) -> bool:
+        return self.status == JobStatus.DONE and not self.is_ready

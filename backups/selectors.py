@@ -25,6 +25,7 @@ from . import policy
 from .models import (
     INTERRUPTED,
     BackupJob,
+    DownloadJob,
     Job,
     JobStatus,
     Repository,
@@ -97,6 +98,21 @@ def restore_jobs_for(user: User) -> QuerySet[RestoreJob]:
     return RestoreJob.objects.filter(
         repository__in=Repository.objects.filter(_own_repositories(user))
     ).select_related("snapshot")
+
+
+def download_jobs_for(user: User) -> QuerySet[DownloadJob]:
+    """The downloads whose progress a user may follow: staff all (with the technical error),
+    a customer's users those their customer's users asked for."""
+    jobs = DownloadJob.objects.filter(
+        repository__in=Repository.objects.filter(_own_repositories(user))
+    ).select_related("snapshot", "repository__mailbox", "repository__customer")
+    return jobs if user.is_staff else jobs.filter(for_staff=False)
+
+
+def downloads_to_fetch_for(user: User) -> QuerySet[DownloadJob]:
+    """A download's file is for the audience that asked only: staff's for staff, a customer's
+    users' for the customer's users (while they may reach the mailbox's backups)."""
+    return download_jobs_for(user).filter(for_staff=user.is_staff)
 
 
 @dataclass

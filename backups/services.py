@@ -28,12 +28,12 @@ from mailboxes.services import mailbox_delete
 from mailserver.fetch import batches
 from provider.celery import enqueue_after_commit
 
-from . import browse, crypto, jobs, policy
-from .archive import snapshot_archive
+from . import browse, crypto, downloads, jobs, policy
 from .models import (
     ACTIVE,
     BackupJob,
     Blob,
+    DownloadJob,
     JobStatus,
     Pack,
     Repository,
@@ -90,9 +90,13 @@ def _enqueue_backup(repository: Repository, requested_by: str) -> BackupJob:
     return job
 
 
-def _resume(model: type[BackupJob] | type[RestoreJob], job_id: int) -> bool:
+def _resume(model: type[BackupJob] | type[RestoreJob] | type[DownloadJob], job_id: int) -> bool:
     """Send an interrupted job's task again, if this caller is the one that resumed it."""
-    if model is RestoreJob:
+    if model is DownloadJob:
+        if not jobs.resume(DownloadJob, job_id):
+            return False
+        enqueue_after_commit("backups.download", job_id, queue=settings.BACKUP_RESTORE_QUEUE)
+    elif model is RestoreJob:
         if not jobs.resume(RestoreJob, job_id):
             return False
         enqueue_after_commit("backups.restore", job_id, queue=settings.BACKUP_RESTORE_QUEUE)
@@ -195,8 +199,13 @@ def pending_final_deletions() -> list[int]:
 def resume_interrupted() -> dict[str, list[int]]:
     """For beat: send every job whose worker died again, each once however many resumers run
     (see ``jobs.resume``); the new run continues where the dead one stopped. Returns the ids."""
-    resumed: dict[str, list[int]] = {"backup": [], "restore": []}
-    for kind, model in (("backup", BackupJob), ("restore", RestoreJob)):
+    resumed: dict[str, list[int]] = {"backup": [], "restore": [], "download": []}
+    models: tuple[tuple[str, type[BackupJob] | type[RestoreJob] | type[DownloadJob]], ...] = (
+        ("backup", BackupJob),
+        ("restore", RestoreJob),
+        ("download", DownloadJob),
+    )
+    for kind, model in models:
         for job_id in model.objects.filter(interrupted()).values_list("pk", flat=True):
             if _resume(model, job_id):
                 resumed[kind].append(job_id)
@@ -210,8 +219,8 @@ def schedule_due(now: datetime | None = None) -> list[int]:
 
     Whether a due mailbox changed is asked of each server once, for all its mailboxes
     (``unchanged``); one found as its last snapshot recorded it is not opened, and counts as
-    backed up now (``Repository.checked_unchanged_at``). A server without the doveadm API
-    gets a job per due mailbox, whose run skips unchanged folders itself.
+    backed up now (``Repository.checked_unchanged_at``). A server without the doveadm API is
+    asked over IMAP, one short session per due mailbox.
 
     A mailbox whose last job failed waits ``FAILED_RETRY_AFTER`` before the next try, so a
     broken one does not get a new failing job every quarter of an hour."""
@@ -252,6 +261,10 @@ def schedule_due(now: datetime | None = None) -> list[int]:
         sent.append(job.pk)
     for restore_job in jobs.stale_jobs(RestoreJob):
         enqueue_after_commit("backups.restore", restore_job.pk, queue=settings.BACKUP_RESTORE_QUEUE)
+    for download_job in jobs.stale_jobs(DownloadJob):
+        enqueue_after_commit(
+            "backups.download", download_job.pk, queue=settings.BACKUP_RESTORE_QUEUE
+        )
     return sent
 
 
@@ -443,16 +456,22 @@ def restore_request(
     return job
 
 
-def snapshot_download(
-    *, snapshot: Snapshot, actor: Actor, ip: str | None = None
-) -> Iterator[bytes]:
-    """The snapshot as a zip of mbox files; the download itself is audited, as a use of the
-    customer's grant when support downloads. A customer's users may start at most
-    ``BACKUP_DOWNLOADS_PER_CUSTOMER`` per window (``TryLater``)."""
+@transaction.atomic
+def download_request(*, snapshot: Snapshot, actor: Actor, ip: str | None = None) -> DownloadJob:
+    """Have a worker build the snapshot as a zip of mbox files (``downloads``), to fetch
+    through a signed link once it is ready. Audited, as a use of the customer's grant when
+    support asks; a customer's users may ask for at most ``BACKUP_DOWNLOADS_PER_CUSTOMER``
+    per window (``TryLater``)."""
     grant = roles.authorize(actor, "backup.download", customer_id=snapshot.repository.customer_id)
     repository = snapshot.repository
     _fair_use(actor, repository.customer_id, "download")
-    what = {"snapshot": snapshot.seq, "taken_at": snapshot.taken_at.isoformat()}
+    job = DownloadJob.objects.create(
+        repository=repository,
+        snapshot=snapshot,
+        requested_by=audit.actor_label(actor),
+        for_staff=roles.kind(actor) != roles.CUSTOMER,
+    )
+    what = {"snapshot": snapshot.seq, "taken_at": snapshot.taken_at.isoformat(), "job": job.pk}
     target = repository.mailbox or repository
     if grant is None:
         audit.record(
@@ -468,7 +487,32 @@ def snapshot_download(
             grant=grant.pk,
             **what,
         )
-    return snapshot_archive(snapshot)
+    enqueue_after_commit("backups.download", job.pk, queue=settings.BACKUP_RESTORE_QUEUE)
+    return job
+
+
+def download_fetch(
+    *, job: DownloadJob, token: str, actor: Actor, ip: str | None = None
+) -> Iterator[bytes]:
+    """The zip of a ready download, for the audience that asked for it, through its signed
+    link (``downloads.check_link`` raises ``LinkInvalid`` or ``LinkExpired``). Staff need
+    the right to download the customer's backups now (support: the customer's grant), and
+    each fetch by staff is audited."""
+    downloads.check_link(job, token)
+    repository = job.repository
+    grant = roles.authorize(actor, "backup.download", customer_id=repository.customer_id)
+    zipped = downloads.opened(job)
+    if roles.kind(actor) != roles.CUSTOMER:
+        audit.record(
+            "backup.download_fetch",
+            repository.mailbox or repository,
+            actor=actor,
+            ip=ip,
+            customer=repository.customer,
+            job=job.pk,
+            **({"grant": grant.pk} if grant is not None else {}),
+        )
+    return zipped
 
 
 def browse_snapshot(
@@ -568,11 +612,14 @@ def prune_repository(repository: Repository, result: PruneResult, now: datetime)
         store = get_store()
         prefix = str(repository.key)
         snapshots = list(repository.snapshots.all())
-        restoring = set(
-            RestoreJob.objects.filter(repository=repository, status__in=ACTIVE).values_list(
+        restoring = {
+            *RestoreJob.objects.filter(repository=repository, status__in=ACTIVE).values_list(
                 "snapshot_id", flat=True
-            )
-        )
+            ),
+            *DownloadJob.objects.filter(repository=repository, status__in=ACTIVE).values_list(
+                "snapshot_id", flat=True
+            ),
+        }
         kept = _snapshots_kept(repository, snapshots, now)
         kept += [s for s in snapshots if s.pk in restoring and s not in kept]
         dropped = [s for s in snapshots if s not in kept]

@@ -17,7 +17,7 @@ from django.conf import settings
 from mailserver.errors import MailServerUnavailable
 from provider.celery import LongTaskOptions, RetryOptions
 
-from . import check, engine, jobs, services
+from . import check, downloads, engine, jobs, services
 from . import restore as restore_engine
 
 RETRY: RetryOptions = {
@@ -76,6 +76,20 @@ def restore(self: Task, job_id: int) -> int | None:
     except jobs.Busy as exc:
         raise _again_later(self, exc) from exc
     return job.messages_restored if job else None
+
+
+@shared_task(name="backups.download", bind=True, **LONG_RUN)
+def download(self: Task, job_id: int) -> int | None:
+    try:
+        job = downloads.run_download(job_id)
+    except jobs.Busy as exc:
+        raise _again_later(self, exc) from exc
+    return job.size_bytes if job else None
+
+
+@shared_task(name="backups.expire_downloads")
+def expire_downloads() -> int:
+    return downloads.expire()
 
 
 @shared_task(name="backups.prune", **LONG_SCAN)

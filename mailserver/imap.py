@@ -8,10 +8,12 @@ imapclient or imaplib.
 from __future__ import annotations
 
 import imaplib
+import logging
 import socket
 import ssl
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,6 +52,7 @@ from .usage import Folder, Usage
 KIB = 1024
 # A large message travels in pieces of this size, each way: one round trip per piece.
 PIECE = MIB
+log = logging.getLogger(__name__)
 
 
 def _login(server: Server, address: str, timeout: float) -> IMAPClient:
@@ -487,6 +490,101 @@ def _list_status(client: IMAPClient) -> list[Folder] | None:
         except (ValueError, KeyError, TypeError, ProtocolError):
             return None
     return result
+
+
+# One folder as STATUS describes it: (UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ), as
+# ``doveadm.doveadm_folder_states`` gives it.
+StatusValues = tuple[int, int, int, int]
+_STATE_ITEMS = [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES", b"HIGHESTMODSEQ"]
+
+
+def imap_folder_states(
+    server: Server, addresses: Iterable[str], *, connections: int, timeout: float = 30
+) -> tuple[dict[str, dict[str, StatusValues]], dict[str, set[str]]]:
+    """``doveadm_folder_states`` over IMAP, for a server without the doveadm API: each
+    mailbox's folders with their STATUS values and its subscriptions, over one master login
+    per mailbox, ``connections`` mailboxes at a time.
+
+    One round trip per mailbox where the server has LIST-STATUS (RFC 5819): ``LIST "" "*"
+    RETURN (SUBSCRIBED STATUS (... HIGHESTMODSEQ))``; else LIST and a STATUS per folder
+    (asking for HIGHESTMODSEQ enables CONDSTORE, RFC 7162, so flag changes show). A mailbox
+    whose login or answer fails is left out: for the caller, a doubt."""
+    states: dict[str, dict[str, StatusValues]] = {}
+    subscribed: dict[str, set[str]] = {}
+
+    def ask(address: str) -> None:
+        try:
+            with master_imap(server, address, timeout) as client:
+                folders, subscriptions = _folder_states(client)
+        except (MailServerError, ProtocolError, ValueError, KeyError, TypeError) as exc:
+            log.info("%s: folder states of %s not read: %s", server.name, address, exc)
+            return
+        states[address] = folders
+        subscribed[address] = subscriptions
+
+    with ThreadPoolExecutor(max_workers=max(1, connections)) as pool:
+        list(pool.map(ask, addresses))
+    return states, subscribed
+
+
+def _folder_states(client: IMAPClient) -> tuple[dict[str, StatusValues], set[str]]:
+    capabilities = client.capabilities()
+    if b"LIST-STATUS" in capabilities and b"LIST-EXTENDED" in capabilities:
+        found = _list_states(client)
+        if found is not None:
+            return found
+    rows = client.list_folders()
+    subscriptions = {name for _f, _d, name in client.list_sub_folders()}
+    states = {}
+    for flags, _delimiter, name in rows:
+        if b"\\Noselect" in flags or b"\\NonExistent" in flags:
+            continue
+        status = client.folder_status(name, _STATE_ITEMS)
+        states[name] = _values(status)
+    return states, subscriptions
+
+
+def _list_states(client: IMAPClient) -> tuple[dict[str, StatusValues], set[str]] | None:
+    """Every folder's STATUS and subscription in one round trip; None (use the portable
+    path) if the answer is not what we can parse."""
+    imap = client._imap
+    typ, data = imap._simple_command(
+        "LIST",
+        '""',
+        '"*"',
+        "RETURN",
+        "(SUBSCRIBED STATUS (UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ))",
+    )
+    listed = imap.untagged_responses.pop("LIST", [])
+    statuses = imap.untagged_responses.pop("STATUS", [])
+    if typ != "OK":
+        return None
+    rows = client._proc_folder_list(listed)
+    subscriptions = {name for flags, _d, name in rows if b"\\Subscribed" in flags}
+    selectable = {
+        name
+        for flags, _d, name in rows
+        if b"\\Noselect" not in flags and b"\\NonExistent" not in flags
+    }
+    states = {}
+    for line in statuses:
+        if not isinstance(line, bytes):
+            return None  # a folder name sent as a literal: let the portable path handle it
+        name, items = parse_response([line])
+        folder = imap_utf7.decode(name if isinstance(name, bytes) else str(name).encode())
+        states[folder] = _values(dict(zip(items[::2], items[1::2], strict=True)))
+    if set(states) != selectable:
+        return None
+    return states, subscriptions
+
+
+def _values(status: Mapping[bytes, object]) -> StatusValues:
+    return (
+        int(status[b"UIDVALIDITY"]),  # type: ignore[call-overload]
+        int(status[b"UIDNEXT"]),  # type: ignore[call-overload]
+        int(status[b"MESSAGES"]),  # type: ignore[call-overload]
+        int(status[b"HIGHESTMODSEQ"]),  # type: ignore[call-overload]
+    )
 
 
 def master_imap_probe(server: Server, address: str) -> None:

@@ -651,7 +651,14 @@ BACKUP_FAIR_USE_WINDOW = env.int("BACKUP_FAIR_USE_WINDOW", default=3600)
 # says so), or the "customer" too. Restoring into a suspended mailbox is refused either way.
 # Anything but "customer" means staff only.
 BACKUP_SUSPENDED_ACCESS = env.str("BACKUP_SUSPENDED_ACCESS", default="staff")
+# A download (built by a worker on BACKUP_RESTORE_QUEUE) and its link last this long; then
+# beat deletes it.
+BACKUP_DOWNLOAD_HOURS = env.int("BACKUP_DOWNLOAD_HOURS", default=24)
+BACKUP_DOWNLOAD_EXPIRE_SECONDS = 15 * 60
 BACKUP_DUE_CHECK_SECONDS = 15 * 60
+# The scheduled pass asks a server without the doveadm API for its due mailboxes' folder
+# states over IMAP, this many sessions at a time.
+BACKUP_STATUS_CONNECTIONS = env.int("BACKUP_STATUS_CONNECTIONS", default=8)
 # Every pack is read back and hashed this often (manage.py backup_check does it on demand).
 BACKUP_CHECK_DAYS = env.int("BACKUP_CHECK_DAYS", default=7)
 CELERY_BEAT_SCHEDULE.update(
@@ -670,6 +677,11 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "backups.prune",
             "schedule": 24 * 3600,
             "options": {"expires": 3600},
+        },
+        "backups-expire-downloads": {
+            "task": "backups.expire_downloads",
+            "schedule": BACKUP_DOWNLOAD_EXPIRE_SECONDS,
+            "options": {"expires": BACKUP_DOWNLOAD_EXPIRE_SECONDS},
         },
         "backups-check": {
             "task": "backups.check_all",

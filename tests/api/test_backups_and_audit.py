@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from accounts.models import StaffRole
+from backups.downloads import run_download
 from backups.models import BackupJob, RestoreJob
 from mailboxes.models import GIB, MIB, QuotaWarning
 from tests.api.test_api import MAILBOXES, client_for, customer_key, hoster_key
@@ -72,11 +73,18 @@ def test_backups_are_listed_started_downloaded_and_restored(
     job = BackupJob.objects.get(pk=started.json()["id"])
     assert client.get(f"/api/v1/backup-jobs/{job.pk}/").json()["status"] == "queued"
 
-    download = client.get(f"/api/v1/snapshots/{snapshot.pk}/download/")
+    asked = client.post(f"/api/v1/snapshots/{snapshot.pk}/download/")
+    assert asked.status_code == 202 and asked.json()["file"] is None
+    download_id = asked.json()["id"]
+    run_download(download_id)  # the worker's part (tests/integration/test_downloads.py)
+    ready = client.get(f"/api/v1/download-jobs/{download_id}/").json()
+    assert ready["status"] == "done" and ready["file"]
+    download = client.get(ready["file"])
     assert download.status_code == 200 and download["Content-Type"] == "application/zip"
     archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
     assert sorted(archive.namelist()) == ["Archiv.mbox", "INBOX.mbox"]
     assert b"Rechnung" in archive.read("INBOX.mbox")
+    assert client.get(ready["file"].replace("token=", "token=x")).status_code == 404
 
     restore = client.post(
         f"/api/v1/snapshots/{snapshot.pk}/restore/",
@@ -95,7 +103,9 @@ def test_backups_are_listed_started_downloaded_and_restored(
     # Another customer's key finds none of it.
     other = client_for(customer_key(world["theirs"]))
     assert other.get(f"/api/v1/snapshots/{snapshot.pk}/").status_code == 404
-    assert other.get(f"/api/v1/snapshots/{snapshot.pk}/download/").status_code == 404
+    assert other.post(f"/api/v1/snapshots/{snapshot.pk}/download/").status_code == 404
+    assert other.get(f"/api/v1/download-jobs/{download_id}/").status_code == 404
+    assert other.get(ready["file"]).status_code == 404
     assert other.get(f"/api/v1/restore-jobs/{job.pk}/").status_code == 404
 
 
@@ -103,7 +113,7 @@ def test_support_keys_may_not_download_mail(world: dict[str, Any], restore_side:
     snapshot = make_snapshot(world["my_mailbox"], {"INBOX": [(message("Rechnung"), [])]})
     support = client_for(hoster_key(StaffRole.SUPPORT))
     assert support.get(f"/api/v1/snapshots/{snapshot.pk}/").status_code == 200
-    response = support.get(f"/api/v1/snapshots/{snapshot.pk}/download/")
+    response = support.post(f"/api/v1/snapshots/{snapshot.pk}/download/")
     assert response.status_code == 403
 
 
@@ -137,7 +147,7 @@ def test_a_customers_spent_restores_and_downloads_answer_429_in_plain_words(
     restore = client.post(
         f"/api/v1/snapshots/{snapshot.pk}/restore/", {"scope": "mailbox"}, format="json"
     )
-    download = client.get(f"/api/v1/snapshots/{snapshot.pk}/download/")
+    download = client.post(f"/api/v1/snapshots/{snapshot.pk}/download/")
 
     assert restore.status_code == download.status_code == 429
     assert "as many restores as allowed" in restore.json()["errors"][0]["message"]

@@ -106,10 +106,10 @@ def test_joining_a_restore_under_way_is_not_counted(snapshot, owner, settings):
 def test_downloads_are_limited_per_customer_not_per_user(snapshot, owner, settings):
     settings.BACKUP_DOWNLOADS_PER_CUSTOMER = 1
     colleague = User.objects.create_user("colleague", customer=owner.customer)
-    services.snapshot_download(snapshot=snapshot, actor=owner)
+    services.download_request(snapshot=snapshot, actor=owner)
 
     with pytest.raises(services.TryLater):
-        services.snapshot_download(snapshot=snapshot, actor=colleague)
+        services.download_request(snapshot=snapshot, actor=colleague)
 
 
 def test_without_the_counters_a_customer_is_refused_for_now(snapshot, owner, settings):
@@ -153,7 +153,7 @@ def test_the_download_page_says_plainly_when_the_customers_downloads_are_spent(
     settings.BACKUP_DOWNLOADS_PER_CUSTOMER = 0
     client.force_login(owner)
 
-    response = client.get(backup_url(client, "download", snapshot.pk))
+    response = client.post(backup_url(client, "download", snapshot.pk))
 
     assert response.status_code == 429
     assert "as many downloads as allowed" in response.content.decode()
@@ -239,11 +239,11 @@ def test_a_suspended_mailboxs_backups_are_for_staff_only_by_default(
     html = page.content.decode()
     assert "only our staff can download or restore them" in html
     assert backup_url(client, "download", suspended.pk) not in html
-    for name in ("download", "browse"):
-        assert client.get(backup_url(client, name, suspended.pk)).status_code == 404
+    assert client.post(backup_url(client, "download", suspended.pk)).status_code == 404
+    assert client.get(backup_url(client, "browse", suspended.pk)).status_code == 404
 
     client.force_login(staff)
-    assert client.get(backup_url(client, "download", suspended.pk)).status_code == 200
+    assert client.post(backup_url(client, "download", suspended.pk)).status_code == 302
     assert client.get(backup_url(client, "browse", suspended.pk)).status_code == 200
 
 
@@ -255,7 +255,7 @@ def test_the_setting_gives_customers_a_suspended_mailboxs_backups(
 
     html = client.get(backup_url(client, "mailbox", suspended.repository.mailbox_id)).content
     assert "only our staff" not in html.decode()
-    assert client.get(backup_url(client, "download", suspended.pk)).status_code == 200
+    assert client.post(backup_url(client, "download", suspended.pk)).status_code == 302
 
 
 def test_asking_again_for_an_interrupted_restore_resumes_it(

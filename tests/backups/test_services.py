@@ -15,6 +15,7 @@ from backups import crypto, jobs, services, tasks
 from backups.models import (
     BackupJob,
     Blob,
+    DownloadJob,
     JobStatus,
     Repository,
     RestoreJob,
@@ -127,13 +128,17 @@ def test_back_up_now_leaves_a_live_backup_alone(
     assert sent() == [first.pk]
 
 
-def test_beat_resumes_interrupted_backups_and_restores_once(
+def test_beat_resumes_interrupted_backups_restores_and_downloads_once(
     restore_side, sent_tasks, django_capture_on_commit_callbacks
 ):
     anna, bert = make_mailbox("anna"), make_mailbox("bert")
     backup = dead_job(anna, restore_side)
     snapshot = make_snapshot(bert, {"INBOX": [(message("one"), [])]})
     restore = dead_job(bert, restore_side, RestoreJob, snapshot=snapshot, scope="mailbox")
+    dora = make_mailbox("dora")
+    download = dead_job(
+        dora, restore_side, DownloadJob, snapshot=make_snapshot(dora, {"INBOX": []})
+    )
     alive = BackupJob.objects.create(
         repository=services.repository_for(make_mailbox("carl")), requested_by="schedule"
     )
@@ -144,10 +149,11 @@ def test_beat_resumes_interrupted_backups_and_restores_once(
     with django_capture_on_commit_callbacks(execute=True):
         second = tasks.resume_interrupted()
 
-    assert first == {"backup": [backup.pk], "restore": [restore.pk]}
-    assert second == {"backup": [], "restore": []}
+    assert first == {"backup": [backup.pk], "restore": [restore.pk], "download": [download.pk]}
+    assert second == {"backup": [], "restore": [], "download": []}
     assert sorted((name, args) for name, args, _kw in sent_tasks) == [
         ("backups.backup_mailbox", (backup.pk,)),
+        ("backups.download", (download.pk,)),
         ("backups.restore", (restore.pk,)),
     ]
     assert BackupJob.objects.get(pk=alive.pk).status == JobStatus.RUNNING

@@ -9,7 +9,8 @@ from django.core.exceptions import PermissionDenied
 from accounts import roles
 from accounts.models import AuditEntry, StaffRole, User
 from accounts.services import support_access_grant
-from backups.services import browse_snapshot, snapshot_download
+from backups.models import DownloadJob
+from backups.services import browse_snapshot, download_request
 from tests.backups.helpers import make_snapshot, message
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +30,7 @@ def test_support_cannot_browse_or_download_without_a_grant(snapshot, support) ->
     with pytest.raises(roles.GrantRequired):
         browse_snapshot(snapshot=snapshot, folder="INBOX", page=None, actor=support)
     with pytest.raises(roles.GrantRequired):
-        snapshot_download(snapshot=snapshot, actor=support)
+        download_request(snapshot=snapshot, actor=support)
     assert not AuditEntry.objects.filter(action__startswith="backup.").exists()
 
 
@@ -66,9 +67,9 @@ def test_downloading_with_the_grant_is_recorded_as_a_use_of_it(  # type: ignore[
 ) -> None:
     grant = support_access_grant(customer=customer, hours=1, actor=owner)
 
-    archive = b"".join(snapshot_download(snapshot=snapshot, actor=support))
+    job = download_request(snapshot=snapshot, actor=support)
 
-    assert archive.startswith(b"PK")
+    assert job.for_staff and DownloadJob.objects.filter(pk=job.pk).exists()
     entry = AuditEntry.objects.get(action="backup.download_with_grant")
     assert (entry.actor, entry.customer, entry.details["grant"]) == (support, customer, grant.pk)
     assert not AuditEntry.objects.filter(action="backup.download").exists()
@@ -78,7 +79,7 @@ def test_admins_need_no_grant_and_leave_the_usual_entries(snapshot, customer) ->
     admin = User.objects.create_user("ada", is_staff=True, staff_role=StaffRole.ADMIN)
 
     browse_snapshot(snapshot=snapshot, folder="INBOX", page=None, actor=admin)
-    snapshot_download(snapshot=snapshot, actor=admin)
+    download_request(snapshot=snapshot, actor=admin)
 
     actions = set(
         AuditEntry.objects.filter(action__startswith="backup.").values_list("action", flat=True)
@@ -92,4 +93,4 @@ def test_a_grant_does_not_open_the_door_to_auditors(snapshot, owner, customer) -
     with pytest.raises(PermissionDenied):
         browse_snapshot(snapshot=snapshot, folder="INBOX", page=None, actor=auditor)
     with pytest.raises(PermissionDenied):
-        snapshot_download(snapshot=snapshot, actor=auditor)
+        download_request(snapshot=snapshot, actor=auditor)

@@ -1,5 +1,6 @@
 """The scheduled pass skips unchanged mailboxes without opening them, against the real Dovecot:
-one doveadm HTTP API request per server, compared with the last snapshot's folder states."""
+one doveadm HTTP API request per server (or, without the API, one short IMAP session per
+mailbox), compared with the last snapshot's folder states."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import pytest
 from django.utils import timezone
 
 from backups import services
-from backups.models import BackupJob, JobStatus, Repository
+from backups.models import BackupJob, Repository
 from backups.unchanged import unchanged_repositories
 from mailboxes.models import MailServer
+from mailserver import imap as imap_adapter
 from mailserver.doveadm import doveadm_folder_states
-from mailserver.imap import MailboxSession
+from mailserver.imap import MailboxSession, imap_folder_states
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, message
 from tests.factories import make_mailbox
@@ -61,9 +63,12 @@ def test_doveadm_reports_what_imap_status_does(dovecot, mail_server, restore_sid
         assert subscribed[anna.address] == {name for _f, _d, name in client.list_sub_folders()}
 
 
+@pytest.mark.parametrize("asked", ["doveadm", "imap"])
 def test_the_scheduled_pass_backs_up_only_changed_mailboxes(
-    dovecot, mail_server, restore_side, sent_tasks, monkeypatch
+    dovecot, mail_server, restore_side, sent_tasks, monkeypatch, asked
 ):
+    if asked == "imap":  # a server without the doveadm API: the portable path
+        MailServer.objects.filter(pk=mail_server.pk).update(doveadm_port=None)
     names = ["same", "new", "flag", "validity", "folder", "gone"]
     boxes = {name: make_mailbox(name) for name in names}
     for mailbox in boxes.values():
@@ -125,20 +130,66 @@ def test_a_subscription_alone_or_an_unfinished_run_means_a_backup(
     assert scheduled(sent_tasks, timedelta(days=4)) == set()
 
 
-def test_without_the_doveadm_api_every_due_mailbox_gets_its_job(
+def test_imap_reports_what_doveadm_does(dovecot, mail_server, restore_side, monkeypatch):
+    """The portable path reads the very values the doveadm API gives, one round trip per
+    mailbox (LIST-STATUS) or, on a server without it, a STATUS per folder."""
+    anna = make_mailbox("anna")
+    bert = make_mailbox("bert")
+    for mailbox in (anna, bert):
+        fill(dovecot, mailbox.address)
+    backup_now(anna)
+    with imap(dovecot, anna.address) as client:
+        client.select_folder("Sent")
+        client.add_flags(client.search(), [b"$Done"])
+    addresses = [anna.address, bert.address, "nobody@" + anna.domain.name]
+
+    over_imap = imap_folder_states(mail_server, addresses, connections=2)
+
+    # After the logins: a first login creates the special-use folders Dovecot is told to.
+    expected = doveadm_folder_states(mail_server)
+
+    for address in (anna.address, bert.address):
+        assert over_imap[0][address] == expected[0][address]
+        assert over_imap[1][address] == expected[1][address]
+    assert "nobody@" + anna.domain.name not in over_imap[0]  # no such mailbox: a doubt
+
+    monkeypatch.setattr(imap_adapter, "_list_states", lambda client: None)  # no LIST-STATUS
+    portable = imap_folder_states(mail_server, [anna.address], connections=1)
+    assert portable[0][anna.address] == expected[0][anna.address]
+    assert portable[1][anna.address] == expected[1][anna.address]
+
+
+def test_without_the_doveadm_api_unchanged_mailboxes_are_skipped_over_imap(
+    dovecot, mail_server, restore_side, sent_tasks
+):
+    anna = make_mailbox("anna")
+    bert = make_mailbox("bert")
+    for mailbox in (anna, bert):
+        fill(dovecot, mailbox.address)
+    scheduled(sent_tasks)
+    MailServer.objects.filter(pk=mail_server.pk).update(doveadm_port=None)
+    with imap(dovecot, bert.address) as client:
+        append(client, "INBOX", message("new mail"), (), DATE)
+
+    assert scheduled(sent_tasks) == {bert.address}
+    assert Repository.objects.get(mailbox=anna).checked_unchanged_at is not None
+
+
+def test_a_mailbox_whose_state_cannot_be_read_is_backed_up(
     dovecot, mail_server, restore_side, sent_tasks
 ):
     anna = make_mailbox("anna")
     fill(dovecot, anna.address)
     scheduled(sent_tasks)
-    MailServer.objects.filter(pk=mail_server.pk).update(doveadm_port=None)
+    repository = Repository.objects.get(mailbox=anna)
+    server = MailServer.objects.get(pk=mail_server.pk)
+    server.doveadm_port = None
+    server.imap_port = 1  # nothing listens there either
 
-    assert scheduled(sent_tasks) == {anna.address}
-    job = BackupJob.objects.filter(repository__mailbox=anna).latest("created_at")
-    assert job.status == JobStatus.DONE and job.messages_total == 0  # its own STATUS check
+    assert unchanged_repositories(server, [(repository, anna.address)]) == set()
 
 
-def test_a_server_whose_doveadm_api_fails_is_backed_up_as_before(
+def test_a_server_whose_doveadm_api_fails_is_asked_over_imap(
     dovecot, mail_server, restore_side, sent_tasks
 ):
     anna = make_mailbox("anna")
@@ -148,6 +199,8 @@ def test_a_server_whose_doveadm_api_fails_is_backed_up_as_before(
     server = MailServer.objects.get(pk=mail_server.pk)
     server.doveadm_port = 1  # nothing listens there
 
-    assert unchanged_repositories(server, [(repository, anna.address)]) == set()
-    server.doveadm_port = mail_server.doveadm_port
     assert unchanged_repositories(server, [(repository, anna.address)]) == {repository.pk}
+    with imap(dovecot, anna.address) as client:
+        client.select_folder("INBOX")
+        client.add_flags(client.search(), [b"$Seen-by-test"])
+    assert unchanged_repositories(server, [(repository, anna.address)]) == set()

@@ -22,7 +22,8 @@ from imapclient import imap_utf7
 from accounts.models import User
 from backups import engine, selectors, services
 from backups import restore as restore_engine
-from backups.models import BackupJob, Blob, JobStatus
+from backups.downloads import link_token, run_download
+from backups.models import BackupJob, Blob, DownloadJob, JobStatus
 from tests.backups import helpers
 from tests.backups.helpers import DATE, imap, mailbox_contents
 from tests.factories import make_domain, make_mailbox
@@ -177,7 +178,14 @@ def test_hostile_mail_survives_backup_browse_download_and_restore(world, folders
         assert page.content.decode().count('name="messages"') == min(count, 50)
 
     # Download: a whole zip, one mbox per folder with each message once.
-    response = client.get(reverse("portal_backups:download", args=[snapshot.pk]))
+    asked = client.post(reverse("portal_backups:download", args=[snapshot.pk]))
+    assert asked.status_code == 302
+    download = DownloadJob.objects.get(pk=asked["Location"].rstrip("/").rsplit("/", 1)[1])
+    run_download(download.pk)  # the worker's part
+    download.refresh_from_db()
+    assert download.status == JobStatus.DONE, download.error
+    token = link_token(download)
+    response = client.get(reverse("portal_backups:download_file", args=[download.pk, token]))
     assert response.status_code == 200
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     assert archive.testzip() is None

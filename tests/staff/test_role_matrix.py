@@ -23,7 +23,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.api_keys import api_key_create
 from accounts.models import ApiKey, AuditEntry, Customer, StaffRole, User
-from backups.models import BackupJob, RestoreJob
+from backups.downloads import link_token, run_download
+from backups.models import BackupJob, DownloadJob, RestoreJob
 from mailboxes.imports import check, job_create
 from mailboxes.models import Mailbox
 from mailboxes.plan_changes import plan_change_request
@@ -46,7 +47,7 @@ ADMINS = {ADMIN}
 class World:
     customer: Customer
     mailbox: Mailbox
-    ids: dict[str, int]
+    ids: dict[str, Any]
 
 
 @pytest.fixture
@@ -64,6 +65,11 @@ def world(restore_side: Any) -> World:
         repository=snapshot.repository, snapshot=snapshot, scope="mailbox", requested_by="test"
     )
     make_server("second")  # where staff:mailbox_move moves the mailbox to
+    download = DownloadJob.objects.create(
+        repository=snapshot.repository, snapshot=snapshot, requested_by="test", for_staff=True
+    )
+    download = run_download(download.pk)
+    assert download is not None
     data = csv_file("Neu GmbH", "neu.example")
     importer = User.objects.create_user("importer", is_staff=True, staff_role=ADMIN)
     job = job_create(data=data, file_name="new.csv", checked=check(data), actor=importer)
@@ -82,6 +88,7 @@ def world(restore_side: Any) -> World:
         "key_id": api_key_create(name="billing", role="admin", actor="test").key.pk,
         "repository_id": snapshot.repository_id,
         "snapshot_id": snapshot.pk,
+        "token": link_token(download),
     }
     return World(
         customer,
@@ -91,6 +98,7 @@ def world(restore_side: Any) -> World:
             "job_id:import": job.pk,
             "job_id:backup": backup_job.pk,
             "job_id:restore": restore_job.pk,
+            "job_id:download": download.pk,
         },
     )
 
@@ -135,6 +143,7 @@ ROUTES = [
     Route("staff_backups:repository", "GET", READERS),
     Route("staff_backups:backup_job", "GET", READERS),
     Route("staff_backups:restore_job", "GET", READERS),
+    Route("staff_backups:download_job", "GET", READERS),
     Route("staff:webhook_list", "GET", READERS),
     Route("staff:webhook_detail", "GET", READERS),
     Route("staff:mailbox_move", "GET", READERS),
@@ -206,7 +215,8 @@ ROUTES = [
     Route("staff:webhook_resend", "POST", ADMINS),
     # The mail itself: admins (support only with the customer's grant, see test_support_access).
     Route("staff_backups:browse", "GET", ADMINS),
-    Route("staff_backups:download", "GET", ADMINS),
+    Route("staff_backups:download", "POST", ADMINS),
+    Route("staff_backups:download_file", "GET", ADMINS),
     Route(
         "staff_backups:restore",
         "POST",
@@ -237,9 +247,12 @@ def _url(route: Route, world: World) -> str:
     for name in _pattern(route).pattern.converters:
         key = name
         if name == "job_id":  # the import's, the backup's or the restore's job
-            key = "job_id:" + {"backup_job": "backup", "restore_job": "restore"}.get(
-                route.name.split(":")[1], "import"
-            )
+            key = "job_id:" + {
+                "backup_job": "backup",
+                "restore_job": "restore",
+                "download_job": "download",
+                "download_file": "download",
+            }.get(route.name.split(":")[1], "import")
         kwargs[name] = world.ids[key]
     return reverse(route.name, kwargs=kwargs)
 
@@ -271,6 +284,7 @@ def _state() -> tuple[int, ...]:
         Mailbox.objects.filter(status="active").count(),
         BackupJob.objects.count(),
         RestoreJob.objects.count(),
+        DownloadJob.objects.count(),
         WebhookEndpoint.objects.filter(active=True).count(),
         WebhookDelivery.objects.count(),
     )

@@ -3,8 +3,6 @@ anyone else a 404; every download and request is audited."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from datetime import timedelta
 
 import pytest
@@ -14,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEntry, User
-from backups.models import BackupJob, JobStatus, RestoreJob
+from backups.models import BackupJob, DownloadJob, JobStatus, RestoreJob
 from tests.backups.helpers import make_snapshot, message
 from tests.factories import make_customer, make_domain, make_mailbox, make_plan
 
@@ -59,41 +57,38 @@ def test_the_backups_page(client, mailbox, snapshot, who, status):
     assert response.status_code == status
     if status == 200:
         assert backup_url(client, "download", snapshot.pk) in response.content.decode()
+        assert 'method="post" action="' + backup_url(client, "download", snapshot.pk) in (
+            response.content.decode()
+        )
 
 
 def test_anonymous_users_are_sent_to_the_login(client, mailbox, snapshot):
-    response = client.get(backup_url(client, "download", snapshot.pk))
+    response = client.post(backup_url(client, "download", snapshot.pk))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
-@pytest.mark.parametrize("who, status", [("staff", 200), ("owner", 200), ("stranger", 404)])
-def test_download_is_a_streamed_zip_for_staff_and_owner_only(
-    client, mailbox, snapshot, who, status
+@pytest.mark.parametrize("who, status", [("staff", 302), ("owner", 302), ("stranger", 404)])
+def test_asking_for_a_download_starts_a_job_for_staff_and_owner_only(
+    client, mailbox, snapshot, who, status, sent_tasks, django_capture_on_commit_callbacks
 ):
+    """The web only asks: the zip is built by a worker (tests/integration/test_downloads.py)."""
     user = login(client, who, mailbox)
 
-    response = client.get(backup_url(client, "download", snapshot.pk), REMOTE_ADDR=IP)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(backup_url(client, "download", snapshot.pk), REMOTE_ADDR=IP)
 
     assert response.status_code == status
-    if status != 200:
+    if status != 302:
         assert not AuditEntry.objects.filter(action="backup.download").exists()
+        assert not DownloadJob.objects.exists()
         return
-    assert response.streaming
-    assert response["Content-Type"] == "application/zip"
-    assert "attachment" in response["Content-Disposition"]
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
-    assert sorted(archive.namelist()) == ["Archiv.mbox", "INBOX.mbox"]
+    job = DownloadJob.objects.get()
+    assert response["Location"] == backup_url(client, "download_job", job.pk)
+    assert [name for name, _args, _kw in sent_tasks] == ["backups.download"]
     entry = AuditEntry.objects.get(action="backup.download")
     assert (entry.actor, entry.ip_address, entry.target_id) == (user, IP, mailbox.pk)
     assert entry.customer == mailbox.customer and entry.details["snapshot"] == snapshot.seq
-
-
-def test_download_without_the_identity_says_so(client, mailbox, snapshot, backup_settings):
-    backup_settings.BACKUP_IDENTITY_FILE = ""
-    login(client, "staff", mailbox)
-    response = client.get(backup_url(client, "download", snapshot.pk))
-    assert response.status_code == 503
-    assert "backup key" in response.content.decode()
+    assert client.get(backup_url(client, "download", snapshot.pk)).status_code == 405
 
 
 def test_back_up_now_starts_one_job_and_is_audited(client, mailbox, backup_settings):

@@ -33,6 +33,8 @@ _ROUTES: list[tuple[str, View, dict[str, Any], str]] = [
     ),
     ("jobs/backup/<int:job_id>/", views.job_progress, {"kind": "backup"}, "backup_job"),
     ("jobs/restore/<int:job_id>/", views.job_progress, {"kind": "restore"}, "restore_job"),
+    ("jobs/download/<int:job_id>/", views.job_progress, {"kind": "download"}, "download_job"),
+    ("jobs/download/<int:job_id>/<str:token>/", views.download_file, {}, "download_file"),
 ]
 
 

@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header, urlencode
@@ -21,10 +21,8 @@ from django_htmx.http import HttpResponseStopPolling
 
 from accounts import roles
 from accounts import selectors as account_selectors
-from backups import selectors, services
-from backups.archive import archive_name
-from backups.crypto import KeyMissing, identities
-from backups.models import Job, Repository, RestoreJob, Snapshot
+from backups import downloads, selectors, services
+from backups.models import DownloadJob, Job, Repository, RestoreJob, Snapshot
 from mailboxes.models import Mailbox
 from mailboxes.selectors import customer_mailboxes
 from web.client import client_ip
@@ -284,23 +282,39 @@ def restore_messages(request: AuthenticatedHttpRequest, snapshot_id: int) -> Htt
 
 
 @login_required
-@require_GET
-def download(
-    request: AuthenticatedHttpRequest, snapshot_id: int
-) -> HttpResponse | StreamingHttpResponse:
+@require_POST
+def download(request: AuthenticatedHttpRequest, snapshot_id: int) -> HttpResponse:
+    """Ask a worker to build the download; its page shows the progress, then the link."""
     snapshot = _snapshot(request, snapshot_id)
     try:
-        identities()  # fail with a page, not halfway through a stream
-    except KeyMissing:
-        return render(request, "backups/unavailable.html", status=503)
-    try:
-        archive = services.snapshot_download(snapshot=snapshot, **_by(request))
+        job = services.download_request(snapshot=snapshot, **_by(request))
     except roles.GrantRequired:
         return _grant_required(request, snapshot)
     except services.TryLater as refused:
         return _try_later(request, snapshot, refused)
-    response = StreamingHttpResponse(archive, content_type="application/zip")
-    response["Content-Disposition"] = content_disposition_header(True, archive_name(snapshot))
+    return _redirect(request, "download_job", job.pk)
+
+
+@login_required
+@require_GET
+def download_file(
+    request: AuthenticatedHttpRequest, job_id: int, token: str
+) -> HttpResponse | StreamingHttpResponse:
+    """The built download through its signed link, decrypted with its own key as it is
+    sent: this process needs no backup identity."""
+    job = get_object_or_404(selectors.downloads_to_fetch_for(request.user), pk=job_id)
+    try:
+        zipped = services.download_fetch(job=job, token=token, **_by(request))
+    except downloads.LinkInvalid:
+        raise Http404 from None
+    except downloads.LinkExpired:
+        return render(request, "backups/download_expired.html", {"job": job}, status=410)
+    except roles.GrantRequired:
+        return _grant_required(request, job.snapshot) if job.snapshot else HttpResponse(status=403)
+    response = StreamingHttpResponse(zipped, content_type="application/zip")
+    response["Content-Length"] = str(job.size_bytes)
+    response["Content-Disposition"] = content_disposition_header(True, downloads.file_name(job))
+    response["Cache-Control"] = "private, no-store"
     return response
 
 
@@ -309,13 +323,19 @@ def download(
 def job_progress(request: AuthenticatedHttpRequest, kind: str, job_id: int) -> HttpResponse:
     """One URL for the job's page and, for htmx, its progress partial; polling stops once
     the job is over (status 286)."""
-    jobs = (
-        selectors.backup_jobs_for(request.user)
-        if kind == "backup"
-        else selectors.restore_jobs_for(request.user)
-    )
+    jobs: QuerySet[Any] = {
+        "backup": selectors.backup_jobs_for,
+        "restore": selectors.restore_jobs_for,
+        "download": selectors.download_jobs_for,
+    }[kind](request.user)
     job: Job = get_object_or_404(jobs, pk=job_id)
     context = {"job": job, "kind": kind}
+    if isinstance(job, DownloadJob) and job.is_ready and job.for_staff == request.user.is_staff:
+        context["download_url"] = reverse(
+            "backups:download_file",
+            args=[job.pk, downloads.link_token(job)],
+            current_app=request.current_app,
+        )
     if not request.htmx:
         return render(request, "backups/job.html", context)
     response = render(request, "backups/_progress.html", context)

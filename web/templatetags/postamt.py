@@ -57,6 +57,7 @@ ACTION_LABELS = {
     "backup.browse": gettext_lazy("senders and subjects in a backup viewed"),
     "backup.browse_with_grant": gettext_lazy("messages in a backup viewed with granted access"),
     "backup.download_with_grant": gettext_lazy("backup downloaded with granted access"),
+    "backup.download_fetch": gettext_lazy("prepared backup download fetched by staff"),
     "support_access.grant": gettext_lazy("support allowed to look into the backups"),
     "support_access.revoke": gettext_lazy("support's access to the backups revoked"),
     "twofactor.enrol": gettext_lazy("second factor set up"),
