@@ -37,5 +37,5 @@ lint:
 	$(VENV)/lint-imports
 
 messages:
-	SECRET_KEY=build $(VENV)/python manage.py makemessages -l de --ignore=.venv --ignore=var
-	SECRET_KEY=build $(VENV)/python manage.py compilemessages --ignore=.venv
+	SECRET_KEY=build $(VENV)/python manage.py makemessages -l de --ignore=.venv --ignore=var --ignore=.cache
+	SECRET_KEY=build $(VENV)/python manage.py compilemessages --ignore=.venv --ignore=.cache
