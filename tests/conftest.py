@@ -23,6 +23,7 @@ from django.db import connection
 from mailboxes.models import MailServer
 from mailboxes.services import mail_server_register_local
 from mailserver.dovecot import DovecotInstance
+from provider.celery import BACKUP, POLL, server_queue
 
 # The owner / stranger / staff fixtures every test of a page can ask for (tests/audiences.py).
 from tests.audiences import (
@@ -71,7 +72,7 @@ def dovecot(django_db_setup: None, django_db_blocker: object) -> Iterator[Doveco
     root.chmod(0o755)  # the mail user must be able to enter it
     instance = DovecotInstance(
         root=root,
-        server="test",
+        server=TEST_SERVER,
         imap_port=free_port(),
         pop3_port=free_port(),
         lmtp_port=free_port(),
@@ -105,6 +106,10 @@ def deliver(dovecot: DovecotInstance):  # type: ignore[no-untyped-def]
     return _deliver
 
 
+TEST_SERVER = "test"
+TEST_SERVER_QUEUES = [server_queue(POLL, TEST_SERVER), server_queue(BACKUP, TEST_SERVER)]
+
+
 @pytest.fixture(scope="session")
 def celery_worker_session(django_db_setup: None) -> Iterator[object]:
     """A real Celery worker thread on the real Redis broker."""
@@ -117,7 +122,8 @@ def celery_worker_session(django_db_setup: None) -> Iterator[object]:
         pool="solo",
         perform_ping_check=False,
         shutdown_timeout=10,
-        queues=["default", "poll", "backup", "webhooks"],
+        # The shared queues, and those of the test Dovecot's server ("test"): poll.test, …
+        queues=["default", POLL, BACKUP, "webhooks", *TEST_SERVER_QUEUES],
     ) as worker:
         yield worker
 
