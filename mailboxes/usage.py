@@ -196,8 +196,8 @@ def _measure_batch(server: MailServer, pending: list[tuple[int, str]]) -> Iterat
             measured = future.result()
             for pk, address in futures[future]:
                 usage = measured[address]
-                if usage is None:
-                    yield Outcome(pk, error=unknown)
+                if usage is None or isinstance(usage, MailServerError):
+                    yield Outcome(pk, error=usage or unknown)
                     continue
                 if not probed:
                     probed = True

@@ -25,9 +25,9 @@ def doveadm_users(server: Server, timeout: float = 600) -> set[str]:
 
 def doveadm_folders(
     server: Server, users: Sequence[str], timeout: float = 600
-) -> dict[str, Usage | None]:
+) -> dict[str, Usage | MailServerError | None]:
     """The folders of each of ``users``, in one doveadm HTTP API request (one command per
-    user); None for a user Dovecot does not know.
+    user); None for a user Dovecot does not know, the error for one it could not read.
 
     Totals are the sums of the folders' virtual sizes, which is exactly what Dovecot's
     ``count`` quota adds up. A user without any folder on disk yet (never logged in, never
@@ -42,14 +42,16 @@ def doveadm_folders(
         ]
         for index, user in enumerate(users)
     ]
-    measured: dict[str, Usage | None] = {}
+    measured: dict[str, Usage | MailServerError | None] = {}
     for kind, payload, tag in _doveadm(server, commands, timeout):
         user = users[int(tag)]
         if kind != "doveadmResponse":
-            if payload.get("exitCode") == _NO_SUCH_USER:
-                measured[user] = None
-                continue
-            raise MailServerError(f"{server.name}: doveadm mailboxStatus {user} failed: {payload}")
+            measured[user] = (
+                None
+                if payload.get("exitCode") == _NO_SUCH_USER
+                else MailServerError(f"{server.name}: doveadm mailboxStatus failed: {payload}")
+            )
+            continue
         folders = tuple(
             Folder(row["mailbox"], int(row["messages"]), int(row["vsize"])) for row in payload
         )
