@@ -11,7 +11,7 @@ from django.urls import reverse
 from accounts.models import AuditEntry, User
 from mailboxes import imports
 from mailboxes.models import GIB, Domain, Mailbox, MailServer, Plan
-from mailboxes.placement import Placer, server_loads
+from mailboxes.placement import Placer, ServerLoad, server_loads
 from mailboxes.services import domain_create, mailbox_create
 from tests.api.test_api import MAILBOXES, client_for, hoster_key
 from tests.factories import PASSWORD, make_customer, make_domain, make_plan, make_server
@@ -224,3 +224,15 @@ def test_a_csv_import_spreads_its_mailboxes_counting_the_file_and_keeps_staffs_c
 
 def csv(*rows: str) -> bytes:
     return ("\r\n".join([",".join(imports.COLUMNS), *rows]) + "\r\n").encode()
+
+
+def test_a_server_without_a_capacity_counts_as_large_as_the_largest_given() -> None:
+    sized = MailServer(pk=1, name="mx1", capacity_bytes=100 * GIB)
+    unsized = MailServer(pk=2, name="mx2")
+    loads = [
+        ServerLoad(sized, allocated_bytes=30 * GIB),  # 30 %
+        ServerLoad(unsized, allocated_bytes=20 * GIB),  # 20 % of the 100 GiB it counts as
+    ]
+    assert Placer(loads).place(GIB) == unsized
+    loads[1].allocated_bytes = 40 * GIB
+    assert Placer(loads).place(GIB) == sized
