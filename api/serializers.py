@@ -103,7 +103,7 @@ class DomainCreateSerializer(serializers.Serializer[Any]):
     customer = serializers.IntegerField(help_text="The id of the customer it belongs to.")
     name = serializers.CharField(max_length=253, help_text="Unicode or punycode.")
     mail_server = serializers.CharField(
-        required=False, help_text="A server's name; omitted: the one with the fewest domains."
+        required=False, help_text="A server's name; omitted: the least used accepting one."
     )
 
 
@@ -169,6 +169,11 @@ class MailboxCreateSerializer(serializers.Serializer[Any]):
         required=False,
         write_only=True,
         help_text="Omitted: one is generated and returned once, as generated_password.",
+    )
+    mail_server = serializers.CharField(
+        required=False,
+        help_text="A server's name; omitted: the least used server that accepts new mailboxes "
+        "(its quotas given out as a share of its capacity).",
     )
 
 

@@ -41,6 +41,18 @@ from .pagination import IdCursorPagination
 from .permissions import StaffKeyOnly
 
 
+def _named_server(name: str | None) -> MailServer | None:
+    """The server a request names, None when it names none (placement chooses)."""
+    if not name:
+        return None
+    server = MailServer.objects.filter(name=name).first()
+    if server is None:
+        raise exceptions.ValidationError(
+            {"mail_server": _("There is no mail server by that name.")}
+        )
+    return server
+
+
 def _by(request: Request) -> dict[str, Any]:
     return {"actor": request.user, "ip": client_ip(request)}
 
@@ -206,17 +218,10 @@ class DomainViewSet(ApiViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
         if own is not None:
             customers = customers.filter(pk=own)
         customer = _referenced(customers, "customer", data.validated_data["customer"])
-        server = None
-        if data.validated_data.get("mail_server"):
-            server = MailServer.objects.filter(name=data.validated_data["mail_server"]).first()
-            if server is None:
-                raise exceptions.ValidationError(
-                    {"mail_server": _("There is no mail server by that name.")}
-                )
         domain = services.domain_create(
             customer=customer,
             name=data.validated_data["name"],
-            mail_server=server,
+            mail_server=_named_server(data.validated_data.get("mail_server")),
             **_by(request),
         )
         return Response(serializers.DomainSerializer(domain).data, status=status.HTTP_201_CREATED)
@@ -303,6 +308,7 @@ class MailboxViewSet(
             plan=plan,
             protocol=fields.get("protocol"),
             quota_bytes=fields.get("quota_bytes"),
+            mail_server=_named_server(fields.get("mail_server")),
             **_by(request),
         )
         mailbox.generated_password = generated  # type: ignore[attr-defined]

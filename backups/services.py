@@ -26,7 +26,7 @@ from accounts.audit import Actor
 from mailboxes.models import Mailbox
 from mailboxes.services import mailbox_delete
 from mailserver.fetch import batches
-from provider.celery import enqueue_after_commit
+from provider.celery import BACKUP, enqueue_after_commit, server_queue
 
 from . import browse, crypto, downloads, jobs, policy
 from .models import (
@@ -85,9 +85,24 @@ def _enqueue_backup(repository: Repository, requested_by: str) -> BackupJob:
         job = BackupJob.objects.get(repository=repository, status__in=ACTIVE)
         job.request_outcome = UNDER_WAY
         return job
-    enqueue_after_commit("backups.backup_mailbox", job.pk)
+    server = repository.mailbox.mail_server.name if repository.mailbox else None
+    _send_backup(job.pk, server)
     job.request_outcome = STARTED
     return job
+
+
+def _send_backup(job_id: int, server_name: str | None = None) -> None:
+    """Send a backup job to its mailbox's server's queue (``backup.<server>``), whose workers
+    cap how many backups that server serves at once."""
+    if server_name is None:
+        server_name = (
+            BackupJob.objects.filter(pk=job_id)
+            .values_list("repository__mailbox__mail_server__name", flat=True)
+            .first()
+        )
+    # A job whose mailbox is gone has nothing to read: any backup worker may end it.
+    queue = server_queue(BACKUP, server_name) if server_name else BACKUP
+    enqueue_after_commit("backups.backup_mailbox", job_id, queue=queue)
 
 
 def _resume(model: type[BackupJob] | type[RestoreJob] | type[DownloadJob], job_id: int) -> bool:
@@ -103,7 +118,7 @@ def _resume(model: type[BackupJob] | type[RestoreJob] | type[DownloadJob], job_i
     else:
         if not jobs.resume(BackupJob, job_id):
             return False
-        enqueue_after_commit("backups.backup_mailbox", job_id)
+        _send_backup(job_id)
     return True
 
 
@@ -257,7 +272,7 @@ def schedule_due(now: datetime | None = None) -> list[int]:
             log.exception("backup of %s not scheduled", mailbox.address)
     sent += resume_interrupted()["backup"]
     for job in jobs.stale_jobs(BackupJob):
-        enqueue_after_commit("backups.backup_mailbox", job.pk)
+        _send_backup(job.pk)
         sent.append(job.pk)
     for restore_job in jobs.stale_jobs(RestoreJob):
         enqueue_after_commit("backups.restore", restore_job.pk, queue=settings.BACKUP_RESTORE_QUEUE)

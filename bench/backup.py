@@ -177,6 +177,7 @@ def main() -> None:
     from backups.models import Repository, RestoreJob
     from backups.tasks import restore
     from mailboxes.models import GIB, Mailbox, Plan
+    from mailboxes.selectors import worker_queues
     from mailboxes.services import mail_server_register_local
     from tests.factories import make_mailbox, make_plan
 
@@ -206,7 +207,7 @@ def main() -> None:
         total_mb = sum(map(len, raws)) / 1e6
         print(f"mailbox: {args.messages} messages, {total_mb:.1f} MB")
 
-        worker = start_worker("backup")
+        worker = start_worker(",".join(worker_queues(kind="backup")))
         postamt_full, postamt_incr, mbsync_full, mbsync_noop = [], [], [], []
         in_worker: dict[str, list[float]] = {"full": [], "incr": []}
         # Nothing is deleted while timing: ext4 allocates inodes slowly next to ones freed
@@ -289,7 +290,7 @@ def main() -> None:
         worker = None
         fleet = ""
         if args.fleet:
-            worker = start_worker("default,poll,backup,webhooks", concurrency=2)  # make run's
+            worker = start_worker(",".join(worker_queues()), concurrency=2)  # make run's
             # The fleet alone is due: the mailbox above, with its restored folders, is not.
             Plan.objects.filter(pk=plan.pk).update(backup_enabled=False)
             fleet = f" fleet_s={fleet_pass(dovecot, args.fleet, make_plan(), args.fleet_imap):.1f}"

@@ -31,7 +31,7 @@ from functools import cached_property
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import F, Q
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -53,6 +53,7 @@ from .passwords import (
     hash_password,
     validate_mailbox_password,
 )
+from .placement import Placer
 from .services import (
     _check_password,
     _check_quota,
@@ -226,7 +227,6 @@ class DomainEntry:
     server: MailServer | None = None
     server_row: int = 0
     declared_row: int = 0
-    new_mailboxes: int = 0
     pk: int | None = None
 
     def __post_init__(self) -> None:
@@ -249,6 +249,8 @@ class MailboxEntry:
     quota_bytes: int
     password: str
     password_hash: str
+    # Staff's choice from the row, else where placement puts it once every row is read.
+    server: MailServer | None = None
 
     @property
     def address(self) -> str:
@@ -510,7 +512,9 @@ class _Checker:
             )
             return
         assert item.plan is not None and item.quota_bytes is not None
-        domain.new_mailboxes += 1
+        if item.server is not None and not item.server.active:
+            self.problem(item.row, "server", _accepts_none(item.server))
+            return
         self.result.mailboxes.append(
             MailboxEntry(
                 row=item.row,
@@ -521,6 +525,7 @@ class _Checker:
                 quota_bytes=item.quota_bytes,
                 password=item.password,
                 password_hash=item.password_hash,
+                server=item.server,
             )
         )
 
@@ -641,7 +646,8 @@ class _Checker:
                 % {"domain": entry.display_name, "owner": entry.customer.name, "row": entry.row},
             )
             return None
-        if item.server is not None and not self.relate_server(item, entry):
+        # A row's server is its mailbox's; only a row for the domain alone names the domain's.
+        if item.server is not None and not item.has_mailbox and not self.relate_server(item, entry):
             return None
         if not item.has_mailbox:  # a row for the domain alone creates it
             if entry.existing is not None:
@@ -667,12 +673,7 @@ class _Checker:
         assert server is not None
         if entry.server is None:
             if not server.active:
-                self.problem(
-                    item.row,
-                    "server",
-                    _("The mail server %(server)s accepts no new domains.")
-                    % {"server": server.name},
-                )
+                self.problem(item.row, "server", _accepts_none(server))
                 return False
             entry.server, entry.server_row = server, item.row
         elif entry.server.pk != server.pk:
@@ -712,24 +713,26 @@ class _Checker:
             self.result.problems.append(problem)
 
     def place_new_domains(self) -> None:
-        """Domains without a server go where ``default_mail_server`` would put them one by one:
-        the active server with the fewest mailboxes, counting this file's."""
+        """Domains without a server, then mailboxes without one, go where ``placement``
+        would put them one by one, counting this file's quotas as it goes."""
         unplaced = [entry for entry in self.result.new_domains if entry.server is None]
-        if not unplaced:
-            return
-        servers = list(MailServer.objects.filter(active=True).annotate(n=Count("mailboxes")))
-        load = {server.pk: server.n for server in servers}
-        for entry in self.result.domains.values():
-            if entry.server is not None and entry.server.pk in load:
-                load[entry.server.pk] += entry.new_mailboxes
-        for entry in unplaced:
-            if not servers:
-                self.problem(
-                    entry.row, "domain", _("No mail server accepts new mailboxes; add one first.")
-                )
-                continue
-            entry.server = min(servers, key=lambda server: (load[server.pk], server.pk))
-            load[entry.server.pk] += entry.new_mailboxes
+        if unplaced:
+            domains = Placer.for_accepting_servers()
+            for entry in unplaced:
+                try:
+                    entry.server = domains.place(0)
+                except ValidationError as exc:
+                    self.problem(entry.row, "domain", _messages(exc))
+        mailboxes = Placer.for_accepting_servers()
+        for mailbox in self.result.mailboxes:
+            try:
+                mailbox.server = mailboxes.place(mailbox.quota_bytes, requested=mailbox.server)
+            except ValidationError as exc:
+                self.problem(mailbox.row, "server", _messages(exc))
+
+
+def _accepts_none(server: MailServer) -> str:
+    return _("The mail server %(server)s accepts no new mailboxes.") % {"server": server.name}
 
 
 @dataclass
@@ -917,7 +920,7 @@ def _write(
                 m.address,
                 m.protocol,
                 m.plan.pk,
-                m.domain.server.pk if m.domain.server else None,
+                m.server.pk if m.server else None,
                 m.quota_bytes,
                 Mailbox.Status.ACTIVE.value,
                 stored,
@@ -1339,17 +1342,22 @@ def import_checked(
 
 def export_rows() -> Iterator[list[str]]:
     """Every customer, domain and mailbox in the import's columns, without secrets: one row
-    per mailbox, one per domain without mailboxes, one per customer without domains."""
+    per mailbox (with its server), one per domain without mailboxes (with the domain's), one
+    per customer without domains."""
     yield list(COLUMNS)
     plans = dict(Plan.objects.values_list("pk", "name"))
     servers = dict(MailServer.objects.values_list("pk", "name"))
-    mailboxes: dict[int, list[tuple[str, str, int, int]]] = {}
-    for domain_id, local_part, protocol, plan_id, quota in (
+    mailboxes: dict[int, list[tuple[str, str, int, int, int]]] = {}
+    for domain_id, local_part, protocol, plan_id, quota, server_id in (
         Mailbox.objects.order_by("domain_id", "local_part")
-        .values_list("domain_id", "local_part", "protocol", "plan_id", "quota_bytes")
+        .values_list(
+            "domain_id", "local_part", "protocol", "plan_id", "quota_bytes", "mail_server_id"
+        )
         .iterator(chunk_size=5000)
     ):
-        mailboxes.setdefault(domain_id, []).append((local_part, protocol, plan_id, quota))
+        mailboxes.setdefault(domain_id, []).append(
+            (local_part, protocol, plan_id, quota, server_id)
+        )
     domains: dict[int, list[tuple[int, str, int]]] = {}
     for pk, name, customer_id, server_id in Domain.objects.order_by("name").values_list(
         "pk", "name", "customer_id", "mail_server_id"
@@ -1359,12 +1367,21 @@ def export_rows() -> Iterator[list[str]]:
         head = [customer.name, customer.contact_email, customer.language]
         if customer.pk not in domains:
             yield head + [""] * (len(COLUMNS) - 3)
-        for domain_id, name, server_id in domains.get(customer.pk, []):
-            where = [domain_to_unicode(name), servers[server_id]]
+        for domain_id, name, domain_server_id in domains.get(customer.pk, []):
+            domain_name = domain_to_unicode(name)
             if domain_id not in mailboxes:
-                yield head + where + [""] * (len(COLUMNS) - 5)
-            for local_part, protocol, plan_id, quota in mailboxes.get(domain_id, []):
-                yield head + where + [local_part, protocol, plans[plan_id], str(quota), "", ""]
+                yield head + [domain_name, servers[domain_server_id]] + [""] * (len(COLUMNS) - 5)
+            for local_part, protocol, plan_id, quota, server_id in mailboxes.get(domain_id, []):
+                yield head + [
+                    domain_name,
+                    servers[server_id],
+                    local_part,
+                    protocol,
+                    plans[plan_id],
+                    str(quota),
+                    "",
+                    "",
+                ]
 
 
 class _Echo:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import (
     BigIntegerField,
@@ -24,8 +25,10 @@ from django.db.models import (
 )
 from django.db.models.functions import Cast, Coalesce, Greatest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import AuditEntry, Customer, User
+from provider.celery import BACKUP, POLL, server_queue
 
 from .charts import RANGES, build_usage_chart
 from .forecast import forecast_days_until_full
@@ -364,3 +367,22 @@ def plans_offered_to(mailbox: Mailbox) -> QuerySet[Plan]:
     return Plan.objects.filter(Q(self_service=True) | Q(pk=mailbox.plan_id)).order_by(
         "monthly_price", "name"
     )
+
+
+def worker_queues(*, kind: str | None = None, server: str | None = None) -> list[str]:
+    """The queues a worker consumes: with neither argument every queue (one worker for all,
+    as ``make run`` starts); ``kind`` (poll or backup) narrows to that kind's shared queue
+    and every server's; ``server`` to that server's queues only. LookupError for an unknown
+    server."""
+    kinds = [kind] if kind else [POLL, BACKUP]
+    if server is not None:
+        if not MailServer.objects.filter(name=server).exists():
+            raise LookupError(_("There is no mail server “%(name)s”.") % {"name": server})
+        return [server_queue(each, server) for each in kinds]
+    names = list(MailServer.objects.order_by("name").values_list("name", flat=True))
+    shared = list(kinds)
+    if kind is None:  # restores apart: the restore queue's workers hold the backup identity
+        shared = [settings.CELERY_TASK_DEFAULT_QUEUE, *kinds, "webhooks"]
+        if settings.BACKUP_RESTORE_QUEUE not in shared:
+            shared.append(settings.BACKUP_RESTORE_QUEUE)
+    return shared + [server_queue(each, name) for name in names for each in kinds]

@@ -32,6 +32,7 @@ from .event_data import mailbox_data
 from .idn import domain_to_ascii
 from .models import Domain, Mailbox, MailServer, Plan, Protocol, StoragePurge
 from .passwords import hash_password, validate_mailbox_password
+from .placement import place_mailbox
 from .selectors import customer_mailboxes
 from .usage import request_refresh
 
@@ -100,21 +101,6 @@ def _check_password(password: str, address: str) -> None:
         raise ValidationError({"password": exc.messages}) from exc
 
 
-def default_mail_server() -> MailServer:
-    """The active server with the fewest mailboxes: the simplest fair placement."""
-    from django.db.models import Count
-
-    server = (
-        MailServer.objects.filter(active=True)
-        .annotate(n=Count("mailboxes"))
-        .order_by("n", "pk")
-        .first()
-    )
-    if server is None:
-        raise ValidationError(_("No mail server accepts new mailboxes; add one first."))
-    return server
-
-
 @transaction.atomic
 def domain_create(
     *,
@@ -131,16 +117,10 @@ def domain_create(
         raise ValidationError({"name": exc.messages}) from exc
     if Domain.objects.filter(name=ascii_name).exists():
         raise ValidationError({"name": _("The domain “%(name)s” already exists.") % {"name": name}})
-    if mail_server is not None and not mail_server.active:
-        raise ValidationError(
-            {
-                "mail_server": _("The mail server %(server)s accepts no new domains.")
-                % {"server": mail_server.name}
-            }
-        )
-    domain = Domain.objects.create(
-        name=ascii_name, customer=customer, mail_server=mail_server or default_mail_server()
-    )
+    # Where mail programs are sent for addresses it has no mailbox for yet, and its DNS
+    # records' default: placed like a mailbox without quota.
+    server = place_mailbox(quota_bytes=0, requested=mail_server)
+    domain = Domain.objects.create(name=ascii_name, customer=customer, mail_server=server)
     audit.record("domain.create", domain, actor=actor, ip=ip, customer=customer)
     return domain
 
@@ -153,9 +133,11 @@ def mailbox_create(
     plan: Plan,
     protocol: str | None = None,
     quota_bytes: int | None = None,
+    mail_server: MailServer | None = None,
     actor: Actor,
     ip: str | None = None,
 ) -> Mailbox:
+    """A new mailbox, on ``mail_server`` if staff chose one, else where ``placement`` puts it."""
     roles.authorize(actor, "mailbox.create")
     protocol = protocol or plan.protocols[0]
     quota_bytes = plan.default_quota_bytes if quota_bytes is None else quota_bytes
@@ -184,6 +166,10 @@ def mailbox_create(
     )
     if "local_part" not in errors and Mailbox.objects.filter(address=address).exists():
         errors.update(duplicate.message_dict)
+    try:
+        server = place_mailbox(quota_bytes=quota_bytes, requested=mail_server)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
     if errors:
         raise ValidationError(errors)
     password_hash = hash_password(password)  # slow on purpose: keep it outside the transaction
@@ -196,7 +182,7 @@ def mailbox_create(
                 address=address,
                 protocol=protocol,
                 plan=plan,
-                mail_server=domain.mail_server,
+                mail_server=server,
                 quota_bytes=quota_bytes,
                 password_hash=password_hash,
                 password_changed_at=timezone.now(),
@@ -211,6 +197,7 @@ def mailbox_create(
                 protocol=protocol,
                 quota_bytes=quota_bytes,
                 plan=plan.name,
+                server=server.name,
             )
             events.emit(events.MAILBOX_CREATED, {"mailbox": mailbox_data(mailbox)})
     except IntegrityError as exc:  # a concurrent create of the same address won the race

@@ -11,7 +11,7 @@ import smtplib
 from celery import shared_task
 
 from mailserver.errors import MailServerUnavailable
-from provider.celery import RetryOptions
+from provider.celery import POLL, RetryOptions, server_queue
 
 from . import imports, moves, password_notices, polling, quota_warnings, usage
 from .models import PollRun
@@ -28,10 +28,10 @@ RETRY: RetryOptions = {
 
 @shared_task(name="mailboxes.poll_all", acks_late=True)
 def poll_all() -> list[int]:
-    """Fan out: one task per server, on the ``poll`` queue."""
+    """Fan out: one task per server, on that server's poll queue."""
     runs = usage.schedule_polls()
     for run in runs:
-        poll_server.delay(run.pk)
+        poll_server.apply_async((run.pk,), queue=server_queue(POLL, run.server.name))
     return [run.pk for run in runs]
 
 

@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce, RowNumber, TruncDay, TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from mailserver.doveadm import doveadm_usage
+from mailserver.doveadm import doveadm_folders, doveadm_users
 from mailserver.errors import (
     MailboxUnknown,
     MailServerError,
@@ -48,6 +48,10 @@ from .models import (
 log = logging.getLogger(__name__)
 
 THIN_MAILBOXES_PER_STATEMENT = 500
+# Mailboxes per doveadm request: small enough that the first answers are stored while
+# Dovecot still measures the rest, large enough that a request's own cost (a doveadm
+# process, the HTTP round trip) is small beside its users'.
+DOVEADM_USERS_PER_REQUEST = 500
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,11 @@ def poll_server(run_id: int) -> PollRun | None:
 def _outcomes(server: MailServer, pending: list[tuple[int, str]]) -> Iterator[Outcome]:
     """The batch path where the server offers it, else one IMAP session per mailbox."""
     if server.doveadm_port:
+        done: set[int] = set()
         try:
-            yield from _measure_batch(server, pending)
+            for outcome in _measure_batch(server, pending):
+                done.add(outcome.mailbox_id)
+                yield outcome
             return
         except MailServerUnavailable as exc:
             yield Outcome(0, error=exc)
@@ -148,6 +155,7 @@ def _outcomes(server: MailServer, pending: list[tuple[int, str]]) -> Iterator[Ou
             raise
         except MailServerError as exc:
             log.warning("%s: doveadm batch path failed, polling over IMAP: %s", server.name, exc)
+            pending = [(pk, address) for pk, address in pending if pk not in done]
     yield from _measure_all(server, pending)
 
 
@@ -164,28 +172,52 @@ def _fail(server: MailServer, run: PollRun, health: str, reason: str, now: datet
 
 
 def _measure_batch(server: MailServer, pending: list[tuple[int, str]]) -> Iterator[Outcome]:
-    """The doveadm HTTP path: every mailbox from one request, drift both ways from Dovecot's
-    own user list. One master login is still tried, so a broken master password (which the
-    workers' backups depend on) is caught even when no mailbox needs IMAP."""
-    known, measured = doveadm_usage(server)
-    ours = set(Mailbox.objects.filter(mail_server=server).values_list("address", flat=True))
-    MailServer.objects.filter(pk=server.pk).update(unknown_users=sorted(known - ours)[:500])
+    """The doveadm HTTP path: the mailboxes in requests of ``DOVEADM_USERS_PER_REQUEST``,
+    ``POSTAMT_POLL_DOVEADM_REQUESTS`` at once, and Dovecot's own user list beside them for
+    the users Postamt lacks. Each request is a doveadm process of its own, so the server
+    measures on all its cores, and each answer is stored while the next ones are measured.
+
+    One master login is still tried, so a broken master password (which the workers'
+    backups depend on) is caught even when no mailbox needs IMAP."""
+    chunks = [
+        pending[start : start + DOVEADM_USERS_PER_REQUEST]
+        for start in range(0, len(pending), DOVEADM_USERS_PER_REQUEST)
+    ]
     unknown = MailboxUnknown(str(_("the mail server does not know this mailbox")))
     probed = False
-    for pk, address in pending:
-        if address not in known:
-            yield Outcome(pk, error=unknown)
-            continue
-        if not probed:
-            probed = True
-            try:
-                master_imap_probe(server, address)
-            except MasterLoginRejected as exc:
-                raise MasterLoginRejected(
-                    f"{server.name} refused the master login for {address}, "
-                    f"a mailbox it lists: the master password is wrong"
-                ) from exc
-        yield Outcome(pk, usage=measured[address])
+    pool = ThreadPoolExecutor(max_workers=settings.POSTAMT_POLL_DOVEADM_REQUESTS)
+    try:
+        listed = pool.submit(doveadm_users, server)
+        futures = {
+            pool.submit(doveadm_folders, server, [address for _pk, address in chunk]): chunk
+            for chunk in chunks
+        }
+        for future in as_completed(futures):
+            measured = future.result()
+            for pk, address in futures[future]:
+                usage = measured[address]
+                if usage is None or isinstance(usage, MailServerError):
+                    yield Outcome(pk, error=usage or unknown)
+                    continue
+                if not probed:
+                    probed = True
+                    _probe_master_login(server, address)
+                yield Outcome(pk, usage=usage)
+        ours = set(Mailbox.objects.filter(mail_server=server).values_list("address", flat=True))
+        unknown_users = sorted(listed.result() - ours)[:500]
+        MailServer.objects.filter(pk=server.pk).update(unknown_users=unknown_users)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _probe_master_login(server: MailServer, address: str) -> None:
+    try:
+        master_imap_probe(server, address)
+    except MasterLoginRejected as exc:
+        raise MasterLoginRejected(
+            f"{server.name} refused the master login for {address}, "
+            f"a mailbox it lists: the master password is wrong"
+        ) from exc
 
 
 def _measure_all(server: MailServer, mailboxes: list[tuple[int, str]]) -> Iterable[Outcome]:

@@ -1,4 +1,4 @@
-"""Dovecot's doveadm HTTP API: one request answers for every user of a server."""
+"""Dovecot's doveadm HTTP API: a few requests answer for every user of a server."""
 
 from __future__ import annotations
 
@@ -7,49 +7,63 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
+from typing import Any
 
 from .errors import MailServerError, MailServerUnavailable, UntrustedCertificate
 from .server import Server
 from .tls import client_context
 from .usage import Folder, Usage
 
+# doveadm's exit code for a user its userdb does not know (EX_NOUSER).
+_NO_SUCH_USER = 67
 
-def doveadm_usage(server: Server, timeout: float = 600) -> tuple[set[str], dict[str, Usage]]:
-    """Dovecot's user list and every user's folders, in one doveadm HTTP API request.
 
-    The batch path: no login per mailbox. Totals are the sums of the folders' virtual sizes,
-    which is exactly what Dovecot's ``count`` quota adds up. Users without any folder on disk
-    yet (never logged in, never received mail) are listed but have no folders.
+def doveadm_users(server: Server, timeout: float = 600) -> set[str]:
+    """Every user Dovecot's userdb lists (its ``iterate_query``), in one request: cheap, as
+    nothing is opened, and what drift is found from."""
+    return set(_answer(server, "user", {"userMask": ["*"]}, timeout)["userList"])
+
+
+def doveadm_folders(
+    server: Server, users: Sequence[str], timeout: float = 600
+) -> dict[str, Usage | MailServerError | None]:
+    """The folders of each of ``users``, in one doveadm HTTP API request (one command per
+    user); None for a user Dovecot does not know, the error for one it could not read.
+
+    Totals are the sums of the folders' virtual sizes, which is exactly what Dovecot's
+    ``count`` quota adds up. A user without any folder on disk yet (never logged in, never
+    received mail) has none. Callers send several such requests at once: each is served by
+    a doveadm process of its own, so a server's users are measured on all its cores.
     """
     commands: list[list[object]] = [
-        ["user", {"userMask": ["*"]}, "users"],
         [
             "mailboxStatus",
-            {"allUsers": True, "field": ["messages", "vsize"], "mailboxMask": ["*"]},
-            "folders",
-        ],
+            {"user": user, "field": ["messages", "vsize"], "mailboxMask": ["*"]},
+            str(index),
+        ]
+        for index, user in enumerate(users)
     ]
-    answers = {tag: (kind, payload) for kind, payload, tag in _doveadm(server, commands, timeout)}
-    for tag in ("users", "folders"):
-        kind, payload = answers[tag]
+    measured: dict[str, Usage | MailServerError | None] = {}
+    for kind, payload, tag in _doveadm(server, commands, timeout):
+        user = users[int(tag)]
         if kind != "doveadmResponse":
-            raise MailServerError(f"{server.name}: doveadm {tag} failed: {payload}")
-    users = set(answers["users"][1]["userList"])
-    folders: dict[str, list[Folder]] = {user: [] for user in users}
-    for row in answers["folders"][1]:
-        folders.setdefault(row["username"], []).append(
-            Folder(row["mailbox"], int(row["messages"]), int(row["vsize"]))
+            measured[user] = (
+                None
+                if payload.get("exitCode") == _NO_SUCH_USER
+                else MailServerError(f"{server.name}: doveadm mailboxStatus failed: {payload}")
+            )
+            continue
+        folders = tuple(
+            Folder(row["mailbox"], int(row["messages"]), int(row["vsize"])) for row in payload
         )
-    usage = {
-        user: Usage(
-            used_bytes=sum(f.size_bytes for f in listed),
-            message_count=sum(f.message_count for f in listed),
+        measured[user] = Usage(
+            used_bytes=sum(f.size_bytes for f in folders),
+            message_count=sum(f.message_count for f in folders),
             limit_bytes=None,
-            folders=tuple(listed),
+            folders=folders,
         )
-        for user, listed in folders.items()
-    }
-    return users, usage
+    return measured
 
 
 # One folder as STATUS describes it: (UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ).
@@ -99,7 +113,7 @@ def doveadm_folder_states(
     return states, subscribed
 
 
-def _answer(server: Server, command: str, parameters: dict[str, object], timeout: float) -> list:
+def _answer(server: Server, command: str, parameters: dict[str, object], timeout: float) -> Any:
     [(kind, payload, _tag)] = _doveadm(server, [[command, parameters, "c"]], timeout)
     if kind != "doveadmResponse":
         raise MailServerError(f"{server.name}: doveadm {command} failed: {payload}")

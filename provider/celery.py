@@ -107,6 +107,18 @@ class LongTaskOptions(TypedDict, total=False):
     time_limit: int
 
 
+# The work of one mail server goes to queues of its own, so that a worker consuming only them
+# caps what runs against that server at once (``-Q backup.mx2 -c 2``): Celery's routing does
+# the scheduling. ``manage.py worker_queues`` lists them for the registered servers.
+POLL = "poll"
+BACKUP = "backup"
+
+
+def server_queue(kind: str, server_name: str) -> str:
+    """The queue of one server's polls (``poll.mx2``) or backups (``backup.mx2``)."""
+    return f"{kind}.{server_name}"
+
+
 # Publishing gives up after about a second: a request must not wait on a broker that is down.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
 

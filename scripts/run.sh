@@ -43,12 +43,15 @@ $py manage.py seed_demo
 # The database must be ready before Dovecot's auth starts: migrate first.
 $py manage.py dovecot run &
 children+=($!)
+# One worker for every queue: the shared ones and each mail server's poll.<server> and
+# backup.<server> (servers added later need a restart to be served).
+queues=$($py manage.py worker_queues)
 # `make run` runs as root (README) and the worker accepts JSON only: Celery's warning about
 # root is expected here, so Python's warning filter drops it, for this command only (a filter
 # by category cannot name Celery's: it is read before site-packages are). -q: no banner.
 PYTHONWARNINGS="ignore:You're running the worker with superuser privileges" \
   .venv/bin/celery -q -A provider worker --beat --loglevel INFO --concurrency 2 \
-  -Q default,poll,backup,webhooks --without-mingle --without-gossip &
+  -Q "$queues" --without-mingle --without-gossip &
 children+=($!)
 # Its banner and notices go nowhere; requests and errors still show (stderr).
 $py manage.py runserver --noreload 127.0.0.1:8000 >/dev/null &

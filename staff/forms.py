@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Customer
 from accounts.selectors import AuditFilter
 from mailboxes.models import Domain, MailServer, Plan, Protocol
+from mailboxes.placement import server_loads
 from web.forms import PlanChoiceField, QuotaField, ServiceForm
 from web.templatetags.postamt import ACTION_LABELS
 from webhooks.events import EVENTS
@@ -55,17 +56,33 @@ def _password_field(label: StrOrPromise) -> forms.CharField:
     )
 
 
+class ServerChoiceField(forms.ModelChoiceField):
+    """The servers that accept new mailboxes, each with what it has allocated and holds, so
+    staff choosing one see the figures placement weighs; empty lets placement choose."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            queryset=MailServer.objects.filter(active=True),
+            required=False,
+            empty_label=_("Automatic: the least used server"),
+            **kwargs,
+        )
+
+    def label_from_instance(self, obj: MailServer) -> str:
+        if not hasattr(self, "_loads"):
+            self._loads = {load.server.pk: load for load in server_loads(self.queryset)}
+        return self._loads[obj.pk].describe()
+
+
 class DomainForm(ServiceForm):
     name = forms.CharField(
         label=_("Domain name"),
         max_length=253,
         help_text=_("International names such as bücher.example are fine."),
     )
-    mail_server = forms.ModelChoiceField(
+    mail_server = ServerChoiceField(
         label=_("Mail server"),
-        queryset=MailServer.objects.filter(active=True),
-        required=False,
-        empty_label=_("Automatic: the least busy server"),
+        help_text=_("Where mail programs are sent for addresses without a mailbox yet."),
     )
 
 
@@ -90,6 +107,10 @@ class MailboxCreateForm(ServiceForm):
         label=_("Quota"),
         required=False,
         help_text=_("For example 500M or 5G (a plain number is MB). Empty: the plan's default."),
+    )
+    mail_server = ServerChoiceField(
+        label=_("Mail server"),
+        help_text=_("Allocated: the quotas given out, which placement compares with the capacity."),
     )
 
     def __init__(self, *args: Any, customer: Customer, **kwargs: Any) -> None:

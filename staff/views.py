@@ -228,6 +228,7 @@ def mailbox_create(request: AuthenticatedHttpRequest, customer_id: int) -> HttpR
                 plan=data["plan"],
                 protocol=data["protocol"] or None,
                 quota_bytes=form.quota_bytes,
+                mail_server=data["mail_server"],
                 **_by(request),
             )
         except ValidationError as exc:

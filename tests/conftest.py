@@ -26,6 +26,7 @@ from mailboxes.models import MailServer
 from mailboxes.services import mail_server_register_local
 from mailserver.dovecot import DovecotInstance
 from mailserver.tls import PrivateCA, make_private_ca
+from provider.celery import BACKUP, POLL, server_queue
 
 # The owner / stranger / staff fixtures every test of a page can ask for (tests/audiences.py).
 from tests.audiences import (
@@ -112,7 +113,7 @@ def dovecot(
     django_db_setup: None, django_db_blocker: object, private_ca: PrivateCA
 ) -> Iterator[DovecotInstance]:
     """One private Dovecot for the whole run, reading the test database."""
-    instance = _private_dovecot("test", private_ca)
+    instance = _private_dovecot(TEST_SERVER, private_ca)
     instance.start()
     yield instance
     instance.stop()
@@ -139,7 +140,7 @@ def dovecot_fleet(django_db_setup: None, private_ca: PrivateCA) -> Iterator[Flee
     """Two private mail servers and the proxy in front of them, for the whole run."""
     started: list[DovecotInstance] = []
     try:
-        for name in ("fleet-a", "fleet-b"):
+        for name in FLEET_SERVERS:
             backend = _private_dovecot(name, private_ca, trusted_networks="127.0.0.0/8")
             backend.start()
             started.append(backend)
@@ -177,6 +178,15 @@ def deliver(dovecot: DovecotInstance):  # type: ignore[no-untyped-def]
     return _deliver
 
 
+TEST_SERVER = "test"
+FLEET_SERVERS = ("fleet-a", "fleet-b")
+TEST_SERVER_QUEUES = [
+    server_queue(kind, server)
+    for server in (TEST_SERVER, *FLEET_SERVERS)
+    for kind in (POLL, BACKUP)
+]
+
+
 @pytest.fixture(scope="session")
 def celery_worker_session(django_db_setup: None) -> Iterator[object]:
     """A real Celery worker thread on the real Redis broker."""
@@ -189,7 +199,8 @@ def celery_worker_session(django_db_setup: None) -> Iterator[object]:
         pool="solo",
         perform_ping_check=False,
         shutdown_timeout=10,
-        queues=["default", "poll", "backup", "webhooks"],
+        # The shared queues, and those of the test Dovecot's server ("test"): poll.test, …
+        queues=["default", POLL, BACKUP, "webhooks", *TEST_SERVER_QUEUES],
     ) as worker:
         yield worker
 

@@ -220,7 +220,7 @@ def test_domain_on_a_closed_server_is_refused() -> None:
     closed = make_server("closed", active=False)
     with pytest.raises(ValidationError) as exc:
         domain_create(customer=make_customer(), name="example.org", mail_server=closed, actor="t")
-    assert "accepts no new domains" in messages(exc)
+    assert "accepts no new mailboxes" in messages(exc)
 
 
 def test_master_password_comes_from_the_named_variable_or_its_file(monkeypatch, tmp_path) -> None:

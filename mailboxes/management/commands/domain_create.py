@@ -27,7 +27,7 @@ class Command(ServiceCommand):
         parser.add_argument(
             "--server",
             metavar="NAME",
-            help=_("Mail server to host it (default: the active one with fewest mailboxes)."),
+            help=_("Mail server to host it (default: the least used that accepts new mailboxes)."),
         )
         self.add_json_argument(parser)
 

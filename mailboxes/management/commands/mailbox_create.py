@@ -7,7 +7,15 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.utils.translation import gettext as _
 
-from mailboxes.cli import get_domain, get_plan, mailbox_data, mailbox_summary, size, split_address
+from mailboxes.cli import (
+    get_domain,
+    get_mail_server,
+    get_plan,
+    mailbox_data,
+    mailbox_summary,
+    size,
+    split_address,
+)
 from mailboxes.models import Protocol
 from mailboxes.passwords import generate_password
 from mailboxes.services import mailbox_create
@@ -34,6 +42,11 @@ class Command(ServiceCommand):
             metavar="SIZE",
             help=_("Quota such as 500M or 2G (default: the plan's)."),
         )
+        parser.add_argument(
+            "--server",
+            metavar="NAME",
+            help=_("Mail server to hold it (default: the least used that accepts new mailboxes)."),
+        )
         self.add_password_arguments(parser, generate_option=False)
         self.add_json_argument(parser)
 
@@ -51,6 +64,7 @@ class Command(ServiceCommand):
             plan=plan,
             protocol=options["protocol"],
             quota_bytes=options["quota"],
+            mail_server=get_mail_server(options["server"]) if options["server"] else None,
         )
         lines = [_("Created mailbox %(summary)s.") % {"summary": mailbox_summary(mailbox)}]
         data = mailbox_data(mailbox)

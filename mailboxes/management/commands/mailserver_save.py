@@ -50,7 +50,10 @@ class Command(ServiceCommand):
         parser.add_argument(
             "--active",
             action=argparse.BooleanOptionalAction,
-            help=_("Whether domains created without --server may be placed on it (new: yes)."),
+            help=_(
+                "Whether new mailboxes and domains may be placed on it, by staff or by least "
+                "use (new: yes)."
+            ),
         )
         parser.add_argument(
             "--capacity",
@@ -100,9 +103,9 @@ class Command(ServiceCommand):
                 "lmtp": server.lmtp_port,
                 "user": server.master_user,
                 "variable": server.master_password_env,
-                "active": _("accepts new domains")
+                "active": _("accepts new mailboxes")
                 if server.active
-                else _("accepts no new domains"),
+                else _("accepts no new mailboxes"),
             },
             {
                 "id": server.pk,

@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from mailboxes import polling
 from mailboxes.models import PollRun
 from mailserver.errors import MailServerError
-from provider.celery import enqueue_after_commit
+from provider.celery import POLL, enqueue_after_commit, server_queue
 
 
 class Command(BaseCommand):
@@ -44,7 +44,8 @@ class Command(BaseCommand):
                     self.stderr.write(f"{run.server}: {exc}")
         else:
             for run in runs:
-                enqueue_after_commit("mailboxes.poll_server", run.pk)
+                queue = server_queue(POLL, run.server.name)
+                enqueue_after_commit("mailboxes.poll_server", run.pk, queue=queue)
             self.stdout.write(
                 _("Poll of %(count)d mail server(s) queued for the workers.") % {"count": len(runs)}
             )
