@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
-from imapclient import IMAPClient
 
 from mailboxes import moves
 from mailboxes.models import Mailbox, MailboxMove
@@ -16,6 +15,7 @@ from mailserver.imap import append_message, master_session
 from tests.conftest import Fleet
 from tests.factories import PASSWORD
 from tests.integration.test_proxy import imap_can_login, mailbox_on, message, pop3_messages
+from tests.mailclients import imaps
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 def folder_contents(instance, address: str) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
     """Folder -> sorted (subject, flags) as the customer sees them through ``instance``."""
     seen: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
-    with IMAPClient(instance.listen, port=instance.imap_port, ssl=False, timeout=10) as client:
+    with imaps(instance) as client:
         client.login(address, PASSWORD)
         for flags, _delimiter, name in client.list_folders():
             if b"\\Noselect" in flags or b"\\NonExistent" in flags:
@@ -42,7 +42,7 @@ def folder_contents(instance, address: str) -> dict[str, list[tuple[str, tuple[s
 
 
 def subscribed(instance, address: str) -> set[str]:
-    with IMAPClient(instance.listen, port=instance.imap_port, ssl=False, timeout=10) as client:
+    with imaps(instance) as client:
         client.login(address, PASSWORD)
         return {name for _flags, _delimiter, name in client.list_sub_folders()}
 
@@ -166,7 +166,7 @@ def test_a_session_open_on_the_old_server_is_closed_before_the_catch_up(fleet: F
     from imapclient.exceptions import IMAPClientError
 
     mailbox = mailbox_on(fleet.server_a, "anna")
-    client = IMAPClient(fleet.proxy.listen, port=fleet.proxy.imap_port, ssl=False, timeout=10)
+    client = imaps(fleet.proxy)
     client.login(mailbox.address, PASSWORD)
     client.select_folder("INBOX")
     move = moves.mailbox_move_start(mailbox=mailbox, target=fleet.server_b, actor="test")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import poplib
 
 import pytest
-from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from mailboxes.models import Mailbox, MailServer
@@ -15,6 +14,7 @@ from mailserver.dovecot import DovecotInstance
 from mailserver.imap import append_message
 from tests.conftest import Fleet
 from tests.factories import PASSWORD, make_customer, make_mailbox
+from tests.mailclients import imaps, pop3s
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def mailbox_on(server: MailServer, local_part: str, protocol: str = "imap") -> M
 
 
 def imap_subjects(instance: DovecotInstance, user: str, password: str) -> list[str]:
-    with IMAPClient(instance.listen, port=instance.imap_port, ssl=False, timeout=10) as client:
+    with imaps(instance) as client:
         client.login(user, password)
         client.select_folder("INBOX", readonly=True)
         uids = client.search()
@@ -51,7 +51,7 @@ def imap_can_login(instance: DovecotInstance, user: str, password: str) -> bool:
 
 def pop3_messages(instance: DovecotInstance, user: str, password: str) -> int | None:
     """How many messages POP3 lists, or None if the login is refused."""
-    pop = poplib.POP3(instance.listen, instance.pop3_port, timeout=10)
+    pop = pop3s(instance)
     try:
         pop.user(user)
         pop.pass_(password)
