@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import poplib
+import re
 import smtplib
 import socket
 import ssl
@@ -184,7 +185,12 @@ def log_from_here(instance: DovecotInstance) -> Callable[[], list[str]]:
 
 
 def logins(lines: list[str], address: str) -> list[str]:
-    return [line for line in lines if "Login: " in line and f"<{address}>" in line]
+    """Dovecot 2.3 logs "Login: user=<…>", 2.4 "Logged in: user=<…>"."""
+    return [
+        line
+        for line in lines
+        if re.search(rf"(Login|Logged in): user=<{re.escape(address)}>", line)
+    ]
 
 
 def test_the_proxy_logs_in_to_the_mail_server_over_tls(fleet: Fleet) -> None:
