@@ -6,7 +6,8 @@ PostgreSQL and SQLite. ``active`` is 0/1 so both databases compare it alike.
 
 While a move is unfinished, ``dovecot_users`` lists the mailbox on both servers, its own and
 the other end of the move, so that workers can log in on either side to copy, catch up and
-remove the old copy. The proxy routes only to the mailbox's own server.
+remove the old copy. The proxy routes only to the mailbox's own server, over IMAPS and POP3S
+(LMTP deliveries carry no password and stay on the LMTP port).
 
 It is dropped before migrations and created after them (see apps.py), because SQLite rebuilds
 a table to alter it and PostgreSQL refuses to change a column a view uses: no migration has
@@ -56,8 +57,8 @@ SELECT m.address AS username,
        m.protocol AS protocol,
        CASE WHEN m.status = 'active' THEN 1 ELSE 0 END AS active,
        s.hostname AS host,
-       s.imap_port AS imap_port,
-       s.pop3_port AS pop3_port,
+       s.imaps_port AS imaps_port,
+       s.pop3s_port AS pop3s_port,
        s.lmtp_port AS lmtp_port
 FROM mailboxes_mailbox m
 JOIN mailboxes_mailserver s ON s.id = m.mail_server_id

@@ -97,9 +97,9 @@ class DovecotInstance:
     mail_fsync: str = "optimized"
     auth_penalty: bool = True
     role: Literal["backend", "proxy"] = "backend"
-    # A mail server behind the proxy trusts it to name the client's address (its logs and
-    # auth penalty then see the customer, not the proxy); space-separated networks.
-    trusted_networks: str = ""
+    # The proxy verifies each mail server's certificate against this CA file (the system CAs
+    # when empty), as the workers do.
+    ca_file: str = ""
     binary: str = "/usr/sbin/dovecot"
     db: dict[str, Any] | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -128,7 +128,7 @@ class DovecotInstance:
             "binary": conf["BINARY"],
             "db": conf["DATABASE"],
             "role": conf["ROLE"],
-            "trusted_networks": conf["TRUSTED_NETWORKS"],
+            "ca_file": settings.POSTAMT_MAIL_CA_FILE,
         }
         values.update(overrides)
         return cls(**values)
@@ -206,7 +206,6 @@ class DovecotInstance:
             "mail_uid": mail_pw.pw_uid,
             "mail_fsync": self.mail_fsync,
             "auth_penalty": self.auth_penalty,
-            "trusted_networks": self.trusted_networks,
             **sql_settings(self.db),
         }
         self._write(self.config_file, render_to_string(f"dovecot/dovecot-{version}.conf", context))
@@ -224,7 +223,9 @@ class DovecotInstance:
 
     def _render_proxy(self, version: Literal["2.3", "2.4"]) -> Path:
         """The proxy keeps no mail and knows no master user: only its configuration, which
-        holds the database password and is root's alone."""
+        holds the database password and is root's alone. Customers meet it as they would a
+        mail server (TLS required off loopback); it logs in to the mail servers over TLS."""
+        tls = render_tls(version, self.ssl_cert, self.ssl_key)
         for directory in (self.root, self.conf_dir, self.root / "log", self.root / "state"):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             directory.chmod(0o700)
@@ -241,7 +242,11 @@ class DovecotInstance:
             "listen": self.listen,
             "imap_port": self.imap_port,
             "pop3_port": self.pop3_port,
+            "imaps_port": self.imaps_port,
+            "pop3s_port": self.pop3s_port,
             "lmtp_port": self.lmtp_port,
+            "tls": tls,
+            "ca_file": self.ca_file,
             "auth_penalty": self.auth_penalty,
             **sql_settings(self.db),
         }

@@ -383,9 +383,9 @@ DOVECOT = {
         else None
     ),
     # "backend" stores mail; "proxy" is the one public address in front of the mail servers
-    # (docs/operations.md). A mail server behind a proxy trusts the proxy's networks.
+    # (docs/operations.md); it verifies the mail servers' certificates against
+    # POSTAMT_MAIL_CA_FILE.
     "ROLE": env.str("DOVECOT_ROLE", default="backend"),
-    "TRUSTED_NETWORKS": env.str("DOVECOT_TRUSTED_NETWORKS", default=""),
     # Its certificate (full chain) and private key, PEM: Let's Encrypt's fullchain.pem and
     # privkey.pem in production; scripts/setup.sh makes a private CA's under var/tls/.
     "SSL_CERT": env.str("DOVECOT_SSL_CERT", default=""),

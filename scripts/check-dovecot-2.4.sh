@@ -12,13 +12,16 @@
 # POP3S, STARTTLS, plain IMAP and POP3 on loopback, LMTP and the doveadm HTTP API over HTTPS
 # (a private CA's certificate), and shows that a cleartext login from another address than the
 # server's is refused; then it starts the proxy (role="proxy") in front of it and probes logins
-# and delivery through the proxy. It ends with PASS or FAIL (exit status 0 or 1).
+# through the proxy over IMAPS, POP3S and STARTTLS (cleartext from another address refused, the
+# mail server's log showing the proxied login as TLS) and delivery through it. It ends with PASS
+# or FAIL (exit status 0 or 1).
 #
 # Environment: CHROOT (default .cache/trixie-chroot; runs wait for each other), MIRROR (default:
 # the Debian mirror of this machine's apt sources), PG_URL (default postgres://postgres@127.0.0.1:5432),
 # BACKENDS ("sqlite pgsql"), IMAP_PORT/POP3_PORT/IMAPS_PORT/POP3S_PORT/LMTP_PORT/DOVEADM_PORT
 # (24143/24110/24993/24995/24024/24808),
-# PROXY_IMAP_PORT/PROXY_POP3_PORT/PROXY_LMTP_PORT (24144/24111/24025),
+# PROXY_IMAP_PORT/PROXY_POP3_PORT/PROXY_IMAPS_PORT/PROXY_POP3S_PORT/PROXY_LMTP_PORT
+# (24144/24111/24994/24996/24025),
 # KEEP=1 keeps the rendered files and databases for a look afterwards.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +39,8 @@ LMTP_PORT=${LMTP_PORT:-24024}
 DOVEADM_PORT=${DOVEADM_PORT:-24808}
 PROXY_IMAP_PORT=${PROXY_IMAP_PORT:-24144}
 PROXY_POP3_PORT=${PROXY_POP3_PORT:-24111}
+PROXY_IMAPS_PORT=${PROXY_IMAPS_PORT:-24994}
+PROXY_POP3S_PORT=${PROXY_POP3S_PORT:-24996}
 PROXY_LMTP_PORT=${PROXY_LMTP_PORT:-24025}
 KEEP=${KEEP:-0}
 WORK=/srv/postamt-check           # inside the chroot; $CHROOT$WORK on this machine
@@ -158,7 +163,8 @@ mkdir -p "$CHROOT$(dirname "$CHROOT")"
 [ -L "$CHROOT$CHROOT" ] || ln -s / "$CHROOT$CHROOT"
 
 for port in "$IMAP_PORT" "$POP3_PORT" "$IMAPS_PORT" "$POP3S_PORT" "$LMTP_PORT" "$DOVEADM_PORT" \
-            "$PROXY_IMAP_PORT" "$PROXY_POP3_PORT" "$PROXY_LMTP_PORT"; do
+            "$PROXY_IMAP_PORT" "$PROXY_POP3_PORT" "$PROXY_IMAPS_PORT" "$PROXY_POP3S_PORT" \
+            "$PROXY_LMTP_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use: set IMAP_PORT, POP3_PORT, IMAPS_PORT, POP3S_PORT, LMTP_PORT," \
          "DOVEADM_PORT, PROXY_*_PORT" >&2; exit 1
@@ -202,11 +208,14 @@ for local, p, quota in (("anna", plan("IMAP", True, 1024 * MIB), 50 * MIB),
     mailbox_create(domain=domain, local_part=local, password=env["BOX_PASSWORD"], plan=p,
                    protocol="imap" if p.allows_imap else "pop3", quota_bytes=quota, actor="check")
 instance.render(version="2.4")
-# The proxy in front of it: its own root, ports and configuration, the same database.
+# The proxy in front of it: its own root, ports and configuration, the same database; the same
+# certificate, and the CA that signed the mail server certificate to verify it.
 DovecotInstance(
     root=Path(env["ROOT"]) / "proxy", server="proxy24", role="proxy",
     imap_port=int(env["PROXY_IMAP_PORT"]), pop3_port=int(env["PROXY_POP3_PORT"]),
-    lmtp_port=int(env["PROXY_LMTP_PORT"]), auth_penalty=False, db=dict(connection.settings_dict),
+    imaps_port=int(env["PROXY_IMAPS_PORT"]), pop3s_port=int(env["PROXY_POP3S_PORT"]),
+    lmtp_port=int(env["PROXY_LMTP_PORT"]), ssl_cert=str(ca.cert_file), ssl_key=str(ca.key_file),
+    ca_file=str(ca.ca_file), auth_penalty=False, db=dict(connection.settings_dict),
 ).render(version="2.4")
 '
 }
@@ -214,10 +223,15 @@ DovecotInstance(
 proxy_probe() {
   "$PY" - <<'PY'
 """Probe logins and delivery through the proxy; stdlib only. Exit status: number of failures."""
-import imaplib, os, poplib, smtplib, socket, sys, time
+import imaplib, os, poplib, re, smtplib, socket, ssl, sys, time
 
 HOST = "127.0.0.1"
+OTHER_ADDRESS = "127.0.0.2"  # not the proxy's own address: what a customer's machine meets
 IMAP, POP3, LMTP = (int(os.environ[k]) for k in ("PROXY_IMAP_PORT", "PROXY_POP3_PORT", "PROXY_LMTP_PORT"))
+IMAPS, POP3S = int(os.environ["PROXY_IMAPS_PORT"]), int(os.environ["PROXY_POP3S_PORT"])
+TLS = ssl.create_default_context(cafile=os.environ["CA_FILE"])
+BACKEND_LOG = os.environ["BACKEND_LOG"]
+BACKEND_LOG_START = os.path.getsize(BACKEND_LOG)  # the mail server's own probes came before
 PASSWORD = os.environ["BOX_PASSWORD"]
 ANNA, BOB = "anna@example.test", "bob@example.test"
 results = []
@@ -249,7 +263,7 @@ def wait_ready(timeout=20):
 
 
 def inbox_count(user=ANNA):
-    client = imaplib.IMAP4(HOST, IMAP, timeout=10)
+    client = imaplib.IMAP4_SSL(HOST, IMAPS, ssl_context=TLS, timeout=10)
     client.login(user, PASSWORD)
     _typ, data = client.select("INBOX", readonly=True)
     client.logout()
@@ -258,7 +272,7 @@ def inbox_count(user=ANNA):
 
 def imap_refused(user, password):
     try:
-        client = imaplib.IMAP4(HOST, IMAP, timeout=10)
+        client = imaplib.IMAP4_SSL(HOST, IMAPS, ssl_context=TLS, timeout=10)
         client.login(user, password)
         client.logout()
     except imaplib.IMAP4.error as exc:
@@ -267,7 +281,7 @@ def imap_refused(user, password):
 
 
 def pop3(user, password):
-    pop = poplib.POP3(HOST, POP3, timeout=10)
+    pop = poplib.POP3_SSL(HOST, POP3S, context=TLS, timeout=10)
     try:
         pop.user(user)
         pop.pass_(password)
@@ -288,6 +302,49 @@ def imap_reaches_the_mail_server():
     count = inbox_count()
     assert count >= 1, "the message delivered to the mail server is not seen"
     return f"{count} message(s) in INBOX, as on the mail server"
+
+
+def starttls_logins():
+    client = imaplib.IMAP4(HOST, IMAP, timeout=10)
+    client.starttls(TLS)
+    client.login(ANNA, PASSWORD)
+    client.logout()
+    pop = poplib.POP3(HOST, POP3, timeout=10)
+    pop.stls(TLS)
+    pop.user(BOB)
+    pop.pass_(PASSWORD)
+    pop.quit()
+    return "IMAP STARTTLS and POP3 STLS"
+
+
+class FromOtherAddress(imaplib.IMAP4):
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, (OTHER_ADDRESS, 0))
+
+
+def cleartext_refused_from_another_address():
+    client = FromOtherAddress(HOST, IMAP, timeout=10)
+    assert "LOGINDISABLED" in client.capabilities, client.capabilities
+    try:
+        client.login(ANNA, PASSWORD)
+    except imaplib.IMAP4.error as exc:
+        refused = f"refused: {exc}"
+    else:
+        raise AssertionError("a cleartext login from another address succeeded")
+    client.starttls(TLS)
+    client.login(ANNA, PASSWORD)
+    client.logout()
+    return f"{refused}; after STARTTLS logged in"
+
+
+def proxied_logins_are_tls_on_the_mail_server():
+    with open(BACKEND_LOG, "rb") as log:
+        log.seek(BACKEND_LOG_START)
+        lines = log.read().decode(errors="replace").splitlines()
+    logins = [line for line in lines if re.search(r"(Login|Logged in): user=<bob@example.test>", line)]
+    assert logins, "no login of bob on the mail server"
+    assert all(", TLS" in line for line in logins), logins
+    return f"{len(logins)} POP3 login(s) of bob, all TLS"
 
 
 def lmtp_through_the_proxy():
@@ -318,6 +375,9 @@ check("POP3 login of the POP3 mailbox", lambda: f"STAT {pop3(BOB, PASSWORD)}")
 check("POP3 mailbox refused on IMAP", lambda: imap_refused(BOB, PASSWORD))
 check("IMAP mailbox refused on POP3", lambda: pop3_refused(ANNA, PASSWORD))
 check("wrong password refused", lambda: imap_refused(ANNA, "not-the-password"))
+check("STARTTLS logins through the proxy", starttls_logins)
+check("cleartext login from another address refused", cleartext_refused_from_another_address)
+check("the proxy logs in to the mail server over TLS", proxied_logins_are_tls_on_the_mail_server)
 check("LMTP delivery through the proxy", lmtp_through_the_proxy)
 check("unknown recipient refused", unknown_recipient_refused)
 failures = results.count(False)
@@ -640,7 +700,7 @@ PY
 }
 
 export IMAP_PORT POP3_PORT IMAPS_PORT POP3S_PORT LMTP_PORT DOVEADM_PORT PY BOX_PASSWORD=Brave-Otter-2041
-export PROXY_IMAP_PORT PROXY_POP3_PORT PROXY_LMTP_PORT
+export PROXY_IMAP_PORT PROXY_POP3_PORT PROXY_IMAPS_PORT PROXY_POP3S_PORT PROXY_LMTP_PORT
 rm -rf "${CHROOT:?}$WORK"
 mkdir -p "$CHROOT$WORK"
 chmod 755 "$CHROOT" "$CHROOT/srv" "$CHROOT$WORK"  # the mail user must reach the mail root
@@ -692,7 +752,7 @@ for backend in $BACKENDS; do
     chroot "$CHROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
       dovecot -F -c "$proxy_conf" > "$root/proxy/log/foreground.log" 2>&1 &
     proxy_pid=$!
-    proxy_probe; status=$?
+    CA_FILE=$root/tls/ca.pem BACKEND_LOG=$root/log/dovecot.log proxy_probe; status=$?
     if [ $status -eq 0 ]; then
       result PASS "$backend: every proxy probe passed"
     else

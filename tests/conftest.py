@@ -68,12 +68,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The fleet's mail servers listen on another loopback address than the proxy's (127.0.0.1):
+# Dovecot counts only a client on the server's own address as secured, so a cleartext login
+# from the proxy is refused there as it would be from another machine.
+FLEET_BACKEND_ADDRESS = "127.0.0.2"
+
+
 @pytest.fixture(scope="session")
 def private_ca() -> Iterator[PrivateCA]:
-    """The test run's own CA and a certificate for 127.0.0.1 and localhost, trusted by the
-    workers (and by processes the tests start) as production trusts its CA."""
+    """The test run's own CA and a certificate for localhost, 127.0.0.1 and the fleet's
+    mail servers (FLEET_BACKEND_ADDRESS), trusted by the workers, the fleet's proxy and
+    processes the tests start, as production trusts its CA."""
     directory = Path(tempfile.mkdtemp(prefix="postamt-tls-"))
-    made = make_private_ca(directory)
+    made = make_private_ca(directory, ("localhost", "127.0.0.1", FLEET_BACKEND_ADDRESS))
+    # Anyone may read the CA certificate, as the system's: the proxy's login processes run
+    # unprivileged when they verify a mail server (the key stays its owner's).
+    directory.chmod(0o755)
+    made.ca_file.chmod(0o644)
     before = settings.POSTAMT_MAIL_CA_FILE
     settings.POSTAMT_MAIL_CA_FILE = os.environ["POSTAMT_MAIL_CA_FILE"] = str(made.ca_file)
     yield made
@@ -121,7 +132,8 @@ def dovecot(
 
 @dataclass
 class Fleet:
-    """Two mail servers behind one proxy, as a hoster with more than one server runs them."""
+    """Two mail servers behind one proxy, as a hoster with more than one server runs them:
+    customers log in to the proxy over TLS, and so does the proxy to the mail servers."""
 
     a: DovecotInstance
     b: DovecotInstance
@@ -141,10 +153,12 @@ def dovecot_fleet(django_db_setup: None, private_ca: PrivateCA) -> Iterator[Flee
     started: list[DovecotInstance] = []
     try:
         for name in FLEET_SERVERS:
-            backend = _private_dovecot(name, private_ca, trusted_networks="127.0.0.0/8")
+            backend = _private_dovecot(name, private_ca, listen=FLEET_BACKEND_ADDRESS)
             backend.start()
             started.append(backend)
-        proxy = _private_dovecot("fleet-proxy", private_ca, role="proxy")
+        proxy = _private_dovecot(
+            "fleet-proxy", private_ca, role="proxy", ca_file=str(private_ca.ca_file)
+        )
         proxy.start()
         started.append(proxy)
         yield Fleet(*started)

@@ -458,11 +458,71 @@ def test_23_proxy_routes_from_the_proxy_view(root: Path, backend: str) -> None:
 
 
 @pytest.mark.parametrize("version", ["2.3", "2.4"])
-def test_a_mail_server_behind_the_proxy_trusts_it(root: Path, version: Version) -> None:
-    untrusting = settings_lines(render(root, "sqlite", version))
-    assert not [line for line in untrusting if line.startswith("login_trusted_networks")]
-    text = render(root, "sqlite", version, trusted_networks="10.0.0.5/32")
-    assert "login_trusted_networks = 10.0.0.5/32" in settings_lines(text)
+def test_customers_reach_the_proxy_over_tls_only(root: Path, version: Version) -> None:
+    """The proxy is the customers' address: TLS as on a mail server, and no doveadm API."""
+    text = render(
+        root, "sqlite", version, role="proxy", master_password="", imaps_port=11993,
+        pop3s_port=11995, doveadm_port=11808,
+    )  # fmt: skip
+    lines = settings_lines(text)
+    cert, key = root / "tls" / "server.pem", root / "tls" / "server.key"
+    assert "ssl = required" in lines
+    for line in TLS_LINES[version]:
+        assert line.format(cert=cert, key=key) in lines
+    assert not any(line.startswith("login_trusted_networks") for line in lines)
+    imap_login, pop3_login = block(text, "service imap-login"), block(text, "service pop3-login")
+    assert "inet_listener imaps {\n    port = 11993\n    ssl = yes" in imap_login
+    assert "inet_listener pop3s {\n    port = 11995\n    ssl = yes" in pop3_login
+    assert "service doveadm" not in text and "doveadm_api_key" not in text
+
+
+def proxy_query(root: Path, version: Version, text: str) -> str:
+    if version == "2.4":
+        return block(text, "passdb sql")
+    sql = settings_lines((root / "conf" / "dovecot-sql.conf.ext").read_text())
+    return dict(line.split(" = ", 1) for line in sql if " = " in line)["password_query"]
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.4"])
+def test_the_proxy_logs_in_to_the_mail_servers_over_verified_tls(
+    root: Path, version: Version
+) -> None:
+    """IMAP and POP3 go on to the mail server's IMAPS and POP3S ports (ssl=yes: certificate and
+    host name verified); LMTP to its LMTP port in cleartext, without the ssl field."""
+    ca_file = str(root / "tls" / "ca.pem")
+    text = render(root, "sqlite", version, role="proxy", master_password="", ca_file=ca_file)
+    protocol = "'%{protocol}'" if version == "2.4" else "'%s'"
+    query = proxy_query(root, version, text)
+    assert (
+        f"CASE {protocol} WHEN 'imap' THEN imaps_port WHEN 'pop3' THEN pop3s_port"
+        " ELSE lmtp_port END AS port" in query
+    )
+    assert f"CASE {protocol} WHEN 'lmtp' THEN NULL ELSE 'yes' END AS ssl" in query
+    lines = settings_lines(text)
+    if version == "2.4":
+        assert f"ssl_client_ca_file = {ca_file}" in lines
+    else:  # 2.3's login processes verify against OpenSSL's default CAs only
+        (environment,) = [line for line in lines if line.startswith("import_environment")]
+        assert environment.endswith(f" SSL_CERT_FILE={ca_file}")
+    for service in ("service imap-login", "service pop3-login"):
+        assert "chroot =\n" in block(text, service)  # the CAs are read after start
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.4"])
+def test_without_a_ca_file_the_proxy_trusts_the_system_cas(root: Path, version: Version) -> None:
+    text = render(root, "sqlite", version, role="proxy", master_password="", ca_file="")
+    lines = settings_lines(text)
+    assert not any(line.startswith(("import_environment", "ssl_client_ca_file")) for line in lines)
+    if version == "2.4":
+        assert "ssl_client_ca_dir = /etc/ssl/certs" in lines
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.4"])
+def test_mail_servers_trust_no_network_for_cleartext(root: Path, version: Version) -> None:
+    """Dovecot 2.3 counts login_trusted_networks as secured even with ssl = required: a mail
+    server behind the proxy trusts none, so the proxy's cleartext login would be refused."""
+    lines = settings_lines(render(root, "sqlite", version))
+    assert not any(line.startswith("login_trusted_networks") for line in lines)
 
 
 @pytest.mark.integration
