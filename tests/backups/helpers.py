@@ -19,6 +19,7 @@ from imapclient import IMAPClient
 from tests.backups.moto import start_moto
 from tests.factories import PASSWORD
 from tests.mailclients import imaps
+from tests.workers import worker_env
 
 
 @dataclass(frozen=True)
@@ -253,3 +254,12 @@ def make_snapshot(  # type: ignore[no-untyped-def]
     )
     Repository.objects.filter(pk=repository.pk).update(seq=seq, last_backup_at=taken_at)
     return snapshot
+
+
+def backup_worker_env(backup_keys: Keys, **variables: str) -> dict[str, str]:
+    """A worker process's environment for backing up into this test's store with its key."""
+    from django.conf import settings
+
+    return worker_env(
+        BACKUP_ROOT=str(settings.BACKUP_ROOT), BACKUP_PUBLIC_KEY=backup_keys.public, **variables
+    )
