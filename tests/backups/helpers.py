@@ -17,7 +17,7 @@ import pytest
 from imapclient import IMAPClient
 
 from tests.backups.moto import start_moto
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox
 from tests.mailclients import imaps
 from tests.workers import worker_env
 
@@ -263,3 +263,10 @@ def backup_worker_env(backup_keys: Keys, **variables: str) -> dict[str, str]:
     return worker_env(
         BACKUP_ROOT=str(settings.BACKUP_ROOT), BACKUP_PUBLIC_KEY=backup_keys.public, **variables
     )
+
+
+@pytest.fixture
+def mailbox():  # type: ignore[no-untyped-def]
+    """A mailbox of a customer whose name is not ASCII, as it shows on backup pages and in
+    downloads' file names."""
+    return make_mailbox("anna", domain=make_domain(make_customer("Bäckerei Müller")))
