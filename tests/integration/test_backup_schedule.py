@@ -191,7 +191,7 @@ def test_a_mailbox_whose_state_cannot_be_read_is_backed_up(
 ):
     anna, repository, server = backed_up_once(dovecot, mail_server, sent_tasks)
     server.doveadm_port = None
-    server.imap_port = 1  # nothing listens there either
+    server.imaps_port = 1  # nothing listens there either (workers speak IMAPS)
 
     assert unchanged_repositories(server, [(repository, anna.address)]) == set()
 
