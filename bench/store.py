@@ -18,8 +18,6 @@ import argparse
 import hashlib
 import os
 import resource
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,33 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backups.s3store import S3Store, s3_client  # noqa: E402
 from backups.store import LocalStore, Store  # noqa: E402
+from tests.backups.moto import start_moto  # noqa: E402
 
 PEAK_TARGET_MIB = 64
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, f"http://127.0.0.1:{port}"
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.1)
 
 
 def round_trip(store: Store, source: Path, size: int, digest: str) -> tuple[float, float]:

@@ -98,12 +98,26 @@ def folder_metadata(imap: imaplib.IMAP4) -> dict[int, MessageInfo]:
 def fetch_bodies(imap: imaplib.IMAP4, uids: Iterable[int]) -> dict[int, bytes]:
     """The raw messages with these UIDs in the selected folder (a UID expunged meanwhile is
     absent), read past imapclient's lexer as ``folder_metadata`` is."""
-    status, parts = imap.uid("FETCH", uid_set(uids), "(UID BODY.PEEK[])")
+    return dict(_fetch_literals(imap, uid_set(uids), "(UID BODY.PEEK[])"))
+
+
+def fetch_body_piece(imap: imaplib.IMAP4, uid: int, offset: int, length: int) -> bytes:
+    """At most ``length`` bytes of a message from ``offset`` (``BODY.PEEK[]<offset.length>``,
+    RFC 3501 partial fetch); empty when the message is gone or has no more bytes."""
+    for found, body in _fetch_literals(imap, str(uid), f"(UID BODY.PEEK[]<{offset}.{length}>)"):
+        if found == uid:
+            return body
+    return b""
+
+
+def _fetch_literals(imap: imaplib.IMAP4, uids: str, items: str) -> Iterator[tuple[int, bytes]]:
+    """Each message's UID and literal in a ``UID FETCH`` answer; parts that are not literals
+    (the closing ")" after one, an update, a piece sent as "" when none is left) are skipped."""
+    status, parts = imap.uid("FETCH", uids, items)
     if status != "OK":
         raise CommandRefused(f"UID FETCH failed: {parts!r:.200}")
-    bodies: dict[int, bytes] = {}
     for index, part in enumerate(parts):
-        if not isinstance(part, tuple):  # the closing ")" after a literal, or an update
+        if not isinstance(part, tuple):
             continue
         head, body = part
         # Dovecot names the UID before the literal; a server may also send it after.
@@ -112,28 +126,7 @@ def fetch_bodies(imap: imaplib.IMAP4, uids: Iterable[int]) -> dict[int, bytes]:
             found = _UID.search(parts[index + 1])
         if found is None:
             raise UnexpectedAnswer(f"FETCH answer without a UID: {head!r:.200}")
-        bodies[int(found.group(1))] = body
-    return bodies
-
-
-def fetch_body_piece(imap: imaplib.IMAP4, uid: int, offset: int, length: int) -> bytes:
-    """At most ``length`` bytes of a message from ``offset`` (``BODY.PEEK[]<offset.length>``,
-    RFC 3501 partial fetch); empty when the message is gone or has no more bytes."""
-    status, parts = imap.uid("FETCH", str(uid), f"(UID BODY.PEEK[]<{offset}.{length}>)")
-    if status != "OK":
-        raise CommandRefused(f"UID FETCH failed: {parts!r:.200}")
-    for index, part in enumerate(parts):
-        if not isinstance(part, tuple):  # an update, or the piece sent as "" (none left)
-            continue
-        head, body = part
-        found = _UID.search(head)
-        if found is None and index + 1 < len(parts) and isinstance(parts[index + 1], bytes):
-            found = _UID.search(parts[index + 1])
-        if found is None:
-            raise UnexpectedAnswer(f"FETCH answer without a UID: {head!r:.200}")
-        if int(found.group(1)) == uid:
-            return body
-    return b""
+        yield int(found.group(1)), body
 
 
 def uid_set(uids: Iterable[int]) -> str:

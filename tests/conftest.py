@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -93,27 +94,34 @@ def private_ca() -> Iterator[PrivateCA]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def _private_dovecot(server: str, private_ca: PrivateCA, **options: object) -> DovecotInstance:
-    """A Dovecot reading the test database on free loopback ports; TLS as in production
-    (IMAPS, POP3S, STARTTLS, the doveadm API over HTTPS)."""
+def private_dovecot_options(server: str, private_ca: PrivateCA) -> dict[str, Any]:
+    """What every test Dovecot shares: a root of its own, free loopback ports, TLS as in
+    production (IMAPS, POP3S, STARTTLS) with the run's certificate, no fsync, no auth penalty."""
     root = Path(tempfile.mkdtemp(prefix=f"postamt-dovecot-{server}-"))
     root.chmod(0o755)  # the mail user must be able to enter it
+    return {
+        "root": root,
+        "server": server,
+        "imap_port": free_port(),
+        "pop3_port": free_port(),
+        "imaps_port": free_port(),
+        "pop3s_port": free_port(),
+        "ssl_cert": str(private_ca.cert_file),
+        "ssl_key": str(private_ca.key_file),
+        "lmtp_port": free_port(),
+        "mail_fsync": "never",
+        "auth_penalty": False,  # else one failed login delays the next ones by seconds
+    }
+
+
+def _private_dovecot(server: str, private_ca: PrivateCA, **options: object) -> DovecotInstance:
+    """A Dovecot reading the test database, with the doveadm API over HTTPS."""
     return DovecotInstance(
-        root=root,
-        server=server,
-        imap_port=free_port(),
-        pop3_port=free_port(),
-        imaps_port=free_port(),
-        pop3s_port=free_port(),
-        ssl_cert=str(private_ca.cert_file),
-        ssl_key=str(private_ca.key_file),
-        lmtp_port=free_port(),
+        **private_dovecot_options(server, private_ca),
         doveadm_port=free_port(),
         doveadm_api_key=settings.POSTAMT_DOVEADM_API_KEY,
         master_user=settings.POSTAMT_MASTER_USER,
         master_password=settings.POSTAMT_MASTER_PASSWORD,
-        mail_fsync="never",
-        auth_penalty=False,  # else one failed login delays the next ones by seconds
         db=dict(connection.settings_dict),
         **options,  # type: ignore[arg-type]
     )

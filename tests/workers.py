@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
+
+from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,3 +39,22 @@ def start_worker_process(
         cwd=ROOT,
         env=env,
     )
+
+
+def worker_env(**variables: str) -> dict[str, str]:
+    """This process's environment for a worker process: the test database (which it must
+    share to see the test's rows) and ``variables``."""
+    db = connection.settings_dict
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        **variables,
+    }
+
+
+def stop_workers(*workers: subprocess.Popen[bytes] | None) -> None:
+    """End the worker processes a test started that still run (for its ``finally``)."""
+    for worker in workers:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            worker.wait(30)

@@ -5,10 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,8 +16,10 @@ import pyrage
 import pytest
 from imapclient import IMAPClient
 
-from tests.factories import PASSWORD
+from tests.backups.moto import start_moto
+from tests.factories import PASSWORD, make_customer, make_domain, make_mailbox
 from tests.mailclients import imaps
+from tests.workers import worker_env
 
 
 @dataclass(frozen=True)
@@ -78,25 +76,8 @@ class S3Server:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("moto's S3 server did not start") from None
-            time.sleep(0.1)
-    yield S3Server(f"http://127.0.0.1:{port}")
+    process, endpoint_url = start_moto()
+    yield S3Server(endpoint_url)
     process.terminate()
     process.wait(10)
 
@@ -273,3 +254,19 @@ def make_snapshot(  # type: ignore[no-untyped-def]
     )
     Repository.objects.filter(pk=repository.pk).update(seq=seq, last_backup_at=taken_at)
     return snapshot
+
+
+def backup_worker_env(backup_keys: Keys, **variables: str) -> dict[str, str]:
+    """A worker process's environment for backing up into this test's store with its key."""
+    from django.conf import settings
+
+    return worker_env(
+        BACKUP_ROOT=str(settings.BACKUP_ROOT), BACKUP_PUBLIC_KEY=backup_keys.public, **variables
+    )
+
+
+@pytest.fixture
+def mailbox():  # type: ignore[no-untyped-def]
+    """A mailbox of a customer whose name is not ASCII, as it shows on backup pages and in
+    downloads' file names."""
+    return make_mailbox("anna", domain=make_domain(make_customer("Bäckerei Müller")))

@@ -15,16 +15,11 @@ from accounts import throttle
 from accounts.models import User
 from backups import services
 from backups.models import PLAIN_ERRORS, JobStatus, RestoreJob
-from tests.backups.helpers import make_snapshot, message
-from tests.factories import make_customer, make_domain, make_mailbox
+from tests.backups.helpers import mailbox, make_snapshot, message
 from tests.web.test_backup_pages import backup_url
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def mailbox():  # type: ignore[no-untyped-def]
-    return make_mailbox("anna", domain=make_domain(make_customer("Bäckerei Müller")))
+__all__ = ["mailbox"]  # fixtures
 
 
 @pytest.fixture

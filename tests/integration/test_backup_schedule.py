@@ -12,7 +12,7 @@ from django.utils import timezone
 from backups import services
 from backups.models import BackupJob, Repository
 from backups.unchanged import unchanged_repositories
-from mailboxes.models import MailServer
+from mailboxes.models import Mailbox, MailServer
 from mailserver import imap as imap_adapter
 from mailserver.doveadm import doveadm_folder_states
 from mailserver.imap import MailboxSession, imap_folder_states
@@ -175,16 +175,23 @@ def test_without_the_doveadm_api_unchanged_mailboxes_are_skipped_over_imap(
     assert Repository.objects.get(mailbox=anna).checked_unchanged_at is not None
 
 
-def test_a_mailbox_whose_state_cannot_be_read_is_backed_up(
-    dovecot, mail_server, restore_side, sent_tasks
-):
+def backed_up_once(  # type: ignore[no-untyped-def]
+    dovecot, mail_server, sent_tasks
+) -> tuple[Mailbox, Repository, MailServer]:
+    """A mailbox with mail, backed up by a scheduled pass; its repository; a copy of its
+    server's row to point at ports where nothing listens."""
     anna = make_mailbox("anna")
     fill(dovecot, anna.address)
     scheduled(sent_tasks)
-    repository = Repository.objects.get(mailbox=anna)
-    server = MailServer.objects.get(pk=mail_server.pk)
+    return anna, Repository.objects.get(mailbox=anna), MailServer.objects.get(pk=mail_server.pk)
+
+
+def test_a_mailbox_whose_state_cannot_be_read_is_backed_up(
+    dovecot, mail_server, restore_side, sent_tasks
+):
+    anna, repository, server = backed_up_once(dovecot, mail_server, sent_tasks)
     server.doveadm_port = None
-    server.imap_port = 1  # nothing listens there either
+    server.imaps_port = 1  # nothing listens there either (workers speak IMAPS)
 
     assert unchanged_repositories(server, [(repository, anna.address)]) == set()
 
@@ -192,11 +199,7 @@ def test_a_mailbox_whose_state_cannot_be_read_is_backed_up(
 def test_a_server_whose_doveadm_api_fails_is_asked_over_imap(
     dovecot, mail_server, restore_side, sent_tasks
 ):
-    anna = make_mailbox("anna")
-    fill(dovecot, anna.address)
-    scheduled(sent_tasks)
-    repository = Repository.objects.get(mailbox=anna)
-    server = MailServer.objects.get(pk=mail_server.pk)
+    anna, repository, server = backed_up_once(dovecot, mail_server, sent_tasks)
     server.doveadm_port = 1  # nothing listens there
 
     assert unchanged_repositories(server, [(repository, anna.address)]) == {repository.pk}

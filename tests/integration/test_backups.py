@@ -11,7 +11,6 @@ from email.message import EmailMessage
 import pyrage
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.urls import reverse
 
 from accounts.models import User
@@ -38,7 +37,7 @@ from provider.celery import app
 from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
 from tests.factories import make_mailbox, make_plan
-from tests.workers import start_worker_process
+from tests.workers import start_worker_process, stop_workers
 
 pytestmark = pytest.mark.integration
 
@@ -562,18 +561,14 @@ def test_a_worker_killed_mid_backup_shows_interrupted_and_back_up_now_resumes_it
             )
     dead_after = 3  # seconds without a heartbeat (a minute by default)
     settings.BACKUP_DEAD_SECONDS = dead_after  # as the web side reads it
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "BACKUP_ROOT": str(settings.BACKUP_ROOT),
-        "BACKUP_PUBLIC_KEY": backup_keys.public,
-        "BACKUP_IDENTITY_FILE": "",
-        "BACKUP_BATCH_MESSAGES": "3",  # slow enough to be killed in the middle
-        "BACKUP_DEAD_SECONDS": str(dead_after),
-        # The broker's visibility timeout stays at its 6 h: it gives the killed run's message
-        # to no one during this test. What resumes the job is "Back up now".
-    }
+    # The broker's visibility timeout stays at its 6 h: it gives the killed run's message
+    # to no one during this test. What resumes the job is "Back up now".
+    env = helpers.backup_worker_env(
+        backup_keys,
+        BACKUP_IDENTITY_FILE="",
+        BACKUP_BATCH_MESSAGES="3",  # slow enough to be killed in the middle
+        BACKUP_DEAD_SECONDS=str(dead_after),
+    )
     queue = f"backup-kill-test-{os.getpid()}"
     sent = []
     send_task = app.send_task
@@ -624,10 +619,7 @@ def test_a_worker_killed_mid_backup_shows_interrupted_and_back_up_now_resumes_it
         second = start_worker_process(queue, env)
         job = wait(job, timeout=90)
     finally:
-        for worker in (first, second):
-            if worker is not None and worker.poll() is None:
-                worker.terminate()
-                worker.wait(30)
+        stop_workers(first, second)
 
     assert job.status == JobStatus.DONE, job.error
     assert job.attempts == 2

@@ -6,9 +6,7 @@ from __future__ import annotations
 import io
 import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,7 +20,7 @@ from mailboxes.models import MailboxLogin
 from mailboxes.services import mail_server_register_local
 from mailserver.dovecot import DovecotInstance
 from mailserver.tls import PrivateCA
-from tests.conftest import free_port
+from tests.conftest import private_dovecot_options
 from tests.factories import PASSWORD, make_domain, make_mailbox
 from tests.waiting import wait_for
 
@@ -104,27 +102,14 @@ def role_dovecot(
     dovecot_db: dict[str, Any], settings: Any, private_ca: PrivateCA
 ) -> Iterator[DovecotInstance]:
     """A Dovecot of its own whose configuration connects with the role."""
-    root = Path(tempfile.mkdtemp(prefix="postamt-dovecot-role-"))
-    root.chmod(0o755)
     instance = DovecotInstance.from_settings(
-        root=root,
-        server="role",
-        imap_port=free_port(),
-        pop3_port=free_port(),
-        imaps_port=free_port(),
-        pop3s_port=free_port(),
-        ssl_cert=str(private_ca.cert_file),
-        ssl_key=str(private_ca.key_file),
-        lmtp_port=free_port(),
-        doveadm_port=None,
-        mail_fsync="never",
-        auth_penalty=False,
+        **private_dovecot_options("role", private_ca), doveadm_port=None
     )
     assert instance.db == dovecot_db  # from DOVECOT_DATABASE_URL
     instance.start()
     yield instance
     instance.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(instance.root, ignore_errors=True)
 
 
 def test_dovecot_logs_a_mailbox_in_through_its_role(role_dovecot: DovecotInstance) -> None:

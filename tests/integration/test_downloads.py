@@ -19,23 +19,25 @@ from backups import crypto, downloads, tasks
 from backups.archive import snapshot_archive
 from backups.models import DownloadJob, JobStatus
 from backups.store import get_store
-from tests.backups.helpers import backup_keys, backup_settings, make_snapshot, message, restore_side
-from tests.factories import make_customer, make_domain, make_mailbox
+from tests.backups.helpers import (
+    backup_keys,
+    backup_settings,
+    mailbox,
+    make_snapshot,
+    message,
+    restore_side,
+)
+from tests.factories import make_customer
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-__all__ = ["backup_keys", "backup_settings", "restore_side"]  # fixtures
+__all__ = ["backup_keys", "backup_settings", "mailbox", "restore_side"]  # fixtures
 
 # Hostile enough to show a lossless path: 8-bit bytes, a "From " line, no final newline.
 ODD = (
     b"From: =?utf-8?q?B=C3=A4cker?= <b@example.org>\r\nSubject: Br\xc3\xb6tchen\r\n\r\n"
     b"From here on\r\n>From quoted\r\n\x00\xff body without end"
 )
-
-
-@pytest.fixture
-def mailbox():  # type: ignore[no-untyped-def]
-    return make_mailbox("anna", domain=make_domain(make_customer("Bäckerei Müller")))
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 from backups import jobs, services
 from backups.models import BackupJob, Blob, JobStatus, Pack, RestoreJob, Snapshot
@@ -28,7 +27,7 @@ from tests.backups import helpers
 from tests.backups.helpers import append, imap, mailbox_contents, message
 from tests.factories import make_mailbox
 from tests.integration.test_backups import empty, wait
-from tests.workers import start_worker_process
+from tests.workers import start_worker_process, stop_workers
 
 pytestmark = pytest.mark.integration
 
@@ -68,16 +67,10 @@ def append_small(dovecot, address: str, subject: str) -> None:  # type: ignore[n
         append(client, "INBOX", message(subject), (b"\\Seen",), helpers.DATE)
 
 
-def worker_env(settings, backup_keys) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    db = connection.settings_dict
-    return {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "BACKUP_ROOT": str(settings.BACKUP_ROOT),
-        "BACKUP_PUBLIC_KEY": backup_keys.public,
-        "BACKUP_IDENTITY_FILE": str(backup_keys.identity_file),
-        "BACKUP_DEAD_SECONDS": "3",
-    }
+def large_worker_env(backup_keys) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return helpers.backup_worker_env(
+        backup_keys, BACKUP_IDENTITY_FILE=str(backup_keys.identity_file), BACKUP_DEAD_SECONDS="3"
+    )
 
 
 def memory(pid: int) -> dict[str, int]:
@@ -106,13 +99,24 @@ def backup_through(worker_queue: str, mailbox) -> BackupJob:  # type: ignore[no-
     return wait(job, timeout=300)
 
 
+def restore_whole(job, mailbox) -> RestoreJob:  # type: ignore[no-untyped-def]
+    """A restore of the whole mailbox from what ``job`` backed up (to be sent to a worker)."""
+    return RestoreJob.objects.create(
+        repository=job.repository,
+        snapshot=job.snapshot,
+        target_mailbox=mailbox,
+        scope="mailbox",
+        requested_by="t",
+    )
+
+
 def test_a_50_mb_message_is_backed_up_and_restored_byte_identically_in_bounded_memory(
-    dovecot, mail_server, restore_side, backup_keys, settings
+    dovecot, mail_server, restore_side, backup_keys
 ):
     anna = make_mailbox("anna")
     append_small(dovecot, anna.address, "small")
     queue = f"large-{os.getpid()}"
-    worker = start_worker_process(queue, worker_env(settings, backup_keys))
+    worker = start_worker_process(queue, large_worker_env(backup_keys))
     try:
         warm = backup_through(queue, anna)  # imports, connections: not what is measured
         assert warm.status == JobStatus.DONE, warm.error
@@ -127,13 +131,7 @@ def test_a_50_mb_message_is_backed_up_and_restored_byte_identically_in_bounded_m
         assert Pack.objects.get(blobs=big).blobs.count() == 1  # a pack of its own
 
         empty(dovecot, anna.address)
-        restoring = RestoreJob.objects.create(
-            repository=job.repository,
-            snapshot=job.snapshot,
-            target_mailbox=anna,
-            scope="mailbox",
-            requested_by="t",
-        )
+        restoring = restore_whole(job, anna)
 
         def run_restore() -> None:
             restore.apply_async((restoring.pk,), queue=queue)
@@ -142,8 +140,7 @@ def test_a_50_mb_message_is_backed_up_and_restored_byte_identically_in_bounded_m
         restore_growth = growth_while(worker, run_restore)
         assert jobs[1].status == JobStatus.DONE, jobs[1].error
     finally:
-        worker.terminate()
-        worker.wait(30)
+        stop_workers(worker)
 
     assert mailbox_contents(dovecot, anna.address) == before  # byte for byte, flags, dates
     assert jobs[1].messages_restored == 2
@@ -161,7 +158,7 @@ def test_a_worker_killed_while_streaming_a_large_message_leaves_a_restorable_cha
         append_small(dovecot, anna.address, f"small {number}")
     settings.BACKUP_DEAD_SECONDS = 3  # as the worker has it: interrupted 3 s after the kill
     queue = f"large-kill-{os.getpid()}"
-    env = worker_env(settings, backup_keys)
+    env = large_worker_env(backup_keys)
     first = start_worker_process(queue, env)
     second = None
     try:
@@ -199,20 +196,11 @@ def test_a_worker_killed_while_streaming_a_large_message_leaves_a_restorable_cha
         assert job.status == JobStatus.DONE, job.error
 
         empty(dovecot, anna.address)
-        restoring = RestoreJob.objects.create(
-            repository=job.repository,
-            snapshot=job.snapshot,
-            target_mailbox=anna,
-            scope="mailbox",
-            requested_by="t",
-        )
+        restoring = restore_whole(job, anna)
         restore.apply_async((restoring.pk,), queue=queue)
         restoring = wait(restoring, timeout=300)
     finally:
-        for worker in (first, second):
-            if worker is not None and worker.poll() is None:
-                worker.terminate()
-                worker.wait(30)
+        stop_workers(first, second)
 
     assert restoring.status == JobStatus.DONE, restoring.error
     assert mailbox_contents(dovecot, anna.address) == before  # every message, byte for byte

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 from django.urls import reverse
 
 from accounts.models import User
@@ -57,17 +56,13 @@ def test_a_backup_whose_worker_dies_in_every_run_ends_failed_after_its_attempts(
             )
     backup_settings.BACKUP_DEAD_SECONDS = DEAD_AFTER
     backup_settings.JOB_MAX_ATTEMPTS = MAX_ATTEMPTS
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "BACKUP_ROOT": str(settings.BACKUP_ROOT),
-        "BACKUP_PUBLIC_KEY": backup_keys.public,
-        "BACKUP_IDENTITY_FILE": "",
-        "BACKUP_BATCH_MESSAGES": "3",  # slow enough to be killed in the middle
-        "BACKUP_DEAD_SECONDS": str(DEAD_AFTER),
-        "JOB_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
-    }
+    env = helpers.backup_worker_env(
+        backup_keys,
+        BACKUP_IDENTITY_FILE="",
+        BACKUP_BATCH_MESSAGES="3",  # slow enough to be killed in the middle
+        BACKUP_DEAD_SECONDS=str(DEAD_AFTER),
+        JOB_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
+    )
     queue = f"backup-loss-test-{os.getpid()}"
     job = BackupJob.objects.create(repository=services.repository_for(anna), requested_by="test")
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)

@@ -13,10 +13,11 @@ from django.utils import timezone
 
 from accounts.models import AuditEntry, User
 from backups.models import BackupJob, DownloadJob, JobStatus, RestoreJob
-from tests.backups.helpers import make_snapshot, message
+from tests.backups.helpers import mailbox, make_snapshot, message
 from tests.factories import make_customer, make_domain, make_mailbox, make_plan
 
 pytestmark = pytest.mark.django_db
+__all__ = ["mailbox"]  # fixtures
 
 IP = "198.51.100.4"
 
@@ -25,11 +26,6 @@ def backup_url(client: Client, name: str, *args: object) -> str:
     """A backup page behind the door of whoever is logged in (the portal's for anonymous)."""
     mount = "staff_backups" if get_user(client).is_staff else "portal_backups"
     return reverse(f"{mount}:{name}", args=args)
-
-
-@pytest.fixture
-def mailbox():  # type: ignore[no-untyped-def]
-    return make_mailbox("anna", domain=make_domain(make_customer("Bäckerei Müller")))
 
 
 @pytest.fixture
