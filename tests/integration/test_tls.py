@@ -23,7 +23,7 @@ from django.test import Client
 from imapclient import IMAPClient
 
 from mailboxes.models import MailServer
-from mailserver.doveadm import doveadm_usage
+from mailserver.doveadm import doveadm_users
 from mailserver.dovecot import DovecotInstance
 from mailserver.errors import UntrustedCertificate
 from mailserver.imap import master_imap_probe
@@ -88,7 +88,7 @@ def test_workers_refuse_a_server_whose_certificate_they_cannot_verify(
     with pytest.raises(UntrustedCertificate, match="certificate verify failed|unable to get"):
         master_imap_probe(mail_server, mailbox.address)
     with pytest.raises(UntrustedCertificate):
-        doveadm_usage(mail_server)
+        doveadm_users(mail_server)
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["mail_servers"] == {mail_server.name: "untrusted certificate"}
