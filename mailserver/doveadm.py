@@ -33,8 +33,9 @@ def doveadm_folders(
 
     Totals are the sums of the folders' virtual sizes, which is exactly what Dovecot's
     ``count`` quota adds up. A user without any folder on disk yet (never logged in, never
-    received mail) has none. Callers send several such requests at once: each is served by
-    a doveadm process of its own, so a server's users are measured on all its cores.
+    received mail) has none. A command per user costs about three times what doveadm's own
+    iteration does (``doveadm_folders_matching``): this is for telling apart which users
+    a failed masked request could not read.
     """
     commands: list[list[object]] = [
         [
