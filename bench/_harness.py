@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT))
 # Measured as production runs: a checkout's .env (from `make run`) turns DEBUG on, and with
 # it Django's query log and cursor wrappers.
 os.environ["DEBUG"] = "false"
-os.environ.setdefault("SECRET_KEY", "bench-not-secret")
+# Long enough for the start-up secret check: the worker refuses to start otherwise.
+os.environ.setdefault("SECRET_KEY", "bench-only-key-" + "0123456789abcdefghijklmnopqrstuvwxyz")
 # Static files as they are: a benchmark runs no collectstatic (production's hashed names).
 os.environ.setdefault("STATIC_MANIFEST", "false")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postamt_bench")

@@ -9,7 +9,8 @@ steady state every interval sees, timed on both of Postamt's paths: the doveadm 
 (used where the server offers it; ``POSTAMT_POLL_DOVEADM_REQUESTS`` requests at once) and the
 portable IMAP path (a master login per mailbox). ``doveadm -f json quota get -A`` is timed on
 the same server in the same state, alternating with Postamt's, the best of ``--rounds`` each.
-Postamt's doveadm requests are also timed alone, split and as one at a time: what Dovecot
+Postamt's doveadm requests are also timed alone, split by user mask and as one request for
+all, alternated: what Dovecot
 takes, the rest being Postamt's storing. Postamt
 measures more than doveadm does (every folder's size and message count, not only the quota
 totals) and stores it all. Last line: ``poll ratio=X.XX (target >= 1.0)``.
@@ -25,6 +26,7 @@ import smtplib
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from _harness import setup_django, start_dovecot, start_worker
 
@@ -41,6 +43,7 @@ def main() -> None:
 
     setup_django()
     from django.conf import settings
+    from django.utils import timezone
 
     from accounts.models import Customer
     from mailboxes.models import GIB, MIB, Domain, Mailbox, MailServer, Plan, PollRun
@@ -48,8 +51,9 @@ def main() -> None:
     from mailboxes.selectors import worker_queues
     from mailboxes.services import mail_server_register_local
     from mailboxes.tasks import poll_all
-    from mailboxes.usage import DOVEADM_USERS_PER_REQUEST
-    from mailserver.doveadm import doveadm_folders
+    from mailboxes.usage import Outcome, _store, user_masks
+    from mailserver.doveadm import doveadm_folders_matching
+    from mailserver.usage import Usage
 
     dovecot = start_dovecot()
     worker = None
@@ -126,16 +130,10 @@ def main() -> None:
 
         def requests_alone(requests: int) -> float:
             """Postamt's doveadm requests without storing anything: Dovecot's share."""
-            chunk = DOVEADM_USERS_PER_REQUEST
-            users = [f"u{i}@bench.example" for i in range(args.mailboxes)]
+            masks = user_masks([f"u{i}@bench.example" for i in range(args.mailboxes)], requests)
             started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=requests) as pool:
-                list(
-                    pool.map(
-                        lambda start: doveadm_folders(server, users[start : start + chunk]),
-                        range(0, len(users), chunk),
-                    )
-                )
+                list(pool.map(lambda mask: doveadm_folders_matching(server, mask[0]), masks))
             return time.perf_counter() - started
 
         # Alternated, best of each: the machine may be shared, and noise only slows things.
@@ -146,8 +144,28 @@ def main() -> None:
             doveadm_runs.append(doveadm_quota_all())
         postamt_seconds, doveadm_seconds = min(postamt_runs), min(doveadm_runs)
         requests = settings.POSTAMT_POLL_DOVEADM_REQUESTS
-        split_seconds, one_seconds = requests_alone(requests), requests_alone(1)
+        split_runs, one_runs = [], []
+        for _ in range(args.rounds):
+            split_runs.append(requests_alone(requests))
+            one_runs.append(requests_alone(1))
+        split_seconds, one_seconds = min(split_runs), min(one_runs)
 
+        def storing_alone() -> float:
+            """Postamt's storing of one poll's answers, in its chunks, without measuring."""
+            measured = doveadm_folders_matching(server, "*")
+            empty = Usage(used_bytes=0, message_count=0, limit_bytes=None)
+            outcomes = [
+                Outcome(pk, usage=measured.get(address, empty))
+                for pk, address in Mailbox.objects.values_list("pk", "address")
+            ]
+            run = PollRun.objects.create(server=server, slot=timezone.now() - timedelta(days=1))
+            chunk = settings.POSTAMT_POLL_CHUNK
+            started = time.perf_counter()
+            for start in range(0, len(outcomes), chunk):
+                _store(run, outcomes[start : start + chunk])
+            return time.perf_counter() - started
+
+        store_seconds = storing_alone()
         postamt_rate = args.mailboxes / postamt_seconds
         doveadm_rate = args.mailboxes / doveadm_seconds
         print(
@@ -156,8 +174,11 @@ def main() -> None:
             f"stored with history; runs: {', '.join(f'{s:.2f}' for s in postamt_runs)} s)"
         )
         print(
-            f"  its doveadm requests alone: {split_seconds:.2f} s ({requests} at once), "
-            f"{one_seconds:.2f} s (one at a time); the rest is storing"
+            f"  its doveadm requests alone: {split_seconds:.2f} s (split by user mask, {requests} "
+            f"at once; runs: {', '.join(f'{s:.2f}' for s in split_runs)}), {one_seconds:.2f} s "
+            f"(one request for all; runs: {', '.join(f'{s:.2f}' for s in one_runs)}); "
+            f"the rest is storing: {store_seconds:.2f} s alone, "
+            f"in chunks of {settings.POSTAMT_POLL_CHUNK}"
         )
         if imap_seconds is not None:
             print(

@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce, RowNumber, TruncDay, TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from mailserver.doveadm import doveadm_folders, doveadm_users
+from mailserver.doveadm import doveadm_folders, doveadm_folders_matching, doveadm_users
 from mailserver.errors import (
     MailboxUnknown,
     MailServerError,
@@ -48,10 +48,6 @@ from .models import (
 log = logging.getLogger(__name__)
 
 THIN_MAILBOXES_PER_STATEMENT = 500
-# Mailboxes per doveadm request: small enough that the first answers are stored while
-# Dovecot still measures the rest, large enough that a request's own cost (a doveadm
-# process, the HTTP round trip) is small beside its users'.
-DOVEADM_USERS_PER_REQUEST = 500
 
 
 @dataclass(frozen=True)
@@ -172,42 +168,95 @@ def _fail(server: MailServer, run: PollRun, health: str, reason: str, now: datet
 
 
 def _measure_batch(server: MailServer, pending: list[tuple[int, str]]) -> Iterator[Outcome]:
-    """The doveadm HTTP path: the mailboxes in requests of ``DOVEADM_USERS_PER_REQUEST``,
-    ``POSTAMT_POLL_DOVEADM_REQUESTS`` at once, and Dovecot's own user list beside them for
-    the users Postamt lacks. Each request is a doveadm process of its own, so the server
-    measures on all its cores, and each answer is stored while the next ones are measured.
+    """The doveadm HTTP path: the mailboxes in one request per user mask (see
+    ``user_masks``), ``POSTAMT_POLL_DOVEADM_REQUESTS`` at once, and Dovecot's own user list
+    beside them for the users Postamt lacks. Each request is a doveadm process of its own, so
+    the server measures on several cores, and each answer is stored while the next ones are
+    measured.
 
     One master login is still tried, so a broken master password (which the workers'
     backups depend on) is caught even when no mailbox needs IMAP."""
-    chunks = [
-        pending[start : start + DOVEADM_USERS_PER_REQUEST]
-        for start in range(0, len(pending), DOVEADM_USERS_PER_REQUEST)
-    ]
     unknown = MailboxUnknown(str(_("the mail server does not know this mailbox")))
+    no_folders = Usage(used_bytes=0, message_count=0, limit_bytes=None, folders=())
     probed = False
+    known: set[str] | None = None
+    pks = {address: pk for pk, address in pending}
     pool = ThreadPoolExecutor(max_workers=settings.POSTAMT_POLL_DOVEADM_REQUESTS)
     try:
         listed = pool.submit(doveadm_users, server)
         futures = {
-            pool.submit(doveadm_folders, server, [address for _pk, address in chunk]): chunk
-            for chunk in chunks
+            pool.submit(_measure_masked, server, mask, addresses): addresses
+            for mask, addresses in user_masks(list(pks), settings.POSTAMT_POLL_DOVEADM_REQUESTS)
         }
         for future in as_completed(futures):
             measured = future.result()
-            for pk, address in futures[future]:
-                usage = measured[address]
+            if known is None:
+                known = {user.lower() for user in listed.result()}
+            for address in futures[future]:
+                # Only the users this mask was asked for: it may match others as well.
+                usage = measured.get(
+                    address.lower(), no_folders if address.lower() in known else None
+                )
                 if usage is None or isinstance(usage, MailServerError):
-                    yield Outcome(pk, error=usage or unknown)
+                    yield Outcome(pks[address], error=usage or unknown)
                     continue
                 if not probed:
                     probed = True
                     _probe_master_login(server, address)
-                yield Outcome(pk, usage=usage)
+                yield Outcome(pks[address], usage=usage)
         ours = set(Mailbox.objects.filter(mail_server=server).values_list("address", flat=True))
         unknown_users = sorted(listed.result() - ours)[:500]
         MailServer.objects.filter(pk=server.pk).update(unknown_users=unknown_users)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Characters a mask cannot name as themselves: doveadm's wildcards, and the backslash that
+# some Dovecot versions read as an escape.
+_NOT_LITERAL_IN_MASKS = frozenset("*?\\")
+
+
+def user_masks(addresses: list[str], requests: int) -> list[tuple[str, list[str]]]:
+    """doveadm user masks that together measure each of ``addresses`` exactly once, each with
+    the addresses it is asked for, largest first (so ``requests`` at once finish together).
+
+    One request with ``*`` (every user, doveadm's own iteration) where ``requests`` is 1.
+    Else one mask per last character of the local part, case-insensitive like doveadm's
+    matching: ``*7@*``, ``*a@*``. A doveadm request runs one masked command (a second one
+    in the same request fails once the first has dropped privileges), so each mask is a
+    request of its own. An address whose local part ends in a character a mask cannot name
+    (a wildcard, a backslash, anything not ASCII) gets a mask of its own: itself with that
+    character as ``?``. A mask may also match users not asked for (ones Dovecot alone lists,
+    or mailboxes already measured in this run): the caller keeps only those it asked for.
+    """
+    if requests <= 1:
+        return [("*", addresses)] if addresses else []
+    groups: dict[str, list[str]] = defaultdict(list)
+    for address in addresses:
+        local, _at, domain = address.lower().rpartition("@")
+        last = local[-1:]
+        if last.isascii() and last and last not in _NOT_LITERAL_IN_MASKS:
+            groups[f"*{last}@*"].append(address)
+        else:
+            groups[f"{local[:-1]}?@{domain}"].append(address)
+    return sorted(groups.items(), key=lambda group: -len(group[1]))
+
+
+def _measure_masked(
+    server: MailServer, mask: str, addresses: list[str]
+) -> dict[str, Usage | MailServerError | None]:
+    """One mask's users, keyed in lower case. Where doveadm cannot read one of them, the
+    whole masked command fails: its users are then measured one command each, so only that
+    one mailbox stays stale."""
+    try:
+        return dict(doveadm_folders_matching(server, mask))
+    except MailServerUnavailable:
+        raise
+    except MailServerError as exc:
+        log.warning("%s: doveadm failed for %s, one command per user: %s", server.name, mask, exc)
+        return {
+            address.lower(): usage for address, usage in doveadm_folders(server, addresses).items()
+        }
 
 
 def _probe_master_login(server: MailServer, address: str) -> None:

@@ -33,8 +33,9 @@ def doveadm_folders(
 
     Totals are the sums of the folders' virtual sizes, which is exactly what Dovecot's
     ``count`` quota adds up. A user without any folder on disk yet (never logged in, never
-    received mail) has none. Callers send several such requests at once: each is served by
-    a doveadm process of its own, so a server's users are measured on all its cores.
+    received mail) has none. A command per user costs about three times what doveadm's own
+    iteration does (``doveadm_folders_matching``): this is for telling apart which users
+    a failed masked request could not read.
     """
     commands: list[list[object]] = [
         [
@@ -64,6 +65,37 @@ def doveadm_folders(
             folders=folders,
         )
     return measured
+
+
+def doveadm_folders_matching(server: Server, mask: str, timeout: float = 600) -> dict[str, Usage]:
+    """The folders of every user ``mask`` matches, in one doveadm HTTP API request, keyed by
+    the username in lower case.
+
+    ``*`` and ``?`` in ``mask`` are doveadm's wildcards (its ``-u``, case-insensitive):
+    doveadm walks its user list and opens only the users that match, all in one process, which
+    costs a third of what a command per user does. Requests with disjoint masks sent at once
+    measure a server on all its cores. A user without any folder on disk yet has no entry.
+    """
+    rows = _answer(
+        server,
+        "mailboxStatus",
+        {"user": mask, "field": ["messages", "vsize"], "mailboxMask": ["*"]},
+        timeout,
+    )
+    folders: dict[str, list[Folder]] = {}
+    for row in rows:
+        folders.setdefault(row["username"].lower(), []).append(
+            Folder(row["mailbox"], int(row["messages"]), int(row["vsize"]))
+        )
+    return {
+        user: Usage(
+            used_bytes=sum(f.size_bytes for f in listed),
+            message_count=sum(f.message_count for f in listed),
+            limit_bytes=None,
+            folders=tuple(listed),
+        )
+        for user, listed in folders.items()
+    }
 
 
 # One folder as STATUS describes it: (UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ).

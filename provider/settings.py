@@ -414,8 +414,9 @@ LOGGING = {
 # --- Usage polling ------------------------------------------------------------------------
 POSTAMT_POLL_INTERVAL = env.int("POSTAMT_POLL_INTERVAL", default=15 * 60)  # seconds
 POSTAMT_POLL_CHUNK = env.int("POSTAMT_POLL_CHUNK", default=200)  # mailboxes per DB transaction
-# doveadm HTTP API requests a poll of one server sends at once: each is a doveadm process on
-# the mail server, so about its number of cores (2 is right for the 2-core servers we test on).
+# doveadm HTTP API requests a poll of one server sends at once, one per user mask: each is a
+# doveadm process on the mail server, so about its number of cores (2 is right for the 2-core
+# servers we test on; 1 sends one request for every user).
 POSTAMT_POLL_DOVEADM_REQUESTS = env.int("POSTAMT_POLL_DOVEADM_REQUESTS", default=2)
 POSTAMT_REFRESH_MIN_INTERVAL = env.int("POSTAMT_REFRESH_MIN_INTERVAL", default=60)  # seconds
 # A mailbox move waits this long after switching servers before it catches up with the old

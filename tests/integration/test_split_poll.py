@@ -70,7 +70,7 @@ def dovecot_all_users(dovecot) -> dict[str, tuple[int, int]]:  # type: ignore[no
 
 
 def test_a_poll_split_over_parallel_requests_stores_what_one_request_reads(
-    dovecot, mail_server, deliver, settings, monkeypatch
+    dovecot, mail_server, deliver, settings
 ):
     MailServer.objects.filter(pk=mail_server.pk).update(doveadm_port=dovecot.doveadm_port)
     domain = make_domain()
@@ -81,13 +81,11 @@ def test_a_poll_split_over_parallel_requests_stores_what_one_request_reads(
     ghost = make_mailbox("ghost", domain=domain)
 
     with dovecot_view_without(ghost.address):
-        # Split: requests of 2 mailboxes, 3 at once (the 8 mailboxes make 4 requests).
-        monkeypatch.setattr(usage, "DOVEADM_USERS_PER_REQUEST", 2)
+        # Split: one request per user mask (u0..u6, ghost: 8 masks), 3 at once.
         settings.POSTAMT_POLL_DOVEADM_REQUESTS = 3
         poll()
         split = stored()
-        # One request for all, one at a time: the poll as it was before the split.
-        monkeypatch.setattr(usage, "DOVEADM_USERS_PER_REQUEST", 10_000)
+        # One request for every user: the poll as it was before the split.
         settings.POSTAMT_POLL_DOVEADM_REQUESTS = 1
         PollRun.objects.all().delete()  # a second run in this slot (the samples stay)
         poll()
@@ -105,3 +103,51 @@ def test_a_poll_split_over_parallel_requests_stores_what_one_request_reads(
     assert measured == {**dict.fromkeys(measured, (0, 0)), **reference}
     assert measured[boxes[0].address][0] == 3 and measured[boxes[4].address][0] == 1
     assert split[boxes[6].address][4] == []
+
+
+def test_masks_measure_every_user_exactly_once(dovecot, mail_server, deliver, settings):
+    """Local parts starting with digits, with dots, in mixed case (as Dovecot lists them),
+    under a punycode domain, and sharing last characters across domains."""
+    MailServer.objects.filter(pk=mail_server.pk).update(doveadm_port=dovecot.doveadm_port)
+    idn, plain = make_domain(name="xn--mnchen-3ya.test"), make_domain(name="plain.test")
+    boxes = [
+        make_mailbox(local_part, domain=domain)
+        for local_part, domain in [
+            ("1st", idn),
+            ("42", idn),
+            ("42", plain),
+            ("first.last", idn),
+            ("x.2", plain),
+            ("0", plain),
+            ("a-", plain),
+            ("b_", idn),
+            ("mixed", plain),
+        ]
+    ]
+    for i, box in enumerate(boxes):
+        deliver(box.address, message(f"hello {i}", 1_000 * (i + 1)))
+    # Dovecot lists this one as stored: upper case, matched by the lower-case mask "*d@*".
+    Mailbox.objects.filter(pk=boxes[-1].pk).update(address="MiXeD@plain.test")
+    addresses = [a for a in Mailbox.objects.values_list("address", flat=True)]
+    settings.POSTAMT_POLL_DOVEADM_REQUESTS = 2
+
+    masks = usage.user_masks(addresses, 2)
+    assigned = [a for _mask, group in masks for a in group]
+    assert sorted(assigned) == sorted(addresses)
+    assert {mask for mask, _group in masks} >= {"*t@*", "*2@*", "*-@*", "*_@*", "*d@*"}
+
+    poll()
+    run = PollRun.objects.get()
+    assert run.mailboxes_done == len(boxes) and run.mailboxes_failed == 0
+    split = stored()
+    assert all(len(state[5]) == 1 for state in split.values())  # one sample each
+    assert {s[2] for s in split.values()} == {Mailbox.UsageState.OK}
+    # Dovecot finds the renamed user's mail under its new name: none, and so no row.
+    measured = {a: (s[1], s[0]) for a, s in split.items()}
+    assert measured == {**dict.fromkeys(measured, (0, 0)), **dovecot_all_users(dovecot)}
+    assert sum(count > 0 for count, _size in measured.values()) == len(boxes) - 1
+
+    settings.POSTAMT_POLL_DOVEADM_REQUESTS = 1
+    PollRun.objects.all().delete()
+    poll()
+    assert stored() == split
