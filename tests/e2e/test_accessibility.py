@@ -432,7 +432,7 @@ def test_every_page_and_state_in_english_and_german(
     page.locator(f"#snapshot-{snapshot.pk} summary").click()
     check("portal backups, restore opened")
     page.locator(f"#snapshot-{snapshot.pk} input[name$=scope][value=folder]").check()
-    submit(page, f"#snapshot-{snapshot.pk} form")
+    submit(page, f"#snapshot-{snapshot.pk} form:has(input[name$=scope])")  # not Download
     expect(page.locator(f"#snapshot-{snapshot.pk} .errorlist").first).to_be_visible()
     check("portal backups, restore refused")
     visit(f"/portal/backups/snapshots/{snapshot.pk}/messages/", "portal backup messages")
