@@ -43,7 +43,7 @@ def mailbox_on(server: MailServer, local_part: str, protocol: str = "imap") -> M
         mail_server=server,
         actor="test",
     )
-    return make_mailbox(local_part, domain=domain, protocol=protocol)
+    return make_mailbox(local_part, domain=domain, protocol=protocol, mail_server=server)
 
 
 def imap_subjects(
