@@ -62,8 +62,19 @@ def test_every_queue_has_its_worker_and_there_is_one_beat(compose) -> None:
     for name, service in services.items():
         command = service.get("command") or []
         if command[:4] == ["celery", "-A", "provider", "worker"]:
-            queues[command[command.index("-Q") + 1]] = name
-    assert set(queues) == {"default", "poll", "backup", "restore", "webhooks"}
+            for queue in command[command.index("-Q") + 1].split(","):
+                queues[queue] = name
+    # The shared queues, and the mail server's own (poll.<server>, backup.<server>).
+    assert set(queues) == {
+        "default",
+        "poll",
+        "backup",
+        "restore",
+        "webhooks",
+        "poll.local",
+        "backup.local",
+    }
+    assert queues["poll.local"] == "worker-poll" and queues["backup.local"] == "worker-backup"
     beats = [n for n, s in services.items() if (s.get("command") or [])[3:4] == ["beat"]]
     assert beats == ["beat"]
     for name in ("web", "worker-backup", "worker-restore"):

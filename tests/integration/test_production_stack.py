@@ -24,6 +24,7 @@ from imapclient import IMAPClient
 from accounts.models import User
 from backups.models import BackupJob, JobStatus, RestoreJob, Snapshot
 from mailboxes.models import Mailbox, MailServer
+from provider.celery import BACKUP, POLL, server_queue
 from tests.backups.helpers import message
 from tests.conftest import SMTPCollector, free_port
 from tests.factories import PASSWORD, make_customer, make_domain, make_plan
@@ -38,6 +39,12 @@ HOST = "postamt.example.net"
 BIN = Path(sys.executable).parent
 # What no process gets unless it is named below for it.
 SECRETS = ("SECRET_KEY", "POSTAMT_MASTER_PASSWORD", "POSTAMT_DOVEADM_API_KEY", "EMAIL_BACKEND")
+HELD_APART = (
+    "SECRET_KEY",
+    "POSTAMT_MASTER_PASSWORD",
+    "POSTAMT_DOVEADM_API_KEY",
+    "BACKUP_IDENTITY_FILE",
+)
 QUEUES = ("default", "poll", "backup", "restore", "webhooks")
 
 
@@ -160,6 +167,9 @@ def stack(
         BACKUP_RESTORE_QUEUE="restore",
         POSTAMT_POLL_INTERVAL="2",  # beat sends a poll every 2 s
     )
+    # Set empty, not left out: a process reads what its environment lacks from the checkout's
+    # .env (`make run`'s), which holds every secret.
+    base.update(dict.fromkeys(HELD_APART, ""))
     secret_key = {"SECRET_KEY": PRODUCTION["SECRET_KEY"]}
     master = {"POSTAMT_MASTER_PASSWORD": child_env()["POSTAMT_MASTER_PASSWORD"]}
     doveadm = {"POSTAMT_DOVEADM_API_KEY": child_env()["POSTAMT_DOVEADM_API_KEY"]}
@@ -172,8 +182,8 @@ def stack(
     }
     web_env = {**base, **secret_key, "BACKUP_IDENTITY_FILE": str(identity_file)}
     # The web talks to no mail server, so it never holds their secrets.
-    assert not {"POSTAMT_MASTER_PASSWORD", "POSTAMT_DOVEADM_API_KEY"} & set(web_env)
-    assert "BACKUP_IDENTITY_FILE" not in {**base, **held["backup"]}
+    assert not web_env["POSTAMT_MASTER_PASSWORD"] and not web_env["POSTAMT_DOVEADM_API_KEY"]
+    assert not {**base, **held["backup"]}["BACKUP_IDENTITY_FILE"]
     collected = subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
         cwd=CHECKOUT, env=web_env, capture_output=True, text=True, timeout=300,
@@ -192,10 +202,14 @@ def stack(
         [str(BIN / "gunicorn"), "provider.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
         web_env,
     )
+    # As compose runs them: the poll and backup workers also take the mail server's own queues.
+    consumes = {q: q for q in QUEUES} | {
+        kind: f"{kind},{server_queue(kind, mail_server.name)}" for kind in (POLL, BACKUP)
+    }
     for queue in QUEUES:
         stack.start(
             f"worker-{queue}",
-            [str(BIN / "celery"), "-A", "provider", "worker", "-Q", queue, "-P", "solo",
+            [str(BIN / "celery"), "-A", "provider", "worker", "-Q", consumes[queue], "-P", "solo",
              "--without-mingle", "--without-gossip", "--hostname", f"{queue}@stack"],
             {**base, **held[queue]},
         )  # fmt: skip
