@@ -90,7 +90,9 @@ def process_secret_errors(process: str, queues: Sequence[str] = ()) -> list[chec
         return []
     required = set(PROCESS_SECRETS.get(process, ()))
     for queue in queues:
-        required.update(QUEUE_SECRETS.get(queue, ("SECRET_KEY", "POSTAMT_MASTER_PASSWORD")))
+        # A mail server's own queue (poll.<server>, backup.<server>) is its kind's.
+        kind = queue if queue in QUEUE_SECRETS else queue.partition(".")[0]
+        required.update(QUEUE_SECRETS.get(kind, ("SECRET_KEY", "POSTAMT_MASTER_PASSWORD")))
     errors = []
     for name in OPTIONAL_SECRETS:
         value = _value(name)

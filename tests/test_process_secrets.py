@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mailserver.tls import PrivateCA
+from provider.checks import process_secret_errors
 from tests.test_settings import CHECKOUT, PRODUCTION, TEST_RELAXATIONS, as_root, child_env
 
 MAIL_SERVER_SECRETS = ("POSTAMT_MASTER_PASSWORD", "POSTAMT_DOVEADM_API_KEY")
@@ -62,6 +63,15 @@ def test_a_worker_refuses_to_start_without_its_queues_secrets_or_with_weak_ones(
     result = celery_worker(queue, **env)
     assert result.returncode != 0
     assert f"postamt.E001: {problem}" in result.stderr
+
+
+def test_a_mail_servers_own_queues_need_what_their_kind_needs(settings) -> None:
+    """compose gives the poll and backup workers (poll,poll.<server>…) no SECRET_KEY."""
+    settings.DEBUG = False
+    settings.SECRET_KEY = ""
+    settings.POSTAMT_MASTER_PASSWORD = "Xr7Tq2Lp9Vw4Zk8Nm3Bc"
+    assert process_secret_errors("worker", ["poll", "poll.mx2", "backup", "backup.mx2"]) == []
+    assert process_secret_errors("worker", ["default"])  # which does need SECRET_KEY
 
 
 @pytest.fixture
