@@ -158,6 +158,14 @@ class DovecotInstance:
             "master_user": self.master_user,
         }
 
+    def _clear_stale_base_dir(self) -> None:
+        """Refuse a root that a running Dovecot uses; else remove a killed instance's sockets
+        (a stale base_dir costs a 5 s retry at start)."""
+        running = self.running_pid()
+        if running:
+            raise DovecotError(f"Dovecot already runs from {self.root} (pid {running})")
+        shutil.rmtree(self.root / "run", ignore_errors=True)
+
     def render(self, version: Literal["2.3", "2.4"] | None = None) -> Path:
         """Write the configuration files; secrets inside are readable by root only.
 
@@ -180,11 +188,7 @@ class DovecotInstance:
         self.mail_root.mkdir(exist_ok=True, mode=0o700)
         os.chown(self.mail_root, mail_pw.pw_uid, mail_pw.pw_gid)
         self.mail_root.chmod(0o700)
-        running = self.running_pid()
-        if running:
-            raise DovecotError(f"Dovecot already runs from {self.root} (pid {running})")
-        # A stale base_dir (sockets of a killed instance) costs a 5 s retry at start.
-        shutil.rmtree(self.root / "run", ignore_errors=True)
+        self._clear_stale_base_dir()
         context = {
             "server": self.server,
             "instance_name": self.instance_name or f"postamt-{self.server}",
@@ -229,10 +233,7 @@ class DovecotInstance:
         for directory in (self.root, self.conf_dir, self.root / "log", self.root / "state"):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             directory.chmod(0o700)
-        running = self.running_pid()
-        if running:
-            raise DovecotError(f"Dovecot already runs from {self.root} (pid {running})")
-        shutil.rmtree(self.root / "run", ignore_errors=True)
+        self._clear_stale_base_dir()
         context = {
             "server": self.server,
             "instance_name": self.instance_name or f"postamt-{self.server}",
