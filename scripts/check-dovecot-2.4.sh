@@ -16,7 +16,7 @@
 # mail server's log showing the proxied login as TLS) and delivery through it. It ends with PASS
 # or FAIL (exit status 0 or 1).
 #
-# Environment: CHROOT (default .cache/trixie-chroot; runs wait for each other), MIRROR (default:
+# Environment: CHROOT (default /var/tmp/postamt-trixie-chroot; runs wait for each other), MIRROR (default:
 # the Debian mirror of this machine's apt sources), PG_URL (default postgres://postgres@127.0.0.1:5432),
 # BACKENDS ("sqlite pgsql"), IMAP_PORT/POP3_PORT/IMAPS_PORT/POP3S_PORT/LMTP_PORT/DOVEADM_PORT
 # (24143/24110/24993/24995/24024/24808),
@@ -28,7 +28,10 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 
 mkdir -p .cache
-CHROOT=${CHROOT:-$(realpath .cache)/trixie-chroot}
+# Outside the checkout: the mail user must pass through every parent of the mail root, which a
+# checkout in a private folder (mktemp -d is 0700) does not allow; and clones share it.
+DEFAULT_CHROOT=/var/tmp/postamt-trixie-chroot
+CHROOT=${CHROOT:-$DEFAULT_CHROOT}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 BACKENDS=${BACKENDS:-sqlite pgsql}
 IMAP_PORT=${IMAP_PORT:-24143}
@@ -127,7 +130,7 @@ if ! [ -x "$CHROOT/usr/sbin/dovecot" ]; then
   if ! [ -x "$CHROOT/usr/bin/apt-get" ]; then
     if [ -d "$CHROOT" ] && [ -n "$(ls -A "$CHROOT")" ]; then
       # An interrupted build: the cache of our own is made again; another folder is left alone.
-      if [ "$CHROOT" = "$(realpath .cache)/trixie-chroot" ] \
+      if [ "$CHROOT" = "$DEFAULT_CHROOT" ] \
          && ! mountpoint -q "$CHROOT/dev" && ! mountpoint -q "$CHROOT/proc"; then
         echo "removing the unfinished chroot in $CHROOT"; rm -rf "${CHROOT:?}"
       else
